@@ -1,0 +1,472 @@
+"""The schema of chatops.yaml.
+
+Every field an operator can get wrong is checked here, at load time, so that a mistake is reported
+once with its field path and the fix, instead of surfacing as a failed deploy at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack")
+"""Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
+keep even `/health` to its own people."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept 60, 60.0, '60s', '1.5m', '500ms', '1h' and return seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60, '90s', '5m' or '500ms'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"expected a duration such as 60, '90s', '5m' or '500ms', got {value!r}")
+
+
+Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+
+ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{8,}$")]
+MemberId = Annotated[str, Field(pattern=r"^([UWS][A-Z0-9]{8,}|\*)$")]
+ServiceName = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key silently ignored is a policy silently not applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretNames(Strict):
+    slack_bot_token: str = "slack-bot-token"
+    slack_signing_secret: str = "slack-signing-secret"
+
+
+class HealthPaths(Strict):
+    liveness: str = "/health"
+    readiness: str = "/ready"
+    deep: str = "/health/deep"
+    timeout: Seconds = 2.0
+
+    @field_validator("liveness", "readiness", "deep")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"a path must start with '/', e.g. '/{value}'")
+        return value
+
+
+class LogCheck(Strict):
+    """A post-deploy validation read from Cloud Logging, like the seeds' deploy-script checks."""
+
+    name: str
+    filter: str
+    at_least: int | None = Field(default=None, ge=0)
+    at_most: int | None = Field(default=None, ge=0)
+    runbook_step: str | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LogCheck:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("a log check needs at_least or at_most, e.g. at_most: 0")
+        return self
+
+
+class HttpCheck(Strict):
+    """A post-deploy validation that calls the candidate's tag URL."""
+
+    name: str
+    path: str
+    expect_status: int = Field(default=200, ge=100, le=599)
+    runbook_step: str | None = None
+
+
+class CanaryPolicy(Strict):
+    strategy: Literal["canary", "direct"] = "canary"
+    stages: tuple[int, ...] = (5, 50, 100)
+    window: Seconds = 60.0
+    min_requests: int = Field(default=20, ge=0)
+    min_success_rate: float = Field(default=99.0, ge=0, le=100)
+    max_p99_ms: float = Field(default=500.0, gt=0)
+    max_error_logs: int = Field(default=0, ge=0)
+    progress_deadline: Seconds = 600.0
+    log_checks: tuple[LogCheck, ...] = ()
+    http_checks: tuple[HttpCheck, ...] = ()
+
+    @field_validator("stages")
+    @classmethod
+    def _rising_to_100(cls, stages: tuple[int, ...]) -> tuple[int, ...]:
+        if not stages or stages[-1] != 100:
+            raise ValueError(f"stages must end at 100, e.g. [5, 50, 100]; got {list(stages)}")
+        if any(not 0 < s <= 100 for s in stages):
+            raise ValueError(f"each stage is a percent between 1 and 100; got {list(stages)}")
+        if any(b <= a for a, b in itertools.pairwise(stages)):
+            raise ValueError(f"stages must rise, e.g. [5, 50, 100]; got {list(stages)}")
+        return stages
+
+
+class CanaryOverride(Strict):
+    """Per-service changes to the default canary policy; unset fields inherit."""
+
+    strategy: Literal["canary", "direct"] | None = None
+    stages: tuple[int, ...] | None = None
+    window: Seconds | None = None
+    min_requests: int | None = Field(default=None, ge=0)
+    min_success_rate: float | None = Field(default=None, ge=0, le=100)
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    max_error_logs: int | None = Field(default=None, ge=0)
+    progress_deadline: Seconds | None = None
+    log_checks: tuple[LogCheck, ...] | None = None
+    http_checks: tuple[HttpCheck, ...] | None = None
+
+
+class AlertPolicy(Strict):
+    open_after: int = Field(default=3, ge=1)
+    resolve_after: int = Field(default=2, ge=1)
+    interval: Seconds = 60.0
+
+
+class Defaults(Strict):
+    health: HealthPaths = HealthPaths()
+    canary: CanaryPolicy = CanaryPolicy()
+    alerts: AlertPolicy = AlertPolicy()
+
+
+class Service(Strict):
+    image: str = Field(description="image repository without a tag, e.g. us-west2-docker.pkg.dev/p/r/name")
+    description: str = ""
+    owners: tuple[MemberId, ...] = ()
+    alert_channel: str | None = None
+    runbook: str | None = None
+    checks: dict[str, str] = Field(
+        default_factory=dict, description="health check name -> runbook heading anchor"
+    )
+    health: HealthPaths | None = None
+    canary: CanaryOverride = CanaryOverride()
+
+    @field_validator("image")
+    @classmethod
+    def _untagged(cls, image: str) -> str:
+        last = image.rsplit("/", 1)[-1]
+        if "@" in image or ":" in last:
+            raise ValueError(
+                f"give the repository without a tag or digest, e.g. {image.split('@')[0].rsplit(':', 1)[0]}"
+            )
+        if "/" not in image:
+            raise ValueError(f"give the full repository, e.g. us-west2-docker.pkg.dev/PROJECT/REPO/{image}")
+        return image
+
+
+class Role(Strict):
+    members: tuple[MemberId, ...] = Field(min_length=1)
+    may: tuple[str, ...] = Field(min_length=1)
+    services: tuple[str, ...] = ("*",)
+
+    @field_validator("may")
+    @classmethod
+    def _known_actions(cls, may: tuple[str, ...]) -> tuple[str, ...]:
+        for action in may:
+            if action not in ACTIONS and action != "*":
+                raise ValueError(f"unknown action {action!r}{_did_you_mean(action, ACTIONS)}")
+        return may
+
+
+class Digest(Strict):
+    name: str
+    channel: str
+    cron: str
+    timezone: str = "UTC"
+    services: Literal["all"] | tuple[str, ...] = "all"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str) -> str:
+        example = "a cron line has 5 fields (minute hour day month weekday), e.g. '0 8 * * 1-5'"
+        if len(cron.split()) != 5:
+            raise ValueError(f"{example}; got {cron!r}")
+        try:
+            CronTrigger.from_crontab(cron)
+        except ValueError as exc:
+            raise ValueError(f"{cron!r} is not a valid cron line ({exc}); {example}") from None
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}; write an IANA name such as 'America/Los_Angeles'") from None
+        return zone
+
+
+class Slack(Strict):
+    channels: dict[str, ChannelId] = Field(min_length=1, description="short name -> Slack channel id")
+    deploy_channel: str
+    usergroups: dict[str, tuple[MemberId, ...]] = Field(default_factory=dict)
+
+
+class Config(Strict):
+    project: str = Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    region: str = Field(pattern=r"^[a-z]+-[a-z]+\d$")
+    secrets: SecretNames = SecretNames()
+    slack: Slack
+    defaults: Defaults = Defaults()
+    services: dict[ServiceName, Service] = Field(min_length=1)
+    roles: dict[str, Role] = Field(min_length=1)
+    digests: tuple[Digest, ...] = ()
+    runbook_base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Config:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        channels = self.slack.channels
+        if self.slack.deploy_channel not in channels:
+            problems.append((("slack", "deploy_channel"), _unknown("channel", self.slack.deploy_channel, channels)))
+        for name, service in self.services.items():
+            if service.alert_channel is not None and service.alert_channel not in channels:
+                problems.append(
+                    (("services", name, "alert_channel"), _unknown("channel", service.alert_channel, channels))
+                )
+            try:
+                self.canary_for(name)
+            except ValidationError as exc:
+                for item in exc.errors():
+                    loc = ("services", name, "canary", *item["loc"])
+                    problems.append((loc, item["msg"].removeprefix("Value error, ")))
+        for index, digest in enumerate(self.digests):
+            if digest.channel not in channels:
+                problems.append((("digests", index, "channel"), _unknown("channel", digest.channel, channels)))
+            if digest.services != "all":
+                for service_name in digest.services:
+                    if service_name not in self.services:
+                        problems.append(
+                            (("digests", index, "services"), _unknown("service", service_name, self.services))
+                        )
+        for role_name, role in self.roles.items():
+            for service_name in role.services:
+                if service_name != "*" and service_name not in self.services:
+                    problems.append(
+                        (("roles", role_name, "services"), _unknown("service", service_name, self.services))
+                    )
+        if problems:
+            raise ConfigReferenceError(problems)
+        return self
+
+    def canary_for(self, service: str) -> CanaryPolicy:
+        override = self.services[service].canary.model_dump(exclude_none=True)
+        return CanaryPolicy.model_validate({**self.defaults.canary.model_dump(), **override})
+
+    def health_for(self, service: str) -> HealthPaths:
+        return self.services[service].health or self.defaults.health
+
+    def alert_channel_for(self, service: str) -> str:
+        name = self.services[service].alert_channel or self.slack.deploy_channel
+        return self.slack.channels[name]
+
+
+class ConfigReferenceError(ValueError):
+    """Cross-field problems, each with its own path, so they print like schema errors."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown(kind: str, name: str, known: Any) -> str:
+    listed = ", ".join(sorted(known))
+    return f"unknown {kind} {name!r}{_did_you_mean(name, known)} (known: {listed})"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; carries every problem, not just the first."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{source}: {count}\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a config with two `prediction-worker:` entries is a mistake."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice; keep one", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+_HINTS = {
+    "missing": "this field is required",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "bool_parsing": "write true or false",
+    "dict_type": "write a mapping (key: value lines)",
+    "tuple_type": "write a list, e.g. [a, b]",
+    "list_type": "write a list, e.g. [a, b]",
+    "string_type": "write a string",
+}
+
+
+def _problems_of(error: ValidationError, model: type[BaseModel], data: Any) -> Iterator[ConfigProblem]:
+    items = error.errors()
+    deeper = {tuple(i["loc"][:n]) for i in items for n in range(1, len(i["loc"]))}
+    for item in items:
+        loc = tuple(item["loc"])
+        kind = item["type"]
+        if loc in deeper:
+            continue  # a container's own complaint ("too short") only restates its item's error
+        if loc and loc[-1] == "[key]":
+            loc = loc[:-1]
+        ctx = item.get("ctx") or {}
+        if kind == "value_error" and isinstance(ctx.get("error"), ConfigReferenceError):
+            for sub_loc, message in ctx["error"].problems:
+                yield ConfigProblem(_path(loc + sub_loc), message)
+            continue
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1], data)
+            key = str(loc[-1])
+            yield ConfigProblem(
+                _path(loc),
+                f"unknown key {key!r}{_did_you_mean(key, allowed)} (allowed here: {', '.join(allowed)})",
+            )
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        if kind == "string_pattern_mismatch":
+            message = _pattern_hint(loc, item.get("input"))
+        elif kind in _HINTS and kind != "missing":
+            message = f"{_HINTS[kind]} (got {item.get('input')!r})"
+        elif kind == "missing":
+            message = _HINTS[kind]
+        yield ConfigProblem(_path(loc), message)
+
+
+def _pattern_hint(loc: tuple[str | int, ...], value: Any) -> str:
+    hints = {
+        "project": "a Google Cloud project id: 6-30 lowercase letters, digits or hyphens, e.g. nba-props-platform",
+        "region": "a Cloud Run region such as us-west2",
+        "channels": "a Slack channel id such as C07ABCDEF12 (right-click the channel, Copy link)",
+        "members": "a Slack user id (U...), user-group id (S...) or '*' for everyone",
+        "owners": "a Slack user id (U...) or user-group id (S...)",
+        "usergroups": "a Slack user id (U...)",
+    }
+    if loc and loc[0] == "services" and len(loc) == 2:
+        rule = "lowercase letters, digits and hyphens, starting with a letter"
+        return f"{value!r} is not a Cloud Run service name: use {rule}"
+    hint = next((hints[str(part)] for part in reversed(loc) if str(part) in hints), "a value of the documented form")
+    return f"{value!r} is not valid here; write {hint}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...], data: Any) -> list[str]:
+    """Walk the schema along loc to list the keys that are allowed where an unknown one was found."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = _model_in(field.annotation) if field is not None else current
+        else:
+            current = None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside Optional[...], tuple[...], dict[str, ...]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_config(text: str, source: str = "chatops.yaml") -> Config:
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise ConfigError(source, [ConfigProblem("", f"not valid YAML at {where}: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigProblem("", f"not valid YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        expected = "the file must be a mapping with project, region, slack, services, roles"
+        raise ConfigError(source, [ConfigProblem("", expected)])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, list(_problems_of(exc, Config, data))) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigProblem("", f"cannot read the file: {exc.strerror}")]) from None
+    return parse_config(text, str(path))
+
+
+def summary(config: Config) -> str:
+    canary = sum(1 for name in config.services if config.canary_for(name).strategy == "canary")
+    return (
+        f"{len(config.services)} services in {config.project}/{config.region} ({canary} deploy by canary), "
+        f"{len(config.slack.channels)} channels, {len(config.roles)} roles, {len(config.digests)} digests; "
+        f"secrets read from Secret Manager: {config.secrets.slack_bot_token}, {config.secrets.slack_signing_secret}"
+    )

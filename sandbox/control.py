@@ -1,0 +1,110 @@
+"""The sandbox's control API: declare what images and revisions do, and read the world's state.
+
+    POST  /images              {"image", "error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms"}
+    PATCH /revisions/<name>    the same fields, for one running revision
+    PATCH /services/<name>     {"requests_per_s": 5}: the simulated traffic rate
+    GET   /state               services, revisions and behaviours, Admin API calls, probe and log counts
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.behaviour import BehaviourError, Behaviours
+from sandbox.cloudrun import CloudRun
+from sandbox.fleet import Fleet
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "the body must be a JSON object")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    return body
+
+
+def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet,
+                extra_state: Callable[[], dict[str, Any]]) -> web.Application:
+    async def declare_image(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        image = body.pop("image", None)
+        if not isinstance(image, str) or not image:
+            return _error(400, "image is required, e.g. \"us-west2-docker.pkg.dev/p/r/svc:v3\"")
+        try:
+            behaviour = behaviours.declare_image(image, body)
+        except BehaviourError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"image": image, **behaviour.to_json()})
+
+    async def patch_revision(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        revision = run.revisions.get(name)
+        if revision is None:
+            return _error(404, f"no revision named {name!r}")
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            behaviour = behaviours.patch_revision(name, revision.image, body)
+        except BehaviourError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"revision": name, **behaviour.to_json()})
+
+    async def patch_service(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in run.services:
+            return _error(404, f"no service named {name!r}")
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        rate = body.get("requests_per_s")
+        if set(body) != {"requests_per_s"} or not isinstance(rate, int | float) or rate < 0:
+            return _error(400, "send {\"requests_per_s\": N} with N >= 0")
+        fleet.specs[name] = dataclasses.replace(fleet.spec(name), requests_per_s=float(rate))
+        return web.json_response({"service": name, "requests_per_s": float(rate)})
+
+    async def state(request: web.Request) -> web.Response:
+        services = {}
+        for name, service in sorted(run.services.items()):
+            services[name] = {
+                "traffic": service.traffic,
+                "traffic_statuses": service.traffic_statuses,
+                "latest_ready": service.latest_ready,
+                "latest_created": service.latest_created,
+                "generation": service.generation,
+                "etag": service.etag,
+                "requests_per_s": fleet.spec(name).requests_per_s,
+                "revisions": [{"name": r.name, "image": r.image, "state": r.state,
+                               "behaviour": fleet.behaviour(r.name).to_json()} for r in run.revisions_of(name)],
+            }
+        writes = ("CreateService", "UpdateService", "DeleteService", "DeleteRevision")
+        return web.json_response({
+            "services": services,
+            "admin_api": {
+                "requests": dict(run.counts),
+                "writes": sum(run.counts[m] for m in writes),
+                "calls": [{"at": c.at, "method": c.method, "target": c.target} for c in run.calls[-500:]],
+            },
+            "images": {image: b.to_json() for image, b in behaviours.images.items()},
+            "probes": fleet.probes,
+            **extra_state(),
+        })
+
+    app = web.Application()
+    app.router.add_post("/images", declare_image)
+    app.router.add_patch("/revisions/{name}", patch_revision)
+    app.router.add_patch("/services/{name}", patch_service)
+    app.router.add_get("/state", state)
+    return app

@@ -1,0 +1,75 @@
+"""Google's JSON error body, the shape google-api-core turns into typed exceptions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+_HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+RPC_CODE = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+
+
+class GoogleError(Exception):
+    """Raised by an emulator's logic; the route turns it into Google's error JSON."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def http_status(self) -> int:
+        return _HTTP_STATUS.get(self.status, 500)
+
+    def body(self) -> dict[str, object]:
+        return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.http_status)
+
+
+@web.middleware
+async def google_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every emulator answers failures the way Google's front end does, never with an HTML page."""
+    try:
+        return await handler(request)
+    except GoogleError as exc:
+        return exc.response()
+    except web.HTTPNotFound:
+        return GoogleError("NOT_FOUND", f"The requested URL {request.path} was not found on this server.").response()
+    except web.HTTPMethodNotAllowed:
+        return GoogleError("UNIMPLEMENTED", f"Method {request.method} is not supported for {request.path}.").response()

@@ -1,0 +1,179 @@
+"""Cloud Logging v2 `entries:list` over REST, as google-cloud-logging's HTTP transport calls it.
+
+The client POSTs `{"resourceNames", "filter", "orderBy", "pageSize", "pageToken"}` to /v2/entries:list
+(it sends pageToken only from the second page on); the answer is `{"entries", "nextPageToken"}` with
+empty fields left out, as Google's JSON does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.google_errors import GoogleError, google_errors
+from sandbox.logfilter import FilterError
+from sandbox.logstore import LogStore, SortKey, sort_key
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+MAX_RESOURCES = 100
+MAX_FILTER_LENGTH = 20_000
+_ORDERS = {"timestamp asc": False, "timestamp desc": True}
+_RESOURCE_NAME = re.compile(
+    r"(projects|organizations|folders|billingAccounts)/[^/]+(/locations/[^/]+/buckets/[^/]+/views/[^/]+)?"
+)
+# Proto3 JSON accepts a field by its JSON name or its proto name.
+_FIELDS = {
+    "resourceNames": "resource_names",
+    "projectIds": "project_ids",
+    "filter": "filter",
+    "orderBy": "order_by",
+    "pageSize": "page_size",
+    "pageToken": "page_token",
+}
+_PROTO_NAMES = set(_FIELDS.values())
+
+
+def _invalid(message: str) -> GoogleError:
+    return GoogleError("INVALID_ARGUMENT", message)
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    resource_names: list[str]
+    filter: str
+    order_desc: bool
+    page_size: int
+    page_token: str
+
+    @classmethod
+    def from_json(cls, body: Any) -> ListRequest:
+        if not isinstance(body, dict):
+            raise _invalid("Invalid JSON payload received. Expected an object.")
+        fields: dict[str, Any] = {}
+        for name, value in body.items():
+            if value is None:  # proto3 JSON: null is the default value
+                continue
+            proto_name = _FIELDS.get(name, name)
+            if proto_name not in _PROTO_NAMES:
+                raise _invalid(f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.')
+            fields[proto_name] = value
+        projects = [f"projects/{project}" for project in _strings(fields, "project_ids")]
+        names = _strings(fields, "resource_names") + projects
+        if not names:
+            raise _invalid("resource_names is required: name at least one parent, e.g. projects/my-project")
+        if len(names) > MAX_RESOURCES:
+            raise _invalid(f"At most {MAX_RESOURCES} resource_names may be given; got {len(names)}")
+        for name in names:
+            if not _RESOURCE_NAME.fullmatch(name):
+                raise _invalid(f'Invalid resource name "{name}": expected projects/[PROJECT_ID], '
+                               "organizations/[ID], folders/[ID] or billingAccounts/[ID]")
+        filter_text = _string(fields, "filter")
+        if len(filter_text) > MAX_FILTER_LENGTH:
+            raise _invalid(f"The filter is {len(filter_text)} characters; the limit is {MAX_FILTER_LENGTH}")
+        order = " ".join(_string(fields, "order_by").lower().split()) or "timestamp asc"
+        if order not in _ORDERS:
+            raise _invalid(f'Invalid order_by "{fields["order_by"]}": use one of {", ".join(_ORDERS)}')
+        page_size = _int32(fields, "page_size") or DEFAULT_PAGE_SIZE
+        if page_size < 0:
+            raise _invalid(f"page_size must not be negative; got {page_size}")
+        if page_size > MAX_PAGE_SIZE:
+            raise _invalid(f"page_size must be at most {MAX_PAGE_SIZE}; got {page_size}")
+        return cls(names, filter_text, _ORDERS[order], page_size, _string(fields, "page_token"))
+
+    def query_digest(self) -> str:
+        """What a page token is bound to: the same parents, filter and order as the call that issued it."""
+        query = json.dumps([self.resource_names, self.filter, self.order_desc])
+        return hashlib.sha256(query.encode()).hexdigest()[:24]
+
+
+def _string(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name, "")
+    if not isinstance(value, str):
+        raise _invalid(f"Invalid value at '{name}' (TYPE_STRING), {json.dumps(value)}")
+    return value
+
+
+def _strings(fields: dict[str, Any], name: str) -> list[str]:
+    value = fields.get(name, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _invalid(f"Invalid value at '{name}' (TYPE_STRING), {json.dumps(value)}")
+    return value
+
+
+def _int32(fields: dict[str, Any], name: str) -> int:
+    """Proto3 JSON carries an int32 as a number or as a decimal string."""
+    value = fields.get(name, 0)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**31) <= value < 2**31:
+        raise _invalid(f"Invalid value at '{name}' (TYPE_INT32), {json.dumps(value)}")
+    return value
+
+
+def _page_token(request: ListRequest, last: SortKey) -> str:
+    """Opaque to the caller: the query it belongs to and the last entry served, so a page resumes after
+    that entry even if newer entries arrived meanwhile."""
+    payload = json.dumps({"query": request.query_digest(), "after": list(last)})
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _resume_after(request: ListRequest) -> SortKey | None:
+    if not request.page_token:
+        return None
+    try:
+        padded = request.page_token + "=" * (-len(request.page_token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded))
+        query, (nanos, insert_id) = payload["query"], payload["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise _invalid(f'Invalid page_token "{request.page_token}"') from None
+    if query != request.query_digest() or not isinstance(nanos, int) or not isinstance(insert_id, str):
+        raise _invalid("page_token doesn't match arguments from the request: resource_names, filter and "
+                       "order_by must be those of the call that returned it")
+    return nanos, insert_id
+
+
+def _first_after(entries: list[dict[str, Any]], last: SortKey, order_desc: bool) -> int:
+    """Index of the first entry past `last`; the list is sorted, so only log2(n) timestamps are parsed."""
+    low, high = 0, len(entries)
+    while low < high:
+        middle = (low + high) // 2
+        key = sort_key(entries[middle])
+        if (key < last) if order_desc else (key > last):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def logging_app(store: LogStore) -> web.Application:
+    async def list_entries(request: web.Request) -> web.Response:
+        try:
+            body = await request.json() if await request.read() else {}
+        except ValueError:
+            raise _invalid("Invalid JSON payload received. Unexpected token.") from None
+        query = ListRequest.from_json(body)
+        after = _resume_after(query)
+        try:
+            found = store.select(query.resource_names, query.filter, query.order_desc)
+        except FilterError as exc:
+            raise _invalid(str(exc)) from None
+        start = 0 if after is None else _first_after(found, after, query.order_desc)
+        page = found[start : start + query.page_size]
+        response: dict[str, Any] = {}
+        if page:
+            response["entries"] = page
+        if start + len(page) < len(found):
+            response["nextPageToken"] = _page_token(query, sort_key(page[-1]))
+        return web.json_response(response)
+
+    app = web.Application(middlewares=[google_errors])
+    app.router.add_post("/v2/entries:list", list_entries)
+    return app

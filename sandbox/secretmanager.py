@@ -1,0 +1,247 @@
+"""Secret Manager v1 over REST JSON: secrets, versions, :addVersion and :access.
+
+Names in responses carry the project *number*, as the real service returns them; requests may use
+the project id or the number. Payload checksums are CRC32C, checked on :addVersion as Google does.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from google.cloud import secretmanager_v1
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from sandbox.cloudrun import rfc3339
+from sandbox.google_errors import GoogleError, google_errors
+
+_PATH = re.compile(
+    r"^/v1/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?/secrets"
+    r"(?:/(?P<secret>[^/:]+)(?::(?P<secret_verb>addVersion))?"
+    r"(?:/versions(?:/(?P<version>[^/:]+)(?::(?P<verb>access|enable|disable|destroy))?)?)?)?$"
+)
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+@dataclass
+class Version:
+    number: int
+    data: bytes
+    create_time: str
+    state: str = "ENABLED"
+    checksummed: bool = False
+    destroy_time: str = ""
+
+
+@dataclass
+class Secret:
+    name: str
+    create_time: str
+    labels: dict[str, str] = field(default_factory=dict)
+    versions: list[Version] = field(default_factory=list)
+
+
+class SecretManager:
+    def __init__(self, project: str, project_number: str) -> None:
+        self.project = project
+        self.project_number = project_number
+        self.secrets: dict[str, Secret] = {}
+        self.accesses: list[tuple[float, str]] = []
+
+    def put(self, name: str, value: bytes) -> None:
+        """Create the secret if needed and add a version: how the world seeds the bot's credentials."""
+        secret = self.secrets.setdefault(name, Secret(name=name, create_time=rfc3339()))
+        secret.versions.append(Version(len(secret.versions) + 1, value, rfc3339()))
+
+    def secret(self, name: str) -> Secret:
+        found = self.secrets.get(name)
+        if found is None:
+            raise GoogleError("NOT_FOUND", f"Secret [projects/{self.project_number}/secrets/{name}] not found "
+                              "or has no versions.")
+        return found
+
+    def version(self, secret: Secret, ref: str) -> Version:
+        live = [v for v in secret.versions if v.state != "DESTROYED"]
+        if ref == "latest":
+            enabled = [v for v in live if v.state == "ENABLED"]
+            if not enabled:
+                raise GoogleError("NOT_FOUND", f"Secret [{self.secret_path(secret)}] not found or has no versions.")
+            return enabled[-1]
+        if not ref.isdigit() or not 0 < int(ref) <= len(secret.versions):
+            raise GoogleError("NOT_FOUND", f"Secret Version [{self.secret_path(secret)}/versions/{ref}] not found.")
+        return secret.versions[int(ref) - 1]
+
+    def secret_path(self, secret: Secret) -> str:
+        return f"projects/{self.project_number}/secrets/{secret.name}"
+
+    def secret_json(self, secret: Secret) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.secret_path(secret), "replication": {"automatic": {}},
+                                "createTime": secret.create_time,
+                                "etag": f'"{len(secret.versions)}{abs(hash(secret.name)) % 10**6:06d}"'}
+        if secret.labels:
+            body["labels"] = dict(secret.labels)
+        return body
+
+    def version_json(self, secret: Secret, version: Version) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": f"{self.secret_path(secret)}/versions/{version.number}",
+            "createTime": version.create_time,
+            "state": version.state,
+            "replicationStatus": {"automatic": {}},
+            "etag": f'"{version.number}{len(version.state)}"',
+            "clientSpecifiedPayloadChecksum": version.checksummed,
+        }
+        if version.destroy_time:
+            body["destroyTime"] = version.destroy_time
+        return body
+
+
+_PROTO: dict[str, type[Message]] = {
+    "Secret": type(secretmanager_v1.Secret.pb(secretmanager_v1.Secret())),
+    "SecretVersion": type(secretmanager_v1.SecretVersion.pb(secretmanager_v1.SecretVersion())),
+    "ListSecretsResponse": type(secretmanager_v1.ListSecretsResponse.pb(secretmanager_v1.ListSecretsResponse())),
+    "ListSecretVersionsResponse": type(
+        secretmanager_v1.ListSecretVersionsResponse.pb(secretmanager_v1.ListSecretVersionsResponse())
+    ),
+    "AccessSecretVersionResponse": type(
+        secretmanager_v1.AccessSecretVersionResponse.pb(secretmanager_v1.AccessSecretVersionResponse())
+    ),
+}
+
+
+def _encode(request: web.Request, kind: str, body: dict[str, Any]) -> web.Response:
+    if "enum-encoding=int" in request.query.get("$alt", ""):
+        message = _PROTO[kind]()
+        json_format.ParseDict(body, message)
+        body = json_format.MessageToDict(message, use_integers_for_enums=True)
+    return web.json_response(body)
+
+
+async def _parsed(request: web.Request, kind: str) -> dict[str, Any]:
+    message = _PROTO[kind]()
+    try:
+        json_format.Parse(await request.text() or "{}", message)
+    except json_format.ParseError as exc:
+        raise GoogleError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
+    parsed: dict[str, Any] = json_format.MessageToDict(message)
+    return parsed
+
+
+def secretmanager_app(manager: SecretManager) -> web.Application:
+    async def dispatch(request: web.Request) -> web.Response:
+        match = _PATH.match(request.path)
+        if match is None:
+            raise web.HTTPNotFound()
+        if match["project"] not in (manager.project, manager.project_number):
+            raise GoogleError("PERMISSION_DENIED", f"Permission 'secretmanager.secrets.list' denied for "
+                              f"resource 'projects/{match['project']}' (or it may not exist).")
+        name, version_ref, verb = match["secret"], match["version"], match["verb"]
+        method = request.method
+        if name is None:
+            if method == "GET":
+                items = [manager.secret_json(s) for _, s in sorted(manager.secrets.items())]
+                return _encode(request, "ListSecretsResponse", {"secrets": items, "totalSize": len(items)}
+                               if items else {})
+            if method == "POST":
+                secret_id = request.query.get("secretId", "")
+                if not _SECRET_ID.match(secret_id):
+                    raise GoogleError("INVALID_ARGUMENT", "secret_id must be 1-255 letters, digits, '-' or '_'.")
+                if secret_id in manager.secrets:
+                    raise GoogleError("ALREADY_EXISTS", f"Secret [{manager.project_number}/{secret_id}] "
+                                      "already exists.")
+                body = await _parsed(request, "Secret")
+                if "replication" not in body:
+                    raise GoogleError("INVALID_ARGUMENT", "Secret.replication is required.")
+                secret = Secret(name=secret_id, create_time=rfc3339(), labels=body.get("labels", {}))
+                manager.secrets[secret_id] = secret
+                return _encode(request, "Secret", manager.secret_json(secret))
+            raise web.HTTPMethodNotAllowed(method, ["GET", "POST"])
+        secret = manager.secret(name)
+        if match["secret_verb"] == "addVersion":
+            body = await _payload(request)
+            data = base64.b64decode(body.get("data", ""))
+            checksum = body.get("dataCrc32c")
+            if checksum is not None and int(checksum) != crc32c(data):
+                raise GoogleError("INVALID_ARGUMENT", "The checksum in field SecretPayload.data_crc32c did not "
+                                  "match the data; the payload may have been corrupted in transit.")
+            version = Version(len(secret.versions) + 1, data, rfc3339(), checksummed=checksum is not None)
+            secret.versions.append(version)
+            return _encode(request, "SecretVersion", manager.version_json(secret, version))
+        if version_ref is None and request.path.endswith("/versions"):
+            items = [manager.version_json(secret, v) for v in reversed(secret.versions)]
+            return _encode(request, "ListSecretVersionsResponse",
+                           {"versions": items, "totalSize": len(items)} if items else {})
+        if version_ref is None:
+            if method == "GET":
+                return _encode(request, "Secret", manager.secret_json(secret))
+            if method == "DELETE":
+                del manager.secrets[name]
+                return web.json_response({})
+            if method == "PATCH":
+                body = await _parsed(request, "Secret")
+                mask = request.query.get("updateMask", "")
+                if not mask:
+                    raise GoogleError("INVALID_ARGUMENT", "update_mask is required.")
+                if "labels" in mask.split(","):
+                    secret.labels = body.get("labels", {})
+                return _encode(request, "Secret", manager.secret_json(secret))
+            raise web.HTTPMethodNotAllowed(method, ["GET", "PATCH", "DELETE"])
+        version = manager.version(secret, version_ref)
+        if verb == "access":
+            if version.state != "ENABLED":
+                raise GoogleError("FAILED_PRECONDITION", f"Secret Version [{manager.secret_path(secret)}/versions/"
+                                  f"{version.number}] is in {version.state} state.")
+            manager.accesses.append((time.time(), name))
+            return _encode(request, "AccessSecretVersionResponse", {
+                "name": f"{manager.secret_path(secret)}/versions/{version.number}",
+                "payload": {"data": base64.b64encode(version.data).decode(),
+                            "dataCrc32c": str(crc32c(version.data))},
+            })
+        if verb in ("enable", "disable", "destroy") and method == "POST":
+            if version.state == "DESTROYED":
+                raise GoogleError("FAILED_PRECONDITION", "A destroyed version cannot change state.")
+            version.state = {"enable": "ENABLED", "disable": "DISABLED", "destroy": "DESTROYED"}[verb]
+            if verb == "destroy":
+                version.data = b""
+                version.destroy_time = rfc3339()
+            return _encode(request, "SecretVersion", manager.version_json(secret, version))
+        if verb is None and method == "GET":
+            return _encode(request, "SecretVersion", manager.version_json(secret, version))
+        raise web.HTTPMethodNotAllowed(method, ["GET", "POST"])
+
+    app = web.Application(middlewares=[google_errors])
+    app.router.add_route("*", "/v1/{rest:.*}", dispatch)
+    return app
+
+
+async def _payload(request: web.Request) -> dict[str, Any]:
+    body = await request.json() if await request.text() else {}
+    payload = body.get("payload") if isinstance(body, dict) else None
+    if not isinstance(payload, dict) or "data" not in payload:
+        raise GoogleError("INVALID_ARGUMENT", "payload.data is required.")
+    return payload

@@ -1,0 +1,375 @@
+"""Slack's Web API for the methods chatops calls, at `POST|GET /api/<method>`, so that an unmodified
+`WebClient(base_url=f"{url}/api/")` or `AsyncWebClient` works against it.
+
+Arguments are read as Slack reads them: query string, form body (url-encoded or multipart, where `blocks`
+and `attachments` are JSON strings) and, with a bearer token only, a JSON body. Errors are HTTP 200 with
+`{"ok": false, "error": ...}`, except a rate-limited post (429 with Retry-After) and an unknown method (404).
+
+Responses follow Slack's OpenAPI spec (tests/contract/specs) where it is stricter than today's Slack:
+no `edited` or `app_id` on messages, no `blocks` echoed by chat.update, and conversations.replies gives the
+thread fields the spec lists (text, not blocks). Where the spec would forbid what slack_sdk relies on
+(`response_metadata.next_cursor` for paging history, `ratelimited`, `invalid_blocks`), Slack's wire wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.slack_workspace import (
+    APP_ID,
+    BOT,
+    BOT_ID,
+    Json,
+    Message,
+    RateLimited,
+    SlackError,
+    User,
+    Workspace,
+)
+
+WORKSPACE = web.AppKey("workspace", Workspace)
+_JSON_TYPES = ("application/json",)
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_ICON = "https://a.slack-edge.com/80588/img/plugins/app/bot_{}.png"
+
+
+class Args:
+    """A method's arguments, whichever way they came, with Slack's leniency about types."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+
+    def text(self, name: str) -> str | None:
+        value = self._values.get(name)
+        return None if value is None else str(value)
+
+    def flag(self, name: str) -> bool:
+        return self._values.get(name) in (True, 1, "1", "true")
+
+    def number(self, name: str, default: int, most: int) -> int:
+        value = self._values.get(name)
+        try:
+            number = int(value) if value not in (None, "") else default
+        except (TypeError, ValueError):
+            raise SlackError("invalid_limit") from None
+        return max(1, min(number, most)) if number else default
+
+    def structure(self, name: str, malformed: str) -> object:
+        """`blocks` and `attachments` arrive as JSON strings in forms and as arrays in JSON bodies."""
+        value = self._values.get(name)
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed: object = json.loads(value)
+        except json.JSONDecodeError:
+            raise SlackError(malformed) from None
+        if not isinstance(parsed, list):
+            raise SlackError(malformed)
+        return parsed
+
+    def ts(self, name: str, error: str) -> Decimal | None:
+        value = self.text(name)
+        if value in (None, ""):
+            return None
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise SlackError(error) from None
+
+
+Method = Callable[[Workspace, Args], Json]
+
+
+def slack_api_app(workspace: Workspace) -> web.Application:
+    app = web.Application()
+    app[WORKSPACE] = workspace
+    app.router.add_route("GET", "/api/{method}", _call)
+    app.router.add_route("POST", "/api/{method}", _call)
+    return app
+
+
+async def _call(request: web.Request) -> web.Response:
+    workspace = request.app[WORKSPACE]
+    name = request.match_info["method"]
+    workspace.calls[name] += 1
+    method = _METHODS.get(name)
+    if method is None:
+        return _reply({"ok": False, "error": "unknown_method"}, status=404)
+    try:
+        values, token = await _arguments(request)
+        if token is None:
+            raise SlackError("not_authed")
+        if not secrets.compare_digest(token, workspace.bot_token):
+            raise SlackError("invalid_auth")
+        return _reply({"ok": True, **method(workspace, Args(values))})
+    except RateLimited as limited:
+        return _reply({"ok": False, "error": limited.error}, status=429,
+                      headers={"Retry-After": str(limited.retry_after)})
+    except SlackError as error:
+        body: Json = {"ok": False, "error": error.error}
+        if error.details:
+            body |= {"errors": error.details,
+                     "response_metadata": {"messages": [f"[ERROR] {d}" for d in error.details]}}
+        return _reply(body)
+
+
+async def _arguments(request: web.Request) -> tuple[dict[str, Any], str | None]:
+    """Query string, then the body; the token from `Authorization: Bearer` or a `token` form field."""
+    values: dict[str, Any] = dict(request.query)
+    header = request.headers.get("Authorization", "")
+    bearer = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+    if request.method == "POST" and request.content_type in _JSON_TYPES:
+        if bearer is None:
+            raise SlackError("not_authed")
+        try:
+            body = json.loads(await request.text())
+        except json.JSONDecodeError:
+            raise SlackError("invalid_json") from None
+        if not isinstance(body, dict):
+            raise SlackError("json_not_object")
+        values |= body
+        values.pop("token", None)
+    elif request.method == "POST" and request.content_type in _FORM_TYPES:
+        values |= {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    token = values.pop("token", None)
+    return values, bearer or (str(token) if token else None)
+
+
+def _reply(body: Json, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status,
+                             headers={"X-Slack-Req-Id": secrets.token_hex(16), **(headers or {})})
+
+
+# --- JSON shapes ----------------------------------------------------------------------------------------
+
+
+def bot_profile(workspace: Workspace) -> Json:
+    return {"id": BOT_ID, "app_id": APP_ID, "name": BOT.name, "deleted": False, "updated": workspace.created,
+            "team_id": workspace.team_id, "icons": {f"image_{s}": _ICON.format(s) for s in (36, 48, 72)}}
+
+
+def message_json(workspace: Workspace, message: Message, *, blocks: bool = True) -> Json:
+    """A message as conversations.history, chat.postMessage and block_actions payloads carry it."""
+    body: Json = {"type": "message", "text": message.text, "user": message.user, "ts": message.ts,
+                  "team": workspace.team_id}
+    if message.subtype:
+        body["subtype"] = message.subtype
+    if message.bot_id:
+        body |= {"bot_id": message.bot_id, "bot_profile": bot_profile(workspace)}
+    if blocks and message.blocks:
+        body["blocks"] = message.blocks
+    if message.attachments:
+        body["attachments"] = [{"id": i, **a} for i, a in enumerate(message.attachments, 1)]
+    if message.thread_ts:
+        body["thread_ts"] = message.thread_ts
+    if message.parent_user:
+        body["parent_user_id"] = message.parent_user
+    if message.replies:
+        body |= _thread_summary(message)
+    if message.reactions:
+        body["reactions"] = [{"name": n, "users": u, "count": len(u)} for n, u in message.reactions.items()]
+    return body
+
+
+def _thread_summary(parent: Message) -> Json:
+    users = list(dict.fromkeys(r.user for r in parent.replies))
+    return {"reply_count": len(parent.replies), "reply_users": users, "reply_users_count": len(users),
+            "latest_reply": parent.replies[-1].ts}
+
+
+def _thread_json(workspace: Workspace, message: Message) -> Json:
+    """conversations.replies' own, narrower message shape."""
+    body: Json = {"type": "message", "text": message.text, "user": message.user, "ts": message.ts,
+                  "team": workspace.team_id, "thread_ts": message.thread_ts or message.ts}
+    if message.is_reply:
+        return body | {"parent_user_id": message.parent_user}
+    return body | _thread_summary(message) | {"subscribed": False}
+
+
+def _conversation_json(workspace: Workspace, channel_id: str) -> Json:
+    channel = workspace.channels[channel_id]
+    blank = {"value": "", "creator": "", "last_set": 0}
+    return {
+        "id": channel.id, "name": channel.name, "name_normalized": channel.name,
+        "created": workspace.created, "creator": workspace.user_named("lead").id,
+        "is_channel": True, "is_group": False, "is_im": False, "is_mpim": False, "is_private": False,
+        "is_archived": False, "is_general": False, "is_shared": False, "is_org_shared": False,
+        "is_ext_shared": False, "is_pending_ext_shared": False, "is_member": True, "unlinked": 0,
+        "shared_team_ids": [workspace.team_id], "pending_shared": [], "previous_names": [],
+        "topic": blank, "purpose": blank, "num_members": len(workspace.users),
+    }
+
+
+def _user_json(workspace: Workspace, user: User) -> Json:
+    first, _, last = user.real_name.partition(" ")
+    profile: Json = {
+        "real_name": user.real_name, "real_name_normalized": user.real_name,
+        "display_name": user.name, "display_name_normalized": user.name,
+        "first_name": first, "last_name": last,
+        "title": "", "phone": "", "skype": "", "fields": None, "status_text": "", "status_emoji": "",
+        "status_expiration": 0, "avatar_hash": "g0000000000a", "team": workspace.team_id,
+        **{f"image_{s}": f"https://secure.gravatar.com/avatar/{user.id}.jpg?s={s}" for s in (24, 32, 48, 72)},
+    }
+    if user.id == BOT.id:
+        profile |= {"bot_id": BOT_ID, "api_app_id": APP_ID, "always_active": True}
+    return {
+        "id": user.id, "team_id": workspace.team_id, "name": user.name, "real_name": user.real_name,
+        "deleted": False, "color": "9f69e7", "tz": "America/Los_Angeles", "tz_label": "Pacific Standard Time",
+        "tz_offset": -28800, "profile": profile, "is_admin": False, "is_owner": False,
+        "is_primary_owner": False, "is_restricted": False, "is_ultra_restricted": False,
+        "is_bot": user.is_bot, "is_app_user": False, "updated": workspace.created,
+    }
+
+
+def _page(items: Sequence[Message], args: Args, *, default: int,
+          newest_first: bool) -> tuple[list[Message], str]:
+    """Cursor paging by ts, so messages posted between pages neither repeat nor go missing."""
+    cursor = args.text("cursor")
+    if cursor:
+        try:
+            kind, _, after = base64.b64decode(cursor, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise SlackError("invalid_cursor") from None
+        if kind != "next_ts":
+            raise SlackError("invalid_cursor")
+        items = [m for m in items if (m.ts <= after if newest_first else m.ts >= after)]
+    limit = args.number("limit", default, 999)
+    rest = items[limit:]
+    return list(items[:limit]), base64.b64encode(f"next_ts:{rest[0].ts}".encode()).decode() if rest else ""
+
+
+def _window(messages: Sequence[Message], args: Args) -> list[Message]:
+    oldest = args.ts("oldest", "invalid_ts_oldest")
+    latest = args.ts("latest", "invalid_ts_latest")
+    inclusive = args.flag("inclusive")
+
+    def inside(message: Message) -> bool:
+        ts = Decimal(message.ts)
+        after = oldest is None or ts > oldest or (inclusive and ts == oldest)
+        before = latest is None or ts < latest or (inclusive and ts == latest)
+        return after and before
+
+    return [m for m in messages if inside(m)]
+
+
+def _channel(workspace: Workspace, args: Args) -> str:
+    channel = args.text("channel") or ""
+    if channel not in workspace.channels:
+        raise SlackError("channel_not_found")
+    return channel
+
+
+# --- methods --------------------------------------------------------------------------------------------
+
+
+def _auth_test(workspace: Workspace, args: Args) -> Json:
+    return {"url": f"https://{workspace.team_domain}.slack.com/", "team": workspace.team_domain,
+            "user": BOT.name, "team_id": workspace.team_id, "user_id": BOT.id, "bot_id": BOT_ID,
+            "is_enterprise_install": False}
+
+
+def _content_args(args: Args) -> tuple[str, object, object]:
+    return (args.text("text") or "", args.structure("blocks", "invalid_blocks_format"),
+            args.structure("attachments", "invalid_attachments"))
+
+
+def _post_message(workspace: Workspace, args: Args) -> Json:
+    """Channel names are accepted here, as Slack does for chat.postMessage."""
+    try:
+        channel = workspace.lookup_channel(args.text("channel") or "").id
+    except KeyError:
+        raise SlackError("channel_not_found") from None
+    workspace.check_post_rate(channel)
+    message = workspace.post(channel, BOT.id, *_content_args(args), thread_ts=args.text("thread_ts"))
+    return {"channel": channel, "ts": message.ts, "message": message_json(workspace, message)}
+
+
+def _update(workspace: Workspace, args: Args) -> Json:
+    channel = _channel(workspace, args)
+    message = workspace.update(channel, args.text("ts") or "", BOT.id, *_content_args(args))
+    return {"channel": channel, "ts": message.ts, "text": message.text,
+            "message": message_json(workspace, message, blocks=False)}
+
+
+def _post_ephemeral(workspace: Workspace, args: Args) -> Json:
+    channel = _channel(workspace, args)
+    message = workspace.post_ephemeral(channel, args.text("user") or "", *_content_args(args),
+                                       thread_ts=args.text("thread_ts"))
+    return {"message_ts": message.ts}
+
+
+def _delete(workspace: Workspace, args: Args) -> Json:
+    channel, ts = _channel(workspace, args), args.text("ts") or ""
+    workspace.delete(channel, ts, BOT.id)
+    return {"channel": channel, "ts": ts}
+
+
+def _history(workspace: Workspace, args: Args) -> Json:
+    newest_first = list(reversed(_window(workspace.parents(_channel(workspace, args)), args)))
+    page, cursor = _page(newest_first, args, default=100, newest_first=True)
+    body: Json = {"messages": [message_json(workspace, m) for m in page], "has_more": bool(cursor),
+                  "pin_count": 0, "channel_actions_ts": None, "channel_actions_count": 0}
+    return body | ({"response_metadata": {"next_cursor": cursor}} if cursor else {})
+
+
+def _replies(workspace: Workspace, args: Args) -> Json:
+    parent, *replies = workspace.thread(_channel(workspace, args), args.text("ts") or "")
+    page, cursor = _page([parent, *_window(replies, args)], args, default=1000, newest_first=False)
+    body: Json = {"messages": [_thread_json(workspace, m) for m in page], "has_more": bool(cursor)}
+    return body | ({"response_metadata": {"next_cursor": cursor}} if cursor else {})
+
+
+def _info(workspace: Workspace, args: Args) -> Json:
+    return {"channel": _conversation_json(workspace, _channel(workspace, args))}
+
+
+def _list(workspace: Workspace, args: Args) -> Json:
+    """Every channel in one page: a workspace has a handful, and `next_cursor` is always ""."""
+    return {"channels": [_conversation_json(workspace, c) for c in workspace.channels],
+            "response_metadata": {"next_cursor": ""}}
+
+
+def _users_info(workspace: Workspace, args: Args) -> Json:
+    user = workspace.users.get(args.text("user") or "")
+    if user is None:
+        raise SlackError("user_not_found")
+    return {"user": _user_json(workspace, user)}
+
+
+def _usergroup_users(workspace: Workspace, args: Args) -> Json:
+    members = workspace.usergroups.get(args.text("usergroup") or "")
+    if members is None:
+        raise SlackError("no_such_subteam")
+    return {"users": list(members)}
+
+
+def _react(workspace: Workspace, args: Args) -> Json:
+    channel, ts = _channel(workspace, args), args.text("timestamp")
+    if not ts:
+        raise SlackError("no_item_specified")
+    workspace.react(channel, ts, BOT.id, args.text("name") or "")
+    return {}
+
+
+_METHODS: dict[str, Method] = {
+    "auth.test": _auth_test,
+    "chat.postMessage": _post_message,
+    "chat.update": _update,
+    "chat.postEphemeral": _post_ephemeral,
+    "chat.delete": _delete,
+    "conversations.history": _history,
+    "conversations.replies": _replies,
+    "conversations.info": _info,
+    "conversations.list": _list,
+    "users.info": _users_info,
+    "usergroups.users.list": _usergroup_users,
+    "reactions.add": _react,
+}

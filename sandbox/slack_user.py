@@ -1,0 +1,323 @@
+"""Slack's user side: the people of the workspace typing slash commands and clicking buttons, Slack
+delivering those to the bot exactly as it does (signed form posts to `<bot>/slack/events`, 3 s to answer),
+and what each person then sees. The bot URLs are used round-robin, as a load balancer would.
+
+    POST /commands     {"user": "oncall", "channel": "deploys", "command": "/health", "text": "all"}
+    POST /actions      {"user", "channel", "message_ts", "action_id", "value"?, "block_id"?}
+                       clicks the button with that action_id (and value / block_id, if given, to pick
+                       between buttons sharing an action_id) in a message or ephemeral the user sees
+    POST /messages     {"user", "channel", "text", "thread_ts"?}: a person posts in a channel
+    GET  /messages?channel=&user=   all the person sees there, in ts order (Workspace.seen_by)
+    POST /response/<id>   the response_url handed to the bot: at most 5 posts within 30 minutes
+    GET  /users, GET /channels, GET /   names and ids, and where everything is
+
+Users and channels are given by name or id. /commands and /actions also take, to test the bot's request
+verification, "timestamp" (replaces X-Slack-Request-Timestamp, and is what gets signed) and "signature"
+(replaces X-Slack-Signature). Both answer
+
+    {"status": <bot's HTTP status, 0 if unreachable or too slow>, "ack_ms": float, "body": <bot's body>,
+     "response_url": str, "error": null | "operation_timeout" | "dispatch_failed" | <Slack error code>}
+
+For a command, a JSON (or plain text) body is shown as Slack shows it: ephemeral to the invoker unless
+`"response_type": "in_channel"`. A failed command shows the invoker Slackbot's
+`/cmd failed with the error "..."`, as Slack does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from aiohttp import web
+
+from sandbox.slack_api import message_json
+from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, SlackError, User, Workspace
+
+VERIFICATION_TOKEN = "sandboxVerificationTkn01"  # deprecated by Slack, still sent; not a secret
+USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+ACK_TIMEOUT_S = 3.0
+
+WORKSPACE = web.AppKey("workspace", Workspace)
+SIGNING_SECRET = web.AppKey("signing_secret", str)
+BOT_URLS = web.AppKey("bot_urls", Iterator[str])
+DESCRIPTION = web.AppKey("description", dict[str, Any])
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+class _Refused(Exception):
+    """A request the emulated person cannot make: unknown user, channel, message or button."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+@dataclass
+class _Delivery:
+    status: int
+    ack_ms: float
+    body: str
+    error: str | None
+
+
+def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Sequence[str],
+                   api_url: str) -> web.Application:
+    app = web.Application(middlewares=[_refusals])
+    app[WORKSPACE] = workspace
+    app[SIGNING_SECRET] = signing_secret
+    app[BOT_URLS] = itertools.cycle(bot_urls)
+    app[DESCRIPTION] = {"team_id": workspace.team_id, "team_domain": workspace.team_domain,
+                        "api_url": f"{api_url}/api/", "bot_urls": list(bot_urls)}
+    app.cleanup_ctx.append(_session)
+    app.router.add_get("/", _describe)
+    app.router.add_post("/commands", _command)
+    app.router.add_post("/actions", _action)
+    app.router.add_post("/messages", _say)
+    app.router.add_get("/messages", _messages)
+    app.router.add_post("/response/{id}", _response)
+    app.router.add_get("/users", _users)
+    app.router.add_get("/channels", _channels)
+    return app
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ACK_TIMEOUT_S)) as session:
+        app[SESSION] = session
+        yield
+
+
+@web.middleware
+async def _refusals(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _Refused as refused:
+        return web.json_response({"ok": False, "error": refused.error}, status=refused.status)
+
+
+def sign(signing_secret: str, timestamp: str, body: str) -> str:
+    """Slack's v0 request signature."""
+    digest = hmac.new(signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+# --- what people do -------------------------------------------------------------------------------------
+
+
+async def _command(request: web.Request) -> web.Response:
+    workspace = request.app[WORKSPACE]
+    spec = await _spec(request)
+    user, channel = _user(workspace, spec), _channel(workspace, spec)
+    command = str(spec.get("command", ""))
+    if not command.startswith("/"):
+        raise _Refused(400, "command must start with /")
+    url_id = workspace.open_response_url(channel.id, user.id)
+    response_url = f"{request.url.origin()}/response/{url_id}"
+    form = {
+        "token": VERIFICATION_TOKEN, "team_id": workspace.team_id, "team_domain": workspace.team_domain,
+        "channel_id": channel.id, "channel_name": channel.name, "user_id": user.id, "user_name": user.name,
+        "command": command, "text": str(spec.get("text", "")), "api_app_id": APP_ID,
+        "is_enterprise_install": "false", "response_url": response_url, "trigger_id": _trigger_id(),
+    }
+    delivery = await _deliver(request.app, urlencode(form), spec)
+    error = delivery.error or _show_ack(workspace, url_id, delivery.body)
+    if error is not None:
+        workspace.post_ephemeral(channel.id, user.id, f'{command} failed with the error "{error}"',
+                                 sender=SLACKBOT.id)
+    return _answer(delivery, response_url, error)
+
+
+async def _action(request: web.Request) -> web.Response:
+    workspace = request.app[WORKSPACE]
+    spec = await _spec(request)
+    user, channel = _user(workspace, spec), _channel(workspace, spec)
+    try:
+        message = workspace.clickable(channel.id, str(spec.get("message_ts", "")), user.id)
+    except SlackError:
+        raise _Refused(404, "message_not_found") from None
+    block_id, button = _button(message, spec)
+    url_id = workspace.open_response_url(channel.id, user.id, original=message.ts)
+    response_url = f"{request.url.origin()}/response/{url_id}"
+    is_ephemeral = message.ephemeral_to is not None
+    container: Json = {"type": "message", "message_ts": message.ts, "channel_id": channel.id,
+                       "is_ephemeral": is_ephemeral}
+    if message.thread_ts:
+        container["thread_ts"] = message.thread_ts
+    action = {"action_id": button["action_id"], "block_id": block_id, "text": button["text"],
+              "value": button.get("value"), "type": "button", "action_ts": f"{time.time():.6f}"}
+    if "style" in button:
+        action["style"] = button["style"]
+    payload: Json = {
+        "type": "block_actions",
+        "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": workspace.team_id},
+        "api_app_id": APP_ID, "token": VERIFICATION_TOKEN, "container": container,
+        "trigger_id": _trigger_id(), "team": {"id": workspace.team_id, "domain": workspace.team_domain},
+        "enterprise": None, "is_enterprise_install": False,
+        "channel": {"id": channel.id, "name": channel.name},
+        "state": {"values": {}}, "response_url": response_url,
+        "actions": [{k: v for k, v in action.items() if v is not None}],
+    }
+    if not is_ephemeral:  # Slack sends no `message` for a click in an ephemeral message
+        payload["message"] = message_json(workspace, message)
+    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
+    return _answer(delivery, response_url, delivery.error)
+
+
+async def _say(request: web.Request) -> web.Response:
+    workspace = request.app[WORKSPACE]
+    spec = await _spec(request)
+    user, channel = _user(workspace, spec), _channel(workspace, spec)
+    thread_ts = spec.get("thread_ts")
+    try:
+        message = workspace.post(channel.id, user.id, str(spec.get("text", "")),
+                                 thread_ts=str(thread_ts) if thread_ts else None)
+    except SlackError as error:
+        raise _Refused(400, error.error) from None
+    return web.json_response({"ok": True, "channel": channel.id, "ts": message.ts})
+
+
+async def _response(request: web.Request) -> web.Response:
+    """The response_url: JSON in, `{"ok": true}` out, Slack's error codes otherwise."""
+    try:
+        payload = json.loads(await request.text())
+    except json.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise _Refused(400, "invalid_payload")
+    try:
+        request.app[WORKSPACE].respond(request.match_info["id"], payload)
+    except SlackError as error:
+        raise _Refused(404 if error.error in ("no_service", "used_url", "expired_url") else 400,
+                       error.error) from None
+    return web.json_response({"ok": True})
+
+
+# --- what people see ------------------------------------------------------------------------------------
+
+
+async def _messages(request: web.Request) -> web.Response:
+    workspace = request.app[WORKSPACE]
+    spec = dict(request.query)
+    return web.json_response(workspace.seen_by(_channel(workspace, spec).id, _user(workspace, spec).id))
+
+
+async def _users(request: web.Request) -> web.Response:
+    users = request.app[WORKSPACE].users.values()
+    return web.json_response([{"id": u.id, "name": u.name, "real_name": u.real_name, "is_bot": u.is_bot}
+                              for u in users])
+
+
+async def _channels(request: web.Request) -> web.Response:
+    channels = request.app[WORKSPACE].channels.values()
+    return web.json_response([{"id": c.id, "name": c.name} for c in channels])
+
+
+async def _describe(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DESCRIPTION])
+
+
+# --- delivery -------------------------------------------------------------------------------------------
+
+
+async def _deliver(app: web.Application, body: str, spec: Mapping[str, Any]) -> _Delivery:
+    """Sign and post to the next bot URL; a bot that is down or slower than 3 s gets status 0."""
+    timestamp = str(spec.get("timestamp", int(time.time())))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json,*/*",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": str(spec.get("signature") or sign(app[SIGNING_SECRET], timestamp, body)),
+    }
+    bot_urls = app[BOT_URLS]
+    url = next(bot_urls, None)
+    if url is None:
+        return _Delivery(0, 0.0, "", "dispatch_failed")
+    started = time.perf_counter()
+    try:
+        async with app[SESSION].post(f"{url}/slack/events", data=body.encode(), headers=headers) as response:
+            text = await response.text()
+    except TimeoutError:
+        return _Delivery(0, _ms_since(started), "", "operation_timeout")
+    except aiohttp.ClientError:
+        return _Delivery(0, _ms_since(started), "", "dispatch_failed")
+    return _Delivery(response.status, _ms_since(started), text,
+                     None if response.status == 200 else "dispatch_failed")
+
+
+def _show_ack(workspace: Workspace, url_id: str, body: str) -> str | None:
+    """Show a slash command's HTTP answer; returns the error the invoker sees if Slack refuses it."""
+    if not body.strip():
+        return None
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError:
+        payload = {"text": body}
+    try:
+        workspace.acknowledge(url_id, payload if isinstance(payload, dict) else {"text": body})
+    except SlackError as error:
+        return error.error
+    return None
+
+
+def _answer(delivery: _Delivery, response_url: str, error: str | None) -> web.Response:
+    return web.json_response({"status": delivery.status, "ack_ms": round(delivery.ack_ms, 3),
+                              "body": delivery.body, "response_url": response_url, "error": error})
+
+
+# --- reading requests -----------------------------------------------------------------------------------
+
+
+async def _spec(request: web.Request) -> Json:
+    try:
+        spec = json.loads(await request.text())
+    except json.JSONDecodeError:
+        spec = None
+    if not isinstance(spec, dict):
+        raise _Refused(400, "expected a JSON object")
+    return spec
+
+
+def _user(workspace: Workspace, spec: Mapping[str, Any]) -> User:
+    try:
+        return workspace.lookup_user(str(spec.get("user", "")))
+    except KeyError:
+        raise _Refused(404, f"no user {spec.get('user')!r}") from None
+
+
+def _channel(workspace: Workspace, spec: Mapping[str, Any]) -> Channel:
+    try:
+        return workspace.lookup_channel(str(spec.get("channel", "")))
+    except KeyError:
+        raise _Refused(404, f"no channel {spec.get('channel')!r}") from None
+
+
+def _button(message: Message, spec: Mapping[str, Any]) -> tuple[str, Json]:
+    """The block_id and button with this action_id (and value or block_id, if the click names them)."""
+    for block in message.blocks or []:
+        elements = block.get("elements", []) if block["type"] == "actions" else [block.get("accessory")]
+        for element in elements:
+            if (isinstance(element, dict) and element.get("type") == "button"
+                    and element.get("action_id") == spec.get("action_id")
+                    and spec.get("value") in (None, element.get("value"))
+                    and spec.get("block_id") in (None, block["block_id"])):
+                return block["block_id"], element
+    raise _Refused(404, f"no button {spec.get('action_id')!r} in message {message.ts}")
+
+
+def _trigger_id() -> str:
+    return f"{secrets.randbelow(10**13)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,0 +1,148 @@
+"""The whole emulated world on 127.0.0.1, assembled from the bot's config.
+
+Each emulator gets its own port, as each Google API and Slack has its own host. The Slack bot token
+and signing secret are generated here and handed only to Secret Manager and to the emulated Slack:
+the bot must fetch them from Secret Manager like it does in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config
+from sandbox.behaviour import Behaviour, Behaviours
+from sandbox.cloudrun import CloudRun
+from sandbox.cloudrun_api import cloudrun_app
+from sandbox.control import control_app
+from sandbox.fleet import Fleet, ServiceSpec, fleet_app
+from sandbox.logging_api import logging_app
+from sandbox.logstore import LogStore
+from sandbox.secretmanager import SecretManager, secretmanager_app
+from sandbox.serving import Listener, start, stop
+from sandbox.slack_api import slack_api_app
+from sandbox.slack_user import slack_user_app
+from sandbox.slack_workspace import Workspace
+from sandbox.traffic import TrafficSimulator
+
+
+@dataclass
+class WorldOptions:
+    ports: dict[str, int] = field(default_factory=dict)
+    bot_urls: list[str] = field(default_factory=list)
+    start_ms: float = 300.0
+    route_ms: float = 100.0
+    latency_ms: float = 20.0
+    requests_per_s: float = 4.0
+    traffic_tick: float = 0.5
+    slack_rate_per_s: float = 1.0
+    slack_burst: int = 5
+
+
+def _bot_token() -> str:
+    return f"xoxb-{secrets.randbelow(10**12):012d}-{secrets.randbelow(10**13):013d}-{secrets.token_urlsafe(18)}"
+
+
+class World:
+    def __init__(self, config: Config, options: WorldOptions | None = None) -> None:
+        self.config = config
+        self.options = options or WorldOptions()
+        self.listeners: dict[str, Listener] = {}
+        self._bot_token = _bot_token()
+        self._signing_secret = secrets.token_hex(16)
+        self.behaviours = Behaviours(default=Behaviour(latency_ms=self.options.latency_ms))
+        self.logs = LogStore()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._fleet_url = ""
+        self.run = CloudRun(config.project, config.region, url_for=lambda host: f"{self._fleet_url}/{host}",
+                            behaviour_of=self.behaviours.of, start_ms=self.options.start_ms,
+                            route_ms=self.options.route_ms)
+        self.fleet = Fleet(self.run, self.behaviours, {
+            name: ServiceSpec(checks=tuple(service.checks) or ("bigquery",),
+                              liveness=config.health_for(name).liveness,
+                              readiness=config.health_for(name).readiness,
+                              deep=config.health_for(name).deep,
+                              requests_per_s=self.options.requests_per_s)
+            for name, service in config.services.items()
+        })
+        self.secret_manager = SecretManager(config.project, self.run.project_number)
+        self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
+        self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
+        self.workspace = Workspace(bot_token=self._bot_token, channels=config.slack.channels,
+                                   usergroups=config.slack.usergroups,
+                                   post_rate_per_s=self.options.slack_rate_per_s,
+                                   post_burst=self.options.slack_burst)
+        self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
+
+    def _seed(self) -> None:
+        for name, service in self.config.services.items():
+            self.run.seed_service(name, [f"{service.image}:v1", f"{service.image}:v2"],
+                                  description=service.description)
+
+    def url(self, name: str) -> str:
+        return self.listeners[name].url
+
+    async def start(self) -> dict[str, Any]:
+        """Start every emulator; returns what the endpoints file holds."""
+        ports = self.options.ports
+        fleet = await start(Listener("fleet", fleet_app(self.fleet), ports.get("fleet", 0)))
+        self.listeners["fleet"] = fleet
+        self._fleet_url = fleet.url
+        self._seed()
+        apps = {
+            "cloud_run": cloudrun_app(self.run),
+            "secret_manager": secretmanager_app(self.secret_manager),
+            "logging": logging_app(self.logs),
+            "slack_api": slack_api_app(self.workspace),
+            "control": control_app(self.run, self.behaviours, self.fleet, self._extra_state),
+        }
+        for name, app in apps.items():
+            self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
+        user_app = slack_user_app(self.workspace, signing_secret=self._signing_secret,
+                                  bot_urls=self.options.bot_urls, api_url=self.url("slack_api"))
+        self.listeners["slack_user"] = await start(Listener("slack_user", user_app, ports.get("slack_user", 0)))
+        self._tasks.append(asyncio.create_task(self.traffic.run(), name="traffic"))
+        return self.endpoints()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"log_entries": len(self.logs), "secret_accesses": len(self.secret_manager.accesses),
+                "slack_api": dict(self.workspace.calls)}
+
+    def endpoints(self) -> dict[str, Any]:
+        urls = {name: listener.url for name, listener in self.listeners.items()}
+        return {
+            "slack_api_url": f"{urls['slack_api']}/api/",
+            "slack_user_url": urls["slack_user"],
+            "cloud_run_endpoint": urls["cloud_run"],
+            "secret_manager_endpoint": urls["secret_manager"],
+            "logging_endpoint": urls["logging"],
+            "control_url": urls["control"],
+            "fleet_url": urls["fleet"],
+            "project": self.config.project,
+            "region": self.config.region,
+            "channels": {c.name: c.id for c in self.workspace.channels.values()},
+            "users": {u.name: u.id for u in self.workspace.users.values()},
+        }
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.run.close()
+        for listener in reversed(list(self.listeners.values())):
+            await stop(listener)
+
+
+def write_endpoints(path: str | Path, endpoints: dict[str, Any]) -> None:
+    """Write atomically, so a reader polling for the file never sees half of it."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(endpoints, indent=2) + "\n")
+    os.replace(partial, target)

@@ -1,0 +1,47 @@
+"""Fixtures shared by contract and scenario tests: the sandbox world and real clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import run_v2
+
+from bot.config import Config, load_config
+from sandbox.world import World, WorldOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "chatops.example.yaml"
+
+
+@pytest.fixture(scope="session")
+def example_config() -> Config:
+    return load_config(EXAMPLE_CONFIG)
+
+
+@pytest.fixture(scope="session")
+async def world(example_config: Config) -> AsyncIterator[World]:
+    """One world for the session; tests that change a service use their own service or revision names."""
+    sandbox = World(example_config, WorldOptions(start_ms=60, route_ms=20, slack_rate_per_s=50, slack_burst=50))
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+def client_options(endpoint: str) -> ClientOptions:
+    return ClientOptions(api_endpoint=endpoint)
+
+
+@pytest.fixture(scope="session")
+def services_client(world: World) -> run_v2.ServicesClient:
+    return run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+                                 client_options=client_options(world.url("cloud_run")))
+
+
+@pytest.fixture(scope="session")
+def revisions_client(world: World) -> run_v2.RevisionsClient:
+    return run_v2.RevisionsClient(transport="rest", credentials=AnonymousCredentials(),
+                                  client_options=client_options(world.url("cloud_run")))

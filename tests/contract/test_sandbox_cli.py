@@ -1,0 +1,56 @@
+"""`chatops sandbox --headless`: starts the world, writes the endpoints file, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import EXAMPLE_CONFIG
+
+
+def test_headless_sandbox_writes_endpoints_keeps_secrets_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    endpoints_file = tmp_path / "endpoints.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "sandbox", "--headless", "--world-only", "--config", str(EXAMPLE_CONFIG),
+         "--endpoints-file", str(endpoints_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not endpoints_file.exists():
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the endpoints file never appeared"
+            time.sleep(0.05)
+        endpoints = json.loads(endpoints_file.read_text())
+        assert endpoints["project"] == "nba-props-platform" and endpoints["region"] == "us-west2"
+        assert endpoints["channels"]["deploys"] == "C07DEPLOYS1"
+        assert {"oncall", "viewer"} <= set(endpoints["users"])
+
+        with httpx.Client(timeout=5) as http:
+            state = http.get(f"{endpoints['control_url']}/state").json()
+            assert len(state["services"]) == 7
+            service = http.get(f"{endpoints['cloud_run_endpoint']}/v2/projects/nba-props-platform/locations/"
+                               "us-west2/services/prediction-worker").json()
+            assert http.get(f"{service['uri']}/health").json()["status"] == "healthy"
+            assert http.post(f"{endpoints['slack_api_url']}auth.test").json()["error"] == "not_authed"
+            secrets = [
+                http.get(f"{endpoints['secret_manager_endpoint']}/v1/projects/nba-props-platform/secrets/"
+                         f"{name}/versions/latest:access").json()["payload"]["data"]
+                for name in ("slack-bot-token", "slack-signing-secret")
+            ]
+            logged = http.post(f"{endpoints['logging_endpoint']}/v2/entries:list",
+                               json={"resourceNames": ["projects/nba-props-platform"], "pageSize": 5}).json()
+            assert logged["entries"][0]["resource"]["type"] == "cloud_run_revision"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    for encoded in secrets:
+        secret = base64.b64decode(encoded).decode()
+        assert secret not in out + err + endpoints_file.read_text()

@@ -1,0 +1,94 @@
+"""chatops.yaml: every mistake is reported with its field path and what to write instead."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = (ROOT / "chatops.example.yaml").read_text()
+
+
+def problems(text: str) -> dict[str, str]:
+    with pytest.raises(ConfigError) as failed:
+        parse_config(text)
+    return {p.path: p.message for p in failed.value.problems}
+
+
+def test_the_example_fleet_loads_with_the_seeds_services() -> None:
+    config = load_config(ROOT / "chatops.example.yaml")
+    assert (config.project, config.region) == ("nba-props-platform", "us-west2")
+    assert set(config.services) == {
+        "prediction-coordinator", "prediction-worker", "mlb-prediction-worker", "nba-admin-dashboard",
+        "nba-phase3-analytics-processors", "nba-phase4-precompute-processors", "nba-grading-service"}
+    assert config.secrets.slack_bot_token == "slack-bot-token"
+    assert config.canary_for("prediction-worker").window == 120.0
+    assert config.canary_for("prediction-worker").stages == (5, 50, 100)
+    assert config.canary_for("nba-phase4-precompute-processors").stages == (10, 50, 100)
+    assert config.canary_for("nba-grading-service").strategy == "direct"
+    assert config.alert_channel_for("prediction-worker") == "C07PREDICT1"
+
+
+def test_an_unknown_key_is_named_with_a_suggestion() -> None:
+    found = problems(EXAMPLE.replace("    window: 60s", "    windw: 60s"))
+    assert "unknown key 'windw'; did you mean 'window'?" in found["defaults.canary.windw"]
+
+
+def test_stages_must_rise_to_100() -> None:
+    found = problems(EXAMPLE.replace("stages: [10, 50, 100]", "stages: [50, 10, 100]"))
+    assert "must rise" in found["services.nba-phase4-precompute-processors.canary.stages"]
+    found = problems(EXAMPLE.replace("stages: [5, 50, 100]", "stages: [5, 50]"))
+    assert "must end at 100" in found["defaults.canary.stages"]
+
+
+def test_durations_accept_units_and_refuse_words() -> None:
+    assert parse_config(EXAMPLE.replace("window: 60s", "window: 1.5m")).defaults.canary.window == 90.0
+    found = problems(EXAMPLE.replace("window: 60s", "window: soon"))
+    assert "'90s'" in found["defaults.canary.window"]
+
+
+def test_actions_must_be_known() -> None:
+    found = problems(EXAMPLE.replace("may: [health, status, history]", "may: [health, stats]"))
+    assert "did you mean 'status'" in found["roles.everyone.may"]
+
+
+def test_references_to_channels_and_services_must_resolve() -> None:
+    found = problems(EXAMPLE.replace("alert_channel: predictions", "alert_channel: prediction", 1)
+                     .replace("services: [prediction-coordinator,", "services: [prediction-cordinator,"))
+    assert "did you mean 'predictions'" in found["services.prediction-coordinator.alert_channel"]
+    assert "did you mean 'prediction-coordinator'" in found["digests.1.services"]
+
+
+def test_every_problem_is_reported_not_just_the_first() -> None:
+    found = problems(EXAMPLE.replace("project: nba-props-platform", "project: NBA")
+                     .replace("C07ALERTS01", '"#alerts"').replace('"0 8 * * *"', '"0 8 * *"'))
+    assert set(found) == {"project", "slack.channels.alerts", "digests.0.cron"}
+    assert "Slack channel id" in found["slack.channels.alerts"]
+
+
+def test_yaml_mistakes_name_the_line() -> None:
+    assert "line 2" in problems("project: x\n  bad: [\n")[""]
+    assert "appears twice" in problems(EXAMPLE + "\nproject: other\n")[""]
+
+
+def test_an_image_with_a_tag_is_refused_with_the_fix() -> None:
+    found = problems(EXAMPLE.replace("cloud-run/nba-grading-service", "cloud-run/nba-grading-service:latest"))
+    assert "cloud-run/nba-grading-service" in found["services.nba-grading-service.image"]
+
+
+@pytest.mark.parametrize(("text", "code"), [(EXAMPLE, 0), (EXAMPLE.replace("region: us-west2", "region: x"), 2)])
+def test_check_config_exits_0_or_2(tmp_path: Path, text: str, code: int) -> None:
+    path = tmp_path / "chatops.yaml"
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "bot", "check-config", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == code
+    if code:
+        assert "region: 'x' is not valid here; write a Cloud Run region such as us-west2" in result.stderr
+    else:
+        assert "OK: 7 services" in result.stdout
