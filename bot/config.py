@@ -149,6 +149,7 @@ class AlertPolicy(Strict):
 
 
 class Defaults(Strict):
+    probe_concurrency: int = Field(default=100, ge=1, le=1000)
     health: HealthPaths = HealthPaths()
     canary: CanaryPolicy = CanaryPolicy()
     alerts: AlertPolicy = AlertPolicy()

@@ -1,28 +1,46 @@
-"""`chatops sandbox`: start the world, say where it is, run until SIGINT or SIGTERM."""
+"""`chatops sandbox`: start the world and the bot in it, then a console, a demo, or nothing (headless).
+
+The bot runs as its own process, `chatops serve`, configured only through the environment the world
+hands it, exactly as Cloud Run would run it; so killing and restarting it is a real restart.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
+import socket
+import subprocess
 import sys
-from typing import TYPE_CHECKING
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from bot.config import ConfigError, load_config
 
 if TYPE_CHECKING:
-    from sandbox.world import WorldOptions
+    from sandbox.world import World, WorldOptions
 
 PORT_NAMES = ("cloud_run", "secret_manager", "logging", "slack_api", "slack_user", "control", "fleet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="chatops.example.yaml", help="fleet config the world is built from")
-    parser.add_argument("--headless", action="store_true", help="no console; run until SIGINT or SIGTERM")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="no console; run until SIGINT or SIGTERM")
+    mode.add_argument("--demo", action="store_true", help="run the scripted tour, exit 0 if every step passed")
     parser.add_argument("--endpoints-file", help="write the endpoints JSON here once everything answers")
     parser.add_argument("--world-only", action="store_true", help="start the world without a bot")
     parser.add_argument("--bot-url", action="append", default=[], metavar="URL",
-                        help="where Slack's user side sends commands (repeat for round-robin)")
+                        help="with --world-only: where Slack's user side sends requests (repeat for round-robin)")
+    parser.add_argument("--bot-port", type=int, default=0, help="port of the bot the sandbox starts")
+    parser.add_argument("--user", default="oncall", help="the console's Slack user")
+    parser.add_argument("--channel", default="deploys", help="the console's channel")
     parser.add_argument("--start-ms", type=float, default=300.0, help="time a new revision takes to start")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="response time of undeclared images")
     parser.add_argument("--requests-per-s", type=float, default=4.0, help="simulated traffic per service")
@@ -31,12 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=0, metavar="PORT")
 
 
-def options_from(args: argparse.Namespace) -> WorldOptions:
+def options_from(args: argparse.Namespace, bot_urls: list[str]) -> WorldOptions:
     from sandbox.world import WorldOptions
 
     return WorldOptions(
         ports={name: getattr(args, f"{name}_port") for name in PORT_NAMES if getattr(args, f"{name}_port")},
-        bot_urls=list(args.bot_url),
+        bot_urls=bot_urls,
         start_ms=args.start_ms,
         latency_ms=args.latency_ms,
         requests_per_s=args.requests_per_s,
@@ -44,26 +62,112 @@ def options_from(args: argparse.Namespace) -> WorldOptions:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def bot_environment(world: World, database_url: str) -> dict[str, str]:
+    """What `chatops serve` needs to live in this world instead of Google's and Slack's."""
+    urls = world.endpoints()
+    return {
+        "CHATOPS_SLACK_API_URL": urls["slack_api_url"],
+        "CHATOPS_CLOUD_RUN_ENDPOINT": urls["cloud_run_endpoint"],
+        "CHATOPS_SECRET_MANAGER_ENDPOINT": urls["secret_manager_endpoint"],
+        "CHATOPS_LOGGING_ENDPOINT": urls["logging_endpoint"],
+        "CHATOPS_GOOGLE_CREDENTIALS": "anonymous",
+        "CHATOPS_DATABASE_URL": database_url,
+    }
+
+
+class BotProcess:
+    """`chatops serve` as a child process, its log in a file beside its database."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str], log_path: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1",
+             "--port", str(port)],
+            env={**os.environ, **env, "CHATOPS_PUBLIC_URL": self.url, "CHATOPS_LOG_FORMAT": "json"},
+            stdout=self._log, stderr=subprocess.STDOUT)
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                    raise RuntimeError("the bot exited at start:\n" + "\n".join(tail))
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the bot did not answer {self.url}/healthz within {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from sandbox.world import World, write_endpoints
 
-    config = load_config(args.config)
-    world = World(config, options_from(args))
-    endpoints = await world.start()
-    if args.endpoints_file:
-        write_endpoints(args.endpoints_file, endpoints)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    if not args.headless:
-        print(f"sandbox for {config.project}/{config.region}: {len(config.services)} services")
-        for key in ("slack_user_url", "control_url", "cloud_run_endpoint", "fleet_url"):
-            print(f"  {key:<24} {endpoints[key]}")
-        print("Ctrl-C stops it.", flush=True)
-    await stopping.wait()
-    await world.stop()
-    return 0
+    config_path = Path(args.config)
+    config = load_config(config_path)
+    workdir = Path(tempfile.mkdtemp(prefix="chatops-sandbox-"))
+    bot_port = 0 if args.world_only else (args.bot_port or free_port())
+    bot_urls = list(args.bot_url) if args.world_only else [f"http://127.0.0.1:{bot_port}"]
+    world = World(config, options_from(args, bot_urls))
+    endpoints: dict[str, Any] = await world.start()
+    bot_env = bot_environment(world, f"sqlite:///{workdir / 'chatops.db'}")
+    endpoints["bot_env"] = bot_env
+    bot: BotProcess | None = None
+    try:
+        if not args.world_only:
+            bot = BotProcess(config_path, bot_port, bot_env, workdir / "bot.log")
+            await bot.ready()
+            endpoints["bot_url"] = bot.url
+            endpoints["bot_log"] = str(bot.log_path)
+        if args.endpoints_file:
+            write_endpoints(args.endpoints_file, endpoints)
+        return await _run_mode(args, endpoints)
+    except RuntimeError as exc:
+        print(f"chatops sandbox: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if bot is not None:
+            bot.stop()
+        await world.stop()
+
+
+async def _run_mode(args: argparse.Namespace, endpoints: dict[str, Any]) -> int:
+    if args.demo:
+        from sandbox.demo import run_demo
+
+        return await run_demo(endpoints)
+    if args.headless:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        return 0
+    from sandbox.console import run_console
+
+    print(f"sandbox for {endpoints['project']}/{endpoints['region']} is up; the bot's log: "
+          f"{endpoints.get('bot_log', '(no bot)')}")
+    print(f"control API {endpoints['control_url']} · Slack user side {endpoints['slack_user_url']}")
+    return await run_console(endpoints, user=args.user, channel=args.channel)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -72,3 +176,5 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 0

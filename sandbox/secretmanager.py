@@ -17,6 +17,7 @@ from google.cloud import secretmanager_v1
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from bot.checksum import crc32c
 from sandbox.cloudrun import rfc3339
 from sandbox.google_errors import GoogleError, google_errors
 
@@ -26,26 +27,6 @@ _PATH = re.compile(
     r"(?:/versions(?:/(?P<version>[^/:]+)(?::(?P<verb>access|enable|disable|destroy))?)?)?)?$"
 )
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
 
 
 @dataclass

@@ -80,6 +80,15 @@ class World:
                                    post_burst=self.options.slack_burst)
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
 
+    @property
+    def signing_secret(self) -> str:
+        """For tests and benches that play Slack themselves; never printed or written anywhere."""
+        return self._signing_secret
+
+    @property
+    def bot_token(self) -> str:
+        return self._bot_token
+
     def _seed(self) -> None:
         for name, service in self.config.services.items():
             self.run.seed_service(name, [f"{service.image}:v1", f"{service.image}:v2"],

@@ -11,7 +11,7 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1
 
-from sandbox.secretmanager import crc32c
+from bot.checksum import crc32c
 from sandbox.world import World
 from tests.conftest import client_options
 from tests.contract.schemas import assert_google

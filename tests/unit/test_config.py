@@ -85,10 +85,11 @@ def test_an_image_with_a_tag_is_refused_with_the_fix() -> None:
 def test_check_config_exits_0_or_2(tmp_path: Path, text: str, code: int) -> None:
     path = tmp_path / "chatops.yaml"
     path.write_text(text)
+    (tmp_path / "runbooks").symlink_to(ROOT / "runbooks")
     result = subprocess.run([sys.executable, "-m", "bot", "check-config", str(path)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == code
     if code:
         assert "region: 'x' is not valid here; write a Cloud Run region such as us-west2" in result.stderr
     else:
-        assert "OK: 7 services" in result.stdout
+        assert "OK: 7 services" in result.stdout and "7 runbooks, every link resolves" in result.stdout

@@ -1,0 +1,75 @@
+"""The bot's own credentials, read from Secret Manager at start and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+from google.api_core import exceptions
+from google.api_core.retry import Retry, if_transient_error
+from google.cloud import secretmanager_v1
+
+from bot.adapters.google_clients import client_kwargs
+from bot.checksum import crc32c
+from bot.config import Config
+from bot.environment import Environment
+
+_ACCESSOR = "roles/secretmanager.secretAccessor"
+
+
+class SecretsUnavailable(Exception):
+    """One line that names the secret and what to do about it; the bot prints it and exits."""
+
+
+@dataclass(frozen=True)
+class SlackCredentials:
+    bot_token: str
+    signing_secret: str
+
+    def values(self) -> tuple[str, str]:
+        return self.bot_token, self.signing_secret
+
+
+def read_secret(client: secretmanager_v1.SecretManagerServiceClient, project: str, name: str,
+                where: str) -> str:
+    path = f"projects/{project}/secrets/{name}/versions/latest"
+    try:
+        response = client.access_secret_version(
+            name=path, timeout=10, retry=Retry(initial=0.2, maximum=2.0, timeout=10, predicate=if_transient_error))
+    except exceptions.NotFound:
+        raise SecretsUnavailable(
+            f"secret '{name}' has no enabled version in project {project}: create it with "
+            f"`gcloud secrets create {name} --project={project}` and add the value with "
+            f"`gcloud secrets versions add {name} --data-file=-`") from None
+    except exceptions.PermissionDenied:
+        raise SecretsUnavailable(
+            f"no access to secret '{name}' in project {project}: grant {_ACCESSOR} on it to the bot's "
+            "service account") from None
+    except exceptions.Unauthenticated:
+        raise SecretsUnavailable(
+            f"cannot read secret '{name}': no Google credentials (on Cloud Run the service account "
+            "provides them; locally run `gcloud auth application-default login`)") from None
+    except (exceptions.GoogleAPICallError, exceptions.RetryError, requests.RequestException) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise SecretsUnavailable(f"cannot reach Secret Manager at {where} to read secret '{name}' "
+                                 f"(it needs {_ACCESSOR}): {reason}") from None
+    data = response.payload.data
+    if response.payload.data_crc32c and response.payload.data_crc32c != crc32c(data):
+        raise SecretsUnavailable(f"secret '{name}' arrived corrupted (CRC32C mismatch); try again")
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretsUnavailable(f"secret '{name}' is not UTF-8 text") from None
+    if not value:
+        raise SecretsUnavailable(f"secret '{name}' is empty: add a version with the value")
+    return value
+
+
+def fetch_slack_credentials(config: Config, env: Environment) -> SlackCredentials:
+    client = secretmanager_v1.SecretManagerServiceClient(**client_kwargs(env.secret_manager_endpoint, env))
+    where = env.secret_manager_endpoint or "secretmanager.googleapis.com"
+    names = config.secrets
+    return SlackCredentials(
+        bot_token=read_secret(client, config.project, names.slack_bot_token, where),
+        signing_secret=read_secret(client, config.project, names.slack_signing_secret, where),
+    )

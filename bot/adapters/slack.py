@@ -1,0 +1,79 @@
+"""Slack Web API and response_url, as the rest of the bot needs them: post, update, thread, ephemeral.
+
+Slack answers 429 with Retry-After when a channel is posted to faster than about once a second; the
+client waits and retries instead of losing the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+Blocks = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Posted:
+    channel: str
+    ts: str
+
+
+class SlackGateway:
+    def __init__(self, token: str, *, base_url: str | None = None, http: httpx.AsyncClient | None = None) -> None:
+        kwargs: dict[str, Any] = {"token": token, "timeout": 10}
+        if base_url:
+            kwargs["base_url"] = base_url
+        self.client = AsyncWebClient(**kwargs)
+        self.client.retry_handlers = [
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=6),
+        ]
+        self._http = http or httpx.AsyncClient(timeout=10)
+
+    async def post(self, channel: str, text: str, blocks: Blocks | None = None,
+                   thread_ts: str | None = None) -> Posted:
+        response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks,
+                                                      thread_ts=thread_ts, unfurl_links=False)
+        return Posted(str(response["channel"]), str(response["ts"]))
+
+    async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None) -> None:
+        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
+
+    async def ephemeral(self, channel: str, user: str, text: str, blocks: Blocks | None = None) -> None:
+        await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+
+    async def respond(self, response_url: str, text: str, blocks: Blocks | None = None, *,
+                      in_channel: bool = False, replace_original: bool = False) -> None:
+        """Answer through the command's response_url: works even where the bot is not a channel member."""
+        body: dict[str, Any] = {"text": text, "response_type": "in_channel" if in_channel else "ephemeral",
+                                "replace_original": replace_original}
+        if blocks:
+            body["blocks"] = blocks
+        response = await self._http.post(response_url, json=body)
+        if response.status_code >= 300:
+            log.warning("response_url refused the reply: HTTP %s %s", response.status_code, response.text[:200])
+
+    async def post_or_respond(self, channel: str, response_url: str, text: str,
+                              blocks: Blocks | None = None) -> Posted | None:
+        """Post in the channel; where the bot was not invited, answer in channel through response_url."""
+        try:
+            return await self.post(channel, text, blocks)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+                raise
+        await self.respond(response_url, text, blocks, in_channel=True)
+        return None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,315 @@
+"""The bot's database: audit trail now; rollouts, incidents, digest runs and leases as they arrive.
+
+State lives here so that a restart, a crash or a second instance changes nothing. SQLite is the
+embedded default (sandbox, one instance); PostgreSQL is required for more than one instance. The API
+is synchronous: the async app calls it through `asyncio.to_thread`, and one Engine's pool serves
+those threads. The schema is owned by Alembic revisions in `bot/migrations/versions/`, never by
+`create_all`, so every database reaches the same shape by the same steps.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+OUTCOMES = ("ok", "accepted", "refused", "invalid", "failed")
+"""What became of a request: done, started (finishes later), not allowed, not understood, broke."""
+
+MIGRATIONS = "bot:migrations"
+"""Alembic's script_location as a package reference, so it resolves wherever the bot is installed."""
+
+_MIGRATION_LOCK = 0x6368_6174_6F70_73
+"""pg_advisory_xact_lock key ("chatops"): instances starting together migrate one after another."""
+
+_ALEMBIC = threading.Lock()
+"""Alembic's `context` and `op` are process-global proxies, so one migration at a time per process."""
+
+_SQLITE_BEGIN = "chatops_sqlite_begin"
+"""Execution option naming the BEGIN statement our SQLite hook emits (see `_sqlite_engine`)."""
+
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+_PG_CONNECT_TIMEOUT_S = 5
+
+
+class StoreUnavailable(Exception):
+    """The database can't be reached or used: an outage, not a bug. The message is safe to show."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One request to the bot and what came of it; `at` and `id` are filled in by the store."""
+
+    user_id: str
+    user_name: str
+    channel_id: str
+    command: str
+    text: str
+    action: str
+    service: str | None
+    outcome: str
+    detail: str = ""
+    at: datetime | None = None
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"audit outcome {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
+        if self.at is not None and self.at.utcoffset() is None:
+            raise ValueError("audit time must be timezone-aware; use datetime.now(UTC)")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    PostgreSQL keeps the offset (timestamptz) but returns it in the session's time zone; SQLite keeps
+    none. Storing UTC and re-attaching it on the way out makes both give back the same value.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("naive datetime given to the store; pass an aware one, e.g. datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit ids, except on SQLite where only INTEGER PRIMARY KEY is the auto-assigned rowid."""
+
+
+class Base(DeclarativeBase):
+    """Named constraints, because SQLite's batch migrations can only alter what they can name."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class AuditRow(Base):
+    """Table `audit`; its shape is created by revision 0001_audit and must match it (a test checks)."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_service_at", "service", "at"), Index("ix_audit_at", "at"))
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    user_id: Mapped[str] = mapped_column(String())
+    user_name: Mapped[str] = mapped_column(String())
+    channel_id: Mapped[str] = mapped_column(String())
+    command: Mapped[str] = mapped_column(String())
+    text: Mapped[str] = mapped_column(Text())
+    action: Mapped[str] = mapped_column(String())
+    service: Mapped[str | None] = mapped_column(String())
+    outcome: Mapped[str] = mapped_column(String())
+    detail: Mapped[str] = mapped_column(Text())
+
+    def entry(self) -> AuditEntry:
+        return AuditEntry(
+            user_id=self.user_id, user_name=self.user_name, channel_id=self.channel_id, command=self.command,
+            text=self.text, action=self.action, service=self.service, outcome=self.outcome, detail=self.detail,
+            at=self.at, id=self.id,
+        )
+
+
+def default_url() -> str:
+    """CHATOPS_DATABASE_URL, else a SQLite file in the working directory (the single-instance default)."""
+    return os.environ.get("CHATOPS_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'chatops.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, fit for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Store:
+    """All database access: one Engine and its pool, a short session per call.
+
+    `url` is the database URL with its password hidden, for logs and messages.
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            # Not echoed: where its password is can't be told, and a log must not show it.
+            raise StoreUnavailable(
+                "the database URL does not parse; use sqlite:///path/to/chatops.db "
+                "or postgresql+psycopg://user:password@host:5432/database"
+            ) from None
+        if parsed.drivername in ("postgres", "postgresql"):
+            parsed = parsed.set(drivername="postgresql+psycopg")  # the driver we ship, not psycopg2
+        self._url = parsed
+        self.url = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite":
+            self._engine = _sqlite_engine(parsed)
+        elif parsed.get_backend_name() == "postgresql":
+            connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": _PG_CONNECT_TIMEOUT_S}
+            # pre_ping and recycle: Cloud SQL and its proxy drop idle connections without telling us.
+            self._engine = create_engine(
+                parsed, pool_size=5, max_overflow=10, pool_timeout=10, pool_recycle=1800, pool_pre_ping=True,
+                connect_args=connect_args,
+            )
+        else:
+            raise StoreUnavailable(f"database at {self.url}: only sqlite and postgresql are supported")
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; a no-op when it is there already.
+
+        All pending revisions run in one transaction (DDL is transactional on both backends, see
+        `_sqlite_engine`), under a lock that a concurrently starting instance waits for: an advisory
+        transaction lock on PostgreSQL, BEGIN IMMEDIATE's write lock on SQLite. The lock ends with the
+        transaction, so a crashed instance can't leave it held.
+        """
+        config = alembic_config()
+        engine = self._engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+        with self._reachable(), _ALEMBIC, engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at; None before the first migrate()."""
+        with self._reachable(), self._engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def record(self, entry: AuditEntry) -> AuditEntry:
+        """Append to the audit trail; returns the entry with the id and UTC time the store gave it."""
+        row = AuditRow(
+            at=entry.at or datetime.now(UTC), user_id=entry.user_id, user_name=entry.user_name,
+            channel_id=entry.channel_id, command=entry.command, text=entry.text, action=entry.action,
+            service=entry.service, outcome=entry.outcome, detail=entry.detail,
+        )
+        with self._reachable(), self._sessions.begin() as session:
+            session.add(row)
+        return replace(entry, id=row.id, at=row.at.astimezone(UTC))
+
+    def audit(self, *, limit: int = 50, service: str | None = None, user_id: str | None = None) -> list[AuditEntry]:
+        """The newest `limit` entries first, optionally for one service and/or one user."""
+        if limit < 1:
+            raise ValueError(f"audit limit must be at least 1, not {limit}")
+        query = select(AuditRow).order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
+        if service is not None:
+            query = query.where(AuditRow.service == service)
+        if user_id is not None:
+            query = query.where(AuditRow.user_id == user_id)
+        with self._reachable(), self._sessions() as session:
+            return [row.entry() for row in session.scalars(query)]
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless a round trip to the database works (readiness checks, startup)."""
+        with self._reachable(), self._engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        """Close pooled connections; the Store can't be used afterwards."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Turn driver-level connection failures into one exception type whose message is safe to show."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            reason = " ".join(str(exc.orig or exc).split())
+            if self._url.password:
+                reason = reason.replace(str(self._url.password), "***")
+            if self._url.get_backend_name() == "sqlite":
+                check = "that the file's directory exists and the bot may write to it"
+            else:
+                check = "that PostgreSQL is running at that host and port and the user and database exist"
+            raise StoreUnavailable(f"database at {self.url} is unavailable: {reason}; check {check}") from exc
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration, built in code: the bot ships no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    """SQLite set up so that two processes (`chatops serve` and `chatops migrate`) can share the file.
+
+    WAL lets readers run beside the writer and busy_timeout makes a writer wait rather than fail.
+    pysqlite's own transaction handling skips BEGIN for DDL and SELECT, so it is switched off and
+    SQLAlchemy emits BEGIN itself: migrations become atomic, and migrate() can ask for BEGIN IMMEDIATE.
+    """
+    if url.database in (None, "", ":memory:"):
+        # One shared connection, or every pooled connection (and thread) would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(conn.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+
+    return engine
+
+
+def migrate_command(url: str) -> int:
+    """`chatops migrate`: bring the database to the newest schema and say where it is."""
+    try:
+        store = Store(url)
+        try:
+            store.migrate()
+            print(f"database at {store.url} is at revision {store.revision()}")
+        finally:
+            store.close()
+    except StoreUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0

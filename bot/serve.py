@@ -1,0 +1,60 @@
+"""`chatops serve`: read the secrets, migrate the store, and serve Slack on PORT.
+
+Every way start-up can fail ends in one line that says what is missing and how to fix it, because the
+person reading it is looking at Cloud Run's log viewer, not at a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from bot.adapters.secrets import SecretsUnavailable, fetch_slack_credentials
+from bot.adapters.store import Store, StoreUnavailable, default_url
+from bot.app import build
+from bot.config import ConfigError, load_config
+from bot.environment import Environment
+from bot.log import configure
+from bot.runbooks import check_runbooks, runbooks_beside
+
+log = logging.getLogger("chatops")
+
+
+def serve(args: argparse.Namespace) -> int:
+    json_logs = os.environ.get("CHATOPS_LOG_FORMAT", "json" if not sys.stdout.isatty() else "text") == "json"
+    redact = configure(json_output=json_logs)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.critical("cannot start: %s", exc)
+        return 2
+    runbooks = runbooks_beside(Path(args.config))
+    problems = check_runbooks(config, runbooks)
+    if problems:
+        log.critical("cannot start: %s: %s", args.config, "; ".join(str(p) for p in problems))
+        return 2
+    env = Environment.from_env()
+    try:
+        credentials = fetch_slack_credentials(config, env)
+    except SecretsUnavailable as exc:
+        log.critical("cannot start: %s", exc)
+        return 1
+    redact.add(credentials.values())
+    store = Store(env.database_url or default_url())
+    try:
+        store.migrate()
+    except StoreUnavailable as exc:
+        log.critical("cannot start: %s", exc)
+        return 1
+    public_url = env.public_url or f"http://127.0.0.1:{args.port}"
+    bot = build(config, env, credentials, store, runbooks, public_url=public_url)
+    log.info("serving %d services of %s/%s on port %d", len(config.services), config.project, config.region,
+             args.port)
+    uvicorn.run(bot.web, host=args.host, port=args.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)
+    return 0

@@ -1,0 +1,104 @@
+"""The shared grammar: `/cmd <service|all> [word ...] [key=value ...]`.
+
+Mistakes come back as values with a message for the person who typed them: what was wrong and what to
+type instead. Service names match exactly or by a unique prefix; near misses get a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})  # noqa: RUF001
+"""Slack clients turn quotes into typographic ones; shlex would not recognise them."""
+
+
+@dataclass(frozen=True)
+class UserError:
+    problem: str
+    instead: str = ""
+
+    def text(self) -> str:
+        return f":warning: {self.problem}" + (f"\nTry {self.instead}" if self.instead else "")
+
+
+@dataclass(frozen=True)
+class Args:
+    positional: tuple[str, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str | None:
+        return self.positional[0] if self.positional else None
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return self.positional[1:]
+
+
+def tokenize(text: str, usage: str) -> Args | UserError:
+    try:
+        tokens = shlex.split(text.translate(_QUOTES))
+    except ValueError:
+        return UserError("there is an unclosed quote in what you typed.", f"`{usage}`")
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    for token in tokens:
+        key, eq, value = token.partition("=")
+        if eq:
+            if not key or not value:
+                return UserError(f"`{token}` needs a key and a value, like `image=...`.", f"`{usage}`")
+            if key.lower() in options:
+                return UserError(f"`{key}=` is given twice.", f"`{usage}`")
+            options[key.lower()] = value
+        else:
+            positional.append(token)
+    return Args(tuple(positional), options)
+
+
+def check_words(args: Args, allowed: Collection[str], usage: str) -> UserError | None:
+    for word in args.words:
+        if word.lower() not in allowed:
+            return UserError(f"I don't know `{word}` here{_suggest(word, allowed)}.", f"`{usage}`")
+    return None
+
+
+def check_options(args: Args, allowed: Collection[str], usage: str) -> UserError | None:
+    for key in args.options:
+        if key not in allowed:
+            known = ", ".join(f"`{k}=`" for k in sorted(allowed)) or "none"
+            return UserError(f"`{key}=` is not an option of this command{_suggest(key, allowed)} "
+                             f"(options: {known}).", f"`{usage}`")
+    return None
+
+
+def resolve_service(name: str | None, services: Sequence[str], *, command: str,
+                    allow_all: bool = False) -> str | UserError:
+    """Exact name, `all` where allowed, or a unique prefix; otherwise a message that helps."""
+    example = services[0] if services else "my-service"
+    instead = f"`{command} all` or `{command} {example}`" if allow_all else f"`{command} {example}`"
+    if not name:
+        return UserError("which service?", instead)
+    lowered = name.lower()
+    if allow_all and lowered == "all":
+        return "all"
+    if lowered in services:
+        return lowered
+    prefixed = [s for s in services if s.startswith(lowered)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        listed = ", ".join(f"`{s}`" for s in prefixed[:6])
+        return UserError(f"`{name}` matches several services: {listed}.", f"`{command} {prefixed[0]}`")
+    close = difflib.get_close_matches(lowered, services, n=3, cutoff=0.6)
+    if close:
+        return UserError(f"there is no service `{name}`. Did you mean `{close[0]}`?", f"`{command} {close[0]}`")
+    known = ", ".join(f"`{s}`" for s in services[:12]) + (" …" if len(services) > 12 else "")
+    return UserError(f"there is no service `{name}`. Services: {known}.", instead)
+
+
+def _suggest(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""

@@ -1,0 +1,76 @@
+"""`/help [command]`: what each command does, its arguments, an example, and who may use it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import Config
+from bot.domain.policy import Allowed, decide, groups_of
+from bot.render.blocks import Block, context, divider, header, section
+from commands.framework import Command, Invocation, Runtime
+from commands.grammar import Args, UserError, check_options, resolve_service
+
+
+@dataclass(frozen=True)
+class HelpRequest:
+    topic: str | None
+
+
+class Help(Command[HelpRequest]):
+    name = "help"
+    action = None
+    usage = "/help [command]"
+    summary = "What each command does, with an example; `/help <command>` for one command in detail."
+    examples = ("/help", "/help deploy")
+
+    def __init__(self, commands: Sequence[Command[Any]]) -> None:
+        self.commands = [*commands, self]
+
+    def parse(self, args: Args, config: Config) -> HelpRequest | UserError:
+        problem = check_options(args, (), self.usage)
+        if problem:
+            return problem
+        if args.target is None:
+            return HelpRequest(None)
+        names = [c.name for c in self.commands]
+        topic = resolve_service(args.target.lstrip("/"), names, command="/help")
+        if isinstance(topic, UserError):
+            listed = " ".join(f"`/{n}`" for n in names)
+            return UserError(f"there is no command `/{args.target.lstrip('/')}`. Commands: {listed}.", "`/help`")
+        return HelpRequest(topic)
+
+    async def act(self, request: HelpRequest, invocation: Invocation, runtime: Runtime) -> None:
+        blocks = self.render(request, invocation.user_id, runtime)
+        await runtime.slack.respond(invocation.response_url, "chatops help", blocks)
+
+    def render(self, request: HelpRequest, user_id: str, runtime: Runtime) -> list[Block]:
+        groups = groups_of(user_id, runtime.config.slack.usergroups)
+        grants = runtime.grants
+
+        def may(command: Command[Any]) -> bool:
+            if command.action is None:
+                return True
+            allowed = decide(grants, user_id, groups, command.action, None)
+            return isinstance(allowed, Allowed)
+
+        if request.topic is None:
+            blocks: list[Block] = [header("chatops: operate Cloud Run from Slack")]
+            for command in self.commands:
+                lock = "" if may(command) else " :lock:"
+                blocks.append(section(f"*`{command.usage}`*{lock}\n{command.summary}\n_e.g._ `{command.examples[0]}`"))
+            blocks.append(context(":lock: needs a role you don't have. `/help <command>` shows who may use it."))
+            return blocks
+        command = next(c for c in self.commands if c.name == request.topic)
+        roles = [name for name, role in runtime.config.roles.items()
+                 if "*" in role.may or command.action in role.may] if command.action else ["everyone"]
+        examples = "\n".join(f"• `{e}`" for e in command.examples)
+        return [
+            header(command.slash),
+            section(f"*Usage:* `{command.usage}`\n{command.summary}\n{command.details}".rstrip()),
+            section(f"*Examples*\n{examples}"),
+            divider(),
+            context(f"Who may: {', '.join(roles) or 'nobody (no role allows it)'}"
+                    + ("" if may(command) else " · you don't have this role")),
+        ]

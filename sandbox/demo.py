@@ -1,0 +1,177 @@
+"""`chatops sandbox --demo`: a scripted tour of what the bot does, checked as it goes.
+
+Every step acts as a person would (a signed slash command, a fault injected through the control API)
+and then checks what that person would see. Exit 0 when every step did what it should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import httpx
+
+from sandbox.blockkit_text import render_message, text_of
+
+
+class StepFailed(Exception):
+    pass
+
+
+@dataclass
+class Tour:
+    endpoints: dict[str, Any]
+    http: httpx.AsyncClient
+    out: TextIO
+    users: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    async def command(self, user: str, text: str, channel: str = "deploys", **extra: Any) -> dict[str, Any]:
+        command, _, rest = text.partition(" ")
+        response = await self.http.post(f"{self.endpoints['slack_user_url']}/commands",
+                                        json={"user": user, "channel": channel, "command": command, "text": rest,
+                                              **extra})
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def messages(self, user: str, channel: str = "deploys") -> list[dict[str, Any]]:
+        response = await self.http.get(f"{self.endpoints['slack_user_url']}/messages",
+                                       params={"channel": channel, "user": user})
+        seen: list[dict[str, Any]] = response.json()
+        return seen
+
+    async def latest(self, user: str, channel: str = "deploys") -> float:
+        seen = await self.messages(user, channel)
+        return float(seen[-1]["ts"]) if seen else 0.0
+
+    async def next_message(self, user: str, after: float, found: Callable[[dict[str, Any]], bool],
+                           channel: str = "deploys", timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in await self.messages(user, channel):
+                if float(message["ts"]) > after and found(message):
+                    self.show(message)
+                    return message
+            await asyncio.sleep(0.1)
+        raise StepFailed(f"no matching message in #{channel} within {timeout:g} s")
+
+    async def serving(self, service: str) -> str:
+        state = (await self.http.get(f"{self.endpoints['control_url']}/state")).json()
+        return str(state["services"][service]["traffic_statuses"][0]["revision"])
+
+    async def behave(self, revision: str, **behaviour: Any) -> None:
+        response = await self.http.patch(f"{self.endpoints['control_url']}/revisions/{revision}", json=behaviour)
+        if response.status_code != 200:
+            raise StepFailed(f"the control API refused: {response.text}")
+
+    def show(self, message: dict[str, Any]) -> None:
+        for line in render_message(message, users=self.users, width=100).splitlines():
+            self.out.write(f"    {line}\n")
+
+    async def step(self, title: str, body: Callable[[], Awaitable[str]]) -> None:
+        self.out.write(f"\n▶ {title}\n")
+        self.out.flush()
+        try:
+            detail = await body()
+        except (StepFailed, httpx.HTTPError, KeyError, ValueError) as exc:
+            self.failures.append(title)
+            self.out.write(f"  ✗ {exc}\n")
+        else:
+            self.out.write(f"  ✓ {detail}\n")
+        self.out.flush()
+
+
+def _expect(condition: bool, problem: str) -> None:
+    if not condition:
+        raise StepFailed(problem)
+
+
+async def _health_tour(tour: Tour) -> None:
+    async def fleet_is_listed() -> str:
+        after = await tour.latest("oncall")
+        answer = await tour.command("oncall", "/health all")
+        _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']} ({answer.get('error')})")
+        _expect(answer["ack_ms"] < 3000, f"the ack took {answer['ack_ms']:.0f} ms, over Slack's 3 s")
+        report = await tour.next_message("oncall", after, lambda m: "Fleet health" in str(m["text"]))
+        state = (await tour.http.get(f"{tour.endpoints['control_url']}/state")).json()
+        missing = [s for s in state["services"] if s not in text_of(report)]
+        _expect(not missing, f"the report does not mention {missing}")
+        return f"acked in {answer['ack_ms']:.0f} ms; all {len(state['services'])} services listed"
+
+    async def failing_ready_is_unhealthy() -> str:
+        revision = await tour.serving("prediction-worker")
+        await tour.behave(revision, failing_checks=["gcs_model_file"])
+        try:
+            after = await tour.latest("oncall")
+            await tour.command("oncall", "/health all")
+            report = await tour.next_message("oncall", after, lambda m: "Fleet health" in str(m["text"]))
+        finally:
+            await tour.behave(revision, failing_checks=[])
+        text = text_of(report)
+        _expect("*prediction-worker* is *unhealthy*" in text, "prediction-worker is not shown as unhealthy")
+        _expect("`gcs_model_file`" in text and "not found" in text, "the failing check or its detail is missing")
+        link = f"{tour.endpoints['bot_url']}/runbooks/prediction-worker#gcs-model-file"
+        _expect(link in text, "the runbook link is missing")
+        page = await tour.http.get(link)
+        _expect(page.status_code == 200 and 'id="gcs-model-file"' in page.text, "the runbook link does not resolve")
+        return "unhealthy, with the check, its detail and a runbook link that resolves"
+
+    async def down_is_unreachable() -> str:
+        revision = await tour.serving("nba-grading-service")
+        await tour.behave(revision, down=True)
+        try:
+            after = await tour.latest("oncall")
+            await tour.command("oncall", "/health nba-grading-service")
+            report = await tour.next_message("oncall", after,
+                                             lambda m: str(m["text"]).startswith("nba-grading-service is"))
+        finally:
+            await tour.behave(revision, down=False)
+        _expect("unreachable" in str(report["text"]), f"shown as: {report['text']}")
+        return "shown as unreachable, not as an error of the bot"
+
+    async def mistakes_are_explained() -> str:
+        answers = {typed: (await tour.command("oncall", typed))["body"]
+                   for typed in ("/health prediction-wrker", "/health", "/health nope")}
+        _expect("Did you mean `prediction-worker`?" in answers["/health prediction-wrker"], "no did-you-mean")
+        _expect("which service?" in answers["/health"], "no hint for a missing service")
+        _expect("there is no service `nope`" in answers["/health nope"], "no answer for an unknown service")
+        for typed, body in answers.items():
+            tour.out.write(f"    {typed} → {body.splitlines()[0]}\n")
+        return "each mistake got a short answer saying what to type instead"
+
+    async def forged_is_refused() -> str:
+        answer = await tour.command("oncall", "/health all", signature="v0=" + "0" * 64)
+        _expect(answer["status"] == 401, f"a forged signature got HTTP {answer['status']}")
+        old = await tour.command("oncall", "/health all", timestamp=int(time.time()) - 600)
+        _expect(old["status"] == 401, f"a replayed request got HTTP {old['status']}")
+        return "a forged signature and a 10-minute-old timestamp both got 401"
+
+    async def help_lists_commands() -> str:
+        after = await tour.latest("viewer")
+        await tour.command("viewer", "/help")
+        listing = await tour.next_message("viewer", after, lambda m: "/health <service|all>" in text_of(m))
+        _expect(listing.get("ephemeral") is True, "help should be visible only to who asked")
+        return "/help answered only to the viewer"
+
+    await tour.step("/health all: every service, acked within Slack's 3 seconds", fleet_is_listed)
+    await tour.step("a revision whose /ready fails (gcs_model_file, set through the control API)",
+                    failing_ready_is_unhealthy)
+    await tour.step("a service whose revision stops answering", down_is_unreachable)
+    await tour.step("mistyped commands", mistakes_are_explained)
+    await tour.step("requests that are not from Slack", forged_is_refused)
+    await tour.step("/help", help_lists_commands)
+
+
+async def run_demo(endpoints: dict[str, Any], out: TextIO = sys.stdout) -> int:
+    async with httpx.AsyncClient(timeout=15) as http:
+        tour = Tour(endpoints, http, out, users={v: k for k, v in endpoints["users"].items()})
+        await _health_tour(tour)
+    if tour.failures:
+        out.write(f"\n✗ {len(tour.failures)} step(s) failed: {'; '.join(tour.failures)}\n")
+        return 1
+    out.write("\n✓ every step did what it should\n")
+    return 0

@@ -1,0 +1,168 @@
+"""/health and /help as an on-call engineer uses them: signed commands in, channel messages out."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from bot.adapters.store import Store
+from bot.config import Config, parse_config
+from sandbox.blockkit_text import text_of
+from tests.conftest import EXAMPLE_CONFIG
+from tests.scenario.harness import Scenario, scenario
+
+SERVICES = ("prediction-coordinator", "prediction-worker", "mlb-prediction-worker", "nba-admin-dashboard",
+            "nba-phase3-analytics-processors", "nba-phase4-precompute-processors", "nba-grading-service")
+
+
+@pytest.fixture(scope="module")
+async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scenario]:
+    async with scenario(example_config, tmp_path_factory.mktemp("health")) as running:
+        yield running
+
+
+def is_report(message: dict[str, object]) -> bool:
+    return message["kind"] == "message" and "Fleet health" in str(message["text"])
+
+
+async def test_health_all_is_acked_fast_and_lists_all_seven_services(fleet: Scenario) -> None:
+    before = await fleet.latest_ts()
+    answer = await fleet.command("oncall", "/health all")
+    assert answer["status"] == 200 and answer["ack_ms"] < 3000
+    assert "Probing 7 services" in answer["body"]
+    report = await fleet.wait_for("oncall", is_report, after=before)
+    assert "all 7 healthy" in report["text"]
+    for service in SERVICES:
+        assert service in text_of(report)
+
+
+async def test_a_failing_ready_check_shows_unhealthy_with_detail_and_runbook(fleet: Scenario) -> None:
+    revision = fleet.serving_revision("prediction-worker")
+    await fleet.behave(revision, failing_checks=["gcs_model_file"])
+    try:
+        before = await fleet.latest_ts()
+        await fleet.command("oncall", "/health all")
+        report = await fleet.wait_for("oncall", is_report, after=before)
+    finally:
+        await fleet.behave(revision, failing_checks=[])
+    text = text_of(report)
+    assert "1 unhealthy" in report["text"] and "prediction-worker unhealthy" in report["text"]
+    assert "*prediction-worker* is *unhealthy*" in text and "`gcs_model_file`" in text
+    assert "model file gs://nba-props-platform-models/catboost/v8/model.cbm not found" in text
+    link = f"{fleet.bot_url}/runbooks/prediction-worker#gcs-model-file"
+    assert f"<{link}|runbook>" in text
+    page = await fleet.http.get(link)
+    assert page.status_code == 200 and 'id="gcs-model-file"' in page.text
+    first_problem = next(b for b in report["blocks"] if b["type"] == "section")
+    assert "prediction-worker" in first_problem["text"]["text"], "problems come before healthy services"
+
+
+async def test_a_service_that_does_not_answer_is_unreachable_not_a_bot_error(fleet: Scenario) -> None:
+    revision = fleet.serving_revision("nba-grading-service")
+    await fleet.behave(revision, down=True)
+    try:
+        before = await fleet.latest_ts()
+        await fleet.command("oncall", "/health nba-grading")
+        report = await fleet.wait_for("oncall", lambda m: m["kind"] == "message" and "nba-grading-service" in m["text"],
+                                      after=before)
+    finally:
+        await fleet.behave(revision, down=False)
+    assert report["text"].startswith("nba-grading-service is unreachable")
+    assert "Server disconnected" in text_of(report)
+
+
+async def test_health_of_one_service_shows_every_check_latency_and_revision(fleet: Scenario) -> None:
+    before = await fleet.latest_ts()
+    await fleet.command("oncall", "/health nba-phase4-precompute-processors")
+    report = await fleet.wait_for("oncall", lambda m: m["kind"] == "message"
+                                  and m["text"].startswith("nba-phase4-precompute-processors is"), after=before)
+    text = text_of(report)
+    revision = fleet.serving_revision("nba-phase4-precompute-processors")
+    assert f"revision `{revision}` answered" in text
+    for check in ("bigquery", "environment", "vegas_line_coverage"):
+        assert f"`{check}` " in text
+    assert "*/health/deep* · HTTP 200" in text and " ms" in text
+
+
+@pytest.mark.parametrize(("typed", "says"), [
+    ("/health nope", "there is no service `nope`"),
+    ("/health", "which service?"),
+    ("/health prediction-wrker", "Did you mean `prediction-worker`?"),
+    ("/health prediction", "matches several services"),
+    ("/health all now", "I don't know `now` here"),
+    ("/help deplyo", "there is no command `/deplyo`"),
+])
+async def test_mistakes_get_a_helpful_ephemeral_answer(fleet: Scenario, typed: str, says: str) -> None:
+    before = await fleet.latest_ts("oncall")
+    answer = await fleet.command("oncall", typed)
+    assert answer["status"] == 200 and says in answer["body"]
+    assert "Try" in answer["body"] or "Usage" in answer["body"]
+    assert "Traceback" not in answer["body"]
+    seen = [m for m in await fleet.messages("oncall") if float(m["ts"]) > float(before)]
+    assert all(m["kind"] == "ephemeral" for m in seen), "a mistake posts nothing in the channel"
+
+
+async def test_help_lists_every_command_and_explains_one(fleet: Scenario) -> None:
+    before = await fleet.latest_ts()
+    await fleet.command("viewer", "/help")
+    listing = await fleet.wait_for("viewer", lambda m: "/health <service|all>" in text_of(m), after=before)
+    assert listing["kind"] == "ephemeral" and "/help [command]" in text_of(listing)
+    await fleet.command("viewer", "/help health")
+    detail = await fleet.wait_for("viewer", lambda m: "Who may" in text_of(m), after=listing["ts"])
+    assert "/health prediction-worker" in text_of(detail) and "everyone" in text_of(detail)
+
+
+async def test_an_unknown_command_points_to_help(fleet: Scenario) -> None:
+    answer = await fleet.command("oncall", "/frobnicate now")
+    assert answer["status"] == 200 and "`/help`" in answer["body"] and "/frobnicate" in answer["body"]
+
+
+def signed(secret: str, body: str, timestamp: int) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}",
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def test_forged_replayed_and_tampered_requests_get_401_and_do_nothing(fleet: Scenario) -> None:
+    before = len(fleet.world.workspace.calls)
+    answer = await fleet.command("oncall", "/health all", signature="v0=" + "0" * 64)
+    assert answer["status"] == 401
+    answer = await fleet.command("oncall", "/health all", timestamp=int(time.time()) - 6 * 60)
+    assert answer["status"] == 401
+
+    body = urlencode({"command": "/health", "text": "all", "user_id": "U07ONCALL01", "channel_id": "C07DEPLOYS1",
+                      "team_id": "T07SANDBOX1", "response_url": f"{fleet.user_side}/response/x"})
+    headers = signed(fleet.world.signing_secret, body, int(time.time()))
+    tampered = body.replace("U07ONCALL01", "U07LEAD0001")
+    response = await fleet.http.post(f"{fleet.bot_url}/slack/events", content=tampered, headers=headers)
+    assert response.status_code == 401
+    missing = await fleet.http.post(f"{fleet.bot_url}/slack/events", content=body,
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert missing.status_code == 401
+    assert len(fleet.world.workspace.calls) == before, "no Slack API call followed a rejected request"
+
+
+async def test_every_command_is_audited_with_its_outcome(fleet: Scenario) -> None:
+    await fleet.command("viewer", "/health nope")
+    store: Store = fleet.bot.runtime.store
+    entries = store.audit(limit=200, user_id="U07VIEWER01")
+    assert any(e.outcome == "invalid" and e.text == "nope" for e in entries)
+    oncall = store.audit(limit=200, user_id="U07ONCALL01")
+    assert any(e.outcome == "accepted" and e.command == "/health" and e.text == "all" for e in oncall)
+
+
+async def test_the_viewer_is_refused_where_the_config_says_so(tmp_path: Path) -> None:
+    text = EXAMPLE_CONFIG.read_text().replace("may: [health, status, history]", "may: [status, history]")
+    strict = parse_config(text)
+    async with scenario(strict, tmp_path) as running:
+        answer = await running.command("viewer", "/health all")
+        assert answer["status"] == 200
+        assert "You can't check health: that needs the *deployer* role" in answer["body"]
+        allowed = await running.command("oncall", "/health all")
+        assert "Probing" in allowed["body"]

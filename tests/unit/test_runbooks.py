@@ -1,0 +1,182 @@
+"""Runbooks: every link the bot can put in an alert lands on a section that exists, on a page that is safe."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, load_config, parse_config
+from bot.runbooks import Runbook, Runbooks, check_runbooks, slugify
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = (ROOT / "chatops.example.yaml").read_text()
+RUNBOOKS = Runbooks.load(ROOT / "runbooks")
+BASE = "https://chatops.example.com"
+
+
+class _Ids(HTMLParser):
+    """The ids and link targets of a page, read the way a browser would."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.hrefs: list[str] = []
+        self.tags: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        found = dict(attrs)
+        if found.get("id") is not None:
+            self.ids.append(str(found["id"]))
+        if tag == "a" and found.get("href") is not None:
+            self.hrefs.append(str(found["href"]))
+
+
+def linked_sections(config: Config) -> list[tuple[str, str, str]]:
+    """(service, runbook, anchor) for every check and canary step the config links to."""
+    found = []
+    for name, service in config.services.items():
+        assert service.runbook is not None
+        found += [(name, service.runbook, anchor) for anchor in service.checks.values()]
+        policy = config.canary_for(name)
+        steps = [c.runbook_step for c in policy.log_checks] + [c.runbook_step for c in policy.http_checks]
+        found += [(name, service.runbook, step) for step in steps if step]
+    return found
+
+
+def problems(config_text: str, runbooks: Runbooks = RUNBOOKS) -> dict[str, str]:
+    return {p.path: p.message for p in check_runbooks(parse_config(config_text), runbooks)}
+
+
+def test_the_example_fleet_runbooks_check_clean() -> None:
+    assert check_runbooks(load_config(ROOT / "chatops.example.yaml"), RUNBOOKS) == []
+    assert set(RUNBOOKS.services()) == set(load_config(ROOT / "chatops.example.yaml").services)
+
+
+@pytest.mark.parametrize("link", linked_sections(load_config(ROOT / "chatops.example.yaml")), ids=str)
+def test_every_link_the_bot_can_emit_resolves(link: tuple[str, str, str]) -> None:
+    _, runbook, anchor = link
+    url = RUNBOOKS.link(BASE, runbook, anchor)
+    assert url == f"{BASE}/runbooks/{runbook}#{anchor}"
+    book = RUNBOOKS.get(runbook)
+    assert book is not None
+    assert url.partition("#")[2] in _Ids(book.html()).ids
+
+
+@pytest.mark.parametrize("name", sorted(load_config(ROOT / "chatops.example.yaml").services))
+def test_every_runbook_has_rollback_and_canary_sections_and_its_links_resolve(name: str) -> None:
+    book = RUNBOOKS.get(name)
+    assert book is not None
+    assert book.title == name
+    assert {"rolling-back", "canary-failed"} <= set(book.anchors)
+    assert len(book.anchors) == len(set(book.anchors))
+    assert "/rollback " + name in book.markdown
+    assert "--project=nba-props-platform" in book.markdown or "P=nba-props-platform" in book.markdown
+    page = _Ids(book.html())
+    assert page.ids == list(book.anchors)
+    assert {href[1:] for href in page.hrefs if href.startswith("#")} <= set(page.ids)  # "see X" links too
+
+
+def test_a_missing_anchor_is_reported_with_its_path_and_the_closest_section() -> None:
+    found = problems(EXAMPLE.replace("gcs_model_file: gcs-model-file", "gcs_model_file: gcs-model"))
+    message = found["services.prediction-worker.checks.gcs_model_file"]
+    assert "runbook 'prediction-worker' has no section 'gcs-model'; did you mean 'gcs-model-file'?" in message
+    assert "model-config" in message  # what exists is listed
+
+
+def test_a_canary_step_is_reported_where_it_is_written() -> None:
+    found = problems(EXAMPLE.replace("runbook_step: heartbeat", "runbook_step: heartbeats"))
+    path = "services.nba-phase3-analytics-processors.canary.log_checks.0.runbook_step"
+    assert "did you mean 'heartbeat'?" in found[path]
+    inherited = EXAMPLE.replace("    progress_deadline: 10m", "    progress_deadline: 10m\n    http_checks:\n"
+                                "      - {name: ready, path: /ready, runbook_step: readiness}")
+    found = problems(inherited)
+    message = found["defaults.canary.http_checks.0.runbook_step"]
+    assert "has no section 'readiness'" in message and "used by" in message
+    assert "add a heading such as '## Readiness'" in message
+    assert "services.prediction-worker.canary.http_checks.0.runbook_step" not in found  # its own checks replace them
+
+
+def test_a_missing_runbook_is_reported_with_a_suggestion() -> None:
+    found = problems(EXAMPLE.replace("runbook: nba-grading-service", "runbook: nba-grading-servce"))
+    message = found["services.nba-grading-service.runbook"]
+    assert "no runbook 'nba-grading-servce'" in message and "nba-grading-servce.md does not exist" in message
+    assert "did you mean 'nba-grading-service'?" in message
+    assert len(found) == 1  # its anchors are not reported against a runbook that is not there
+
+
+def test_anchors_without_a_runbook_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "mlb-prediction-worker.md").write_text("# MLB\n\n## Environment\n")
+    found = problems(EXAMPLE.replace("    runbook: mlb-prediction-worker\n", ""), Runbooks.load(tmp_path))
+    assert "write runbook: mlb-prediction-worker" in found["services.mlb-prediction-worker.runbook"]
+    assert "no runbook 'prediction-worker'" in found["services.prediction-worker.runbook"]
+
+
+@pytest.mark.parametrize(("heading", "anchor"), [
+    ("BigQuery", "bigquery"),
+    ("GCS model file", "gcs-model-file"),
+    ("Vegas line coverage", "vegas-line-coverage"),
+    ("Pub/Sub", "pubsub"),
+    ("  Canary failed  ", "canary-failed"),
+    ("What `K_REVISION` says", "what-k_revision-says"),
+    ("Step 2: re-run (maybe)!", "step-2-re-run-maybe"),
+    ("a  b", "a--b"),
+    ("Überprüfung", "überprüfung"),
+])
+def test_slugify_matches_github(heading: str, anchor: str) -> None:
+    assert slugify(heading) == anchor
+
+
+def test_html_gives_every_heading_its_anchor_and_escapes_everything_else() -> None:
+    book = Runbook.parse("demo", "\n".join([
+        "# Demo <b>runbook</b>",
+        "",
+        "Text with <script>alert(1)</script> & **bold `code <i>`** and [docs](https://example.com/a?b=1&c=2).",
+        "Same paragraph, [bad](javascript:alert) link.",
+        "",
+        "## Setup",
+        "## Setup",
+        "## [Linked](https://example.com) heading",
+        "",
+        "```bash",
+        "# not a heading",
+        'echo "<script>"',
+        "```",
+        "",
+        "1. first",
+        "   continued",
+        "2. second",
+        "",
+        "- a",
+        "- b",
+    ]))
+    assert book.title == "Demo <b>runbook</b>"
+    assert book.anchors == ("demo-brunbookb", "setup", "setup-1", "linked-heading")
+    page = book.html()
+    parsed = _Ids(page)
+    assert parsed.ids == list(book.anchors)
+    assert "script" not in parsed.tags and "b" not in parsed.tags and "i" not in parsed.tags
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in page
+    assert "<title>Demo &lt;b&gt;runbook&lt;/b&gt; · runbook</title>" in page
+    assert "<strong>bold <code>code &lt;i&gt;</code></strong>" in page
+    assert "https://example.com/a?b=1&c=2" in parsed.hrefs
+    assert not any(href.startswith("javascript") for href in parsed.hrefs)
+    assert '<pre><code class="language-bash"># not a heading\necho &quot;&lt;script&gt;&quot;</code></pre>' in page
+    assert "<ol><li>first continued</li><li>second</li></ol>" in page
+    assert "<ul><li>a</li><li>b</li></ul>" in page
+    assert page.startswith("<!doctype html>") and "http" not in page.partition("<body>")[0].replace(
+        "http-equiv", "")  # nothing fetched from elsewhere
+
+
+def test_a_numbered_list_interrupted_by_code_continues_its_numbering() -> None:
+    page = Runbook.parse("demo", "1. look\n\n```\ncmd\n```\n\n2. fix\n").html()
+    assert '<ol><li>look</li></ol>\n<pre><code>cmd</code></pre>\n<ol start="2"><li>fix</li></ol>' in page
+
+
+def test_a_link_goes_to_the_page_top_when_the_section_is_gone() -> None:
+    assert RUNBOOKS.link(BASE + "/", "prediction-worker") == f"{BASE}/runbooks/prediction-worker"
+    assert RUNBOOKS.link(BASE, "prediction-worker", "no-such-step") == f"{BASE}/runbooks/prediction-worker"
+    assert RUNBOOKS.link(BASE, "prediction-worker", "bigquery") == f"{BASE}/runbooks/prediction-worker#bigquery"
