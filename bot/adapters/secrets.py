@@ -35,11 +35,11 @@ def read_secret(client: secretmanager_v1.SecretManagerServiceClient, project: st
     path = f"projects/{project}/secrets/{name}/versions/latest"
     try:
         response = client.access_secret_version(
-            name=path, timeout=10, retry=Retry(initial=0.2, maximum=2.0, timeout=10, predicate=if_transient_error))
+            name=path, timeout=5, retry=Retry(initial=0.25, maximum=2.0, timeout=5, predicate=if_transient_error))
     except exceptions.NotFound:
         raise SecretsUnavailable(
-            f"secret '{name}' has no enabled version in project {project}: create it with "
-            f"`gcloud secrets create {name} --project={project}` and add the value with "
+            f"secret '{name}' has no enabled version in project {project} (the bot reads it with {_ACCESSOR}): "
+            f"create it with `gcloud secrets create {name} --project={project}` and add the value with "
             f"`gcloud secrets versions add {name} --data-file=-`") from None
     except exceptions.PermissionDenied:
         raise SecretsUnavailable(

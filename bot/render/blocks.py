@@ -55,17 +55,17 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def chunk_lines(lines: Iterable[str], limit: int = MAX_SECTION) -> list[str]:
-    """Pack lines into as few texts of at most `limit` characters as possible, never splitting a line."""
+def chunk_lines(lines: Iterable[str], limit: int = MAX_SECTION, separator: str = "\n") -> list[str]:
+    """Pack items into as few texts of at most `limit` characters as possible, never splitting an item."""
     chunks: list[str] = []
     current = ""
     for line in lines:
         line = clip(line, limit)
-        if current and len(current) + 1 + len(line) > limit:
+        if current and len(current) + len(separator) + len(line) > limit:
             chunks.append(current)
             current = line
         else:
-            current = f"{current}\n{line}" if current else line
+            current = f"{current}{separator}{line}" if current else line
     if current:
         chunks.append(current)
     return chunks

@@ -105,9 +105,9 @@ def fleet_report(fleet: FleetHealth, *, project: str, region: str, elapsed_s: fl
             cut = names[:_HEALTHY_NAMES].rsplit(", ", 1)[0]
             rest = len(healthy) - cut.count(", ") - 1
             names = f"{cut} … and {rest} more (all listed in the thread)"
-            for chunk_start in range(0, len(healthy), 1000):
-                chunks = chunk_lines([", ".join(healthy[chunk_start:chunk_start + 1000])])
-                thread.append(Rendered(f"{len(healthy)} healthy services", [section(c) for c in chunks][:MAX_BLOCKS]))
+            sections = [section(chunk) for chunk in chunk_lines(healthy, separator=", ")]
+            for start in range(0, len(sections), MAX_BLOCKS):
+                thread.append(Rendered(f"{len(healthy)} healthy services", sections[start:start + MAX_BLOCKS]))
         if problems:
             blocks.append(divider())
         blocks.append(section(f"{EMOJI[Status.HEALTHY]} *{len(healthy)} healthy*: {names}"))

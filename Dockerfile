@@ -1,0 +1,36 @@
+# The chatops bot for Cloud Run. Build: docker build -t REGION-docker.pkg.dev/PROJECT/REPO/chatops:TAG .
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CHATOPS_LOG_FORMAT=json
+
+WORKDIR /app
+
+# Dependencies first, so a code change reuses this layer. pyproject.toml alone is enough to resolve them;
+# the stub packages let pip read the project's metadata before the code is copied.
+COPY pyproject.toml README.md ./
+RUN mkdir -p bot commands sandbox \
+ && touch bot/__init__.py commands/__init__.py sandbox/__init__.py \
+ && pip install . \
+ && pip uninstall -y chatops \
+ && rm -rf bot commands sandbox
+
+COPY bot ./bot
+COPY commands ./commands
+COPY sandbox ./sandbox
+COPY runbooks ./runbooks
+RUN pip install --no-deps . && python -m compileall -q /app
+
+# The fleet config is mounted or baked per deployment; the example documents the shape.
+COPY chatops.example.yaml ./chatops.example.yaml
+
+RUN useradd --create-home --uid 10001 chatops
+USER chatops
+
+# Cloud Run sets PORT; the bot listens on 0.0.0.0:$PORT and answers /healthz for startup and liveness probes.
+ENV PORT=8080 CHATOPS_CONFIG=/app/chatops.yaml
+EXPOSE 8080
+CMD ["sh", "-c", "exec chatops serve --config \"$CHATOPS_CONFIG\" --port \"$PORT\""]

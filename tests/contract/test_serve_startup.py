@@ -1,0 +1,53 @@
+"""`chatops serve` refuses to start without its secrets, in one line that says what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sandbox.runner import bot_environment, free_port
+from sandbox.world import World
+from tests.conftest import EXAMPLE_CONFIG, ROOT
+
+
+def start(config: Path, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1",
+         "--port", str(free_port())],
+        env={"PATH": "/usr/bin:/bin", **env, "CHATOPS_LOG_FORMAT": "json"},
+        capture_output=True, text=True, timeout=30, check=False, cwd=tmp)
+
+
+def config_with(tmp: Path, text: str) -> Path:
+    path = tmp / "chatops.yaml"
+    path.write_text(text)
+    (tmp / "runbooks").symlink_to(ROOT / "runbooks")
+    return path
+
+
+async def test_a_missing_secret_stops_start_up_with_one_line_naming_it(world: World, tmp_path: Path) -> None:
+    config = config_with(tmp_path, EXAMPLE_CONFIG.read_text().replace(
+        "slack_bot_token: slack-bot-token", "slack_bot_token: chatops-slack-token"))
+    env = bot_environment(world, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    result = await asyncio.to_thread(start, config, env, tmp_path)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["severity"] for line in lines] == ["CRITICAL"]
+    message = lines[0]["message"]
+    assert "secret 'chatops-slack-token'" in message and "roles/secretmanager.secretAccessor" in message
+    assert "gcloud secrets create chatops-slack-token" in message
+
+
+async def test_an_unreachable_secret_manager_stops_start_up_with_one_line(world: World, tmp_path: Path) -> None:
+    config = config_with(tmp_path, EXAMPLE_CONFIG.read_text())
+    env = {**bot_environment(world, f"sqlite:///{tmp_path / 'db.sqlite'}"),
+           "CHATOPS_SECRET_MANAGER_ENDPOINT": "http://127.0.0.1:1"}
+    result = await asyncio.to_thread(start, config, env, tmp_path)
+    assert result.returncode == 1
+    (line,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert "cannot reach Secret Manager at http://127.0.0.1:1 to read secret 'slack-bot-token'" in line["message"]
+    assert "roles/secretmanager.secretAccessor" in line["message"]
+    assert world.bot_token not in result.stdout + result.stderr
