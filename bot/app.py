@@ -1,7 +1,8 @@
-"""Composition root: config + adapters + Bolt app + web app, and nothing else."""
+"""Composition root: config + adapters + Bolt app + reconciler + web app, and nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -13,14 +14,20 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from starlette.applications import Starlette
 
 from bot.adapters.cloudrun import CloudRunGateway
+from bot.adapters.logs import LogsGateway
+from bot.adapters.metrics import MetricsGateway
 from bot.adapters.prober import Prober
 from bot.adapters.secrets import SlackCredentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
+from bot.engine.reconciler import Reconciler
+from bot.engine.reporter import RolloutReporter
+from bot.engine.signals import SignalCollector
 from bot.environment import Environment
-from bot.runbooks import Runbooks
+from bot.runbooks import RunbookLinker, Runbooks
 from bot.web import web_app
+from commands.buttons import ACTIONS, handle_button
 from commands.framework import Command, Runtime, handle
 from commands.registry import all_commands
 
@@ -32,6 +39,7 @@ class Bot:
     runtime: Runtime
     bolt: AsyncApp
     web: Starlette
+    reconciler: Reconciler
 
     async def aclose(self) -> None:
         await self.runtime.prober.aclose()
@@ -47,20 +55,21 @@ def _listener(command: Command[Any], runtime: Runtime) -> Any:
 
 
 def build(config: Config, env: Environment, credentials: SlackCredentials, store: Store, runbooks: Runbooks,
-          *, public_url: str) -> Bot:
+          *, public_url: str, owner: str) -> Bot:
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
-    runtime = Runtime(
-        config=config,
-        slack=slack,
-        prober=Prober(concurrency=config.defaults.probe_concurrency),
-        cloudrun=CloudRunGateway(config.project, config.region, env),
-        store=store,
-        runbooks=runbooks,
-        runbook_base_url=(config.runbook_base_url or public_url).rstrip("/"),
-    )
+    prober = Prober(concurrency=config.defaults.probe_concurrency)
+    cloudrun = CloudRunGateway(config.project, config.region, env)
+    linker = RunbookLinker(config, runbooks, config.runbook_base_url or public_url)
+    reporter = RolloutReporter(slack, store, linker)
+    collector = SignalCollector(prober, LogsGateway(config.project, config.region, env),
+                                MetricsGateway(config.project, env),
+                                {name: config.health_for(name) for name in config.services})
+    reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector, reporter=reporter, owner=owner,
+                            interval_s=config.engine.interval, lease_s=config.engine.lease)
+    runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
+                      runbook_link=linker, reporter=reporter, wake=reconciler.wake)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
-    commands = all_commands()
-    for command in commands:
+    for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))
 
     async def unknown(ack: AsyncAck, command: dict[str, Any]) -> None:
@@ -68,10 +77,21 @@ def build(config: Config, env: Environment, credentials: SlackCredentials, store
 
     bolt.command(re.compile(r"^/.+"))(unknown)
 
+    async def button(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await handle_button(body, ack, runtime)
+
+    bolt.action(re.compile("^(" + "|".join(ACTIONS) + ")$"))(button)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await bot.aclose()
+        loop = asyncio.create_task(reconciler.run(), name="reconciler")
+        try:
+            yield
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+            await bot.aclose()
 
-    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan))
+    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan), reconciler)
     return bot

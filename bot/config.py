@@ -148,6 +148,13 @@ class AlertPolicy(Strict):
     interval: Seconds = 60.0
 
 
+class EngineSettings(Strict):
+    """How often the reconciler looks at rollouts, and how long an instance's claim on one lasts."""
+
+    interval: Seconds = 2.0
+    lease: Seconds = 30.0
+
+
 class Defaults(Strict):
     probe_concurrency: int = Field(default=100, ge=1, le=1000)
     health: HealthPaths = HealthPaths()
@@ -239,6 +246,7 @@ class Config(Strict):
     roles: dict[str, Role] = Field(min_length=1)
     digests: tuple[Digest, ...] = ()
     runbook_base_url: str | None = None
+    engine: EngineSettings = EngineSettings()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:

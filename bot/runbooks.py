@@ -218,6 +218,26 @@ class Runbooks:
         return url
 
 
+class RunbookLinker:
+    """The link for a failing check: its mapped step, a section named like the check, or the runbook's top."""
+
+    def __init__(self, config: Config, runbooks: Runbooks, base_url: str) -> None:
+        self.config = config
+        self.runbooks = runbooks
+        self.base_url = base_url.rstrip("/")
+
+    def __call__(self, service: str, check: str | None = None) -> str | None:
+        settings = self.config.services.get(service)
+        if settings is None or settings.runbook is None or self.runbooks.get(settings.runbook) is None:
+            return None
+        anchor = settings.checks.get(check) if check else None
+        if anchor is None and check:
+            canary = self.config.canary_for(service)
+            own: tuple[LogCheck | HttpCheck, ...] = (*canary.log_checks, *canary.http_checks)
+            anchor = next((c.runbook_step for c in own if c.name == check and c.runbook_step), check)
+        return self.runbooks.link(self.base_url, settings.runbook, anchor)
+
+
 def _steps(path: str, checks: Sequence[LogCheck | HttpCheck]) -> Iterator[tuple[str, str]]:
     for index, check in enumerate(checks):
         if check.runbook_step is not None:

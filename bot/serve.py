@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def serve(args: argparse.Namespace) -> int:
         log.critical("cannot start: %s", exc)
         return 1
     public_url = env.public_url or f"http://127.0.0.1:{args.port}"
-    bot = build(config, env, credentials, store, runbooks, public_url=public_url)
+    owner = f"{socket.gethostname()}:{args.port}"
+    bot = build(config, env, credentials, store, runbooks, public_url=public_url, owner=owner)
     log.info("serving %d services of %s/%s on port %d", len(config.services), config.project, config.region,
              args.port)
     uvicorn.run(bot.web, host=args.host, port=args.port, log_config=None, access_log=False,

@@ -19,9 +19,10 @@ from bot.adapters.cloudrun import CloudRunGateway
 from bot.adapters.prober import Prober
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import AuditEntry, Store
-from bot.config import Config, HttpCheck, LogCheck
+from bot.config import Config
 from bot.domain.policy import Grant, Refused, decide, groups_of
-from bot.runbooks import Runbooks
+from bot.engine.reporter import RolloutReporter
+from bot.runbooks import RunbookLinker
 from commands.grammar import Args, UserError, tokenize
 
 log = logging.getLogger(__name__)
@@ -54,25 +55,14 @@ class Runtime:
     prober: Prober
     cloudrun: CloudRunGateway
     store: Store
-    runbooks: Runbooks
-    runbook_base_url: str
+    runbook_link: RunbookLinker
+    reporter: RolloutReporter
+    wake: Callable[[], None]
 
     @property
     def grants(self) -> tuple[Grant, ...]:
         return tuple(Grant(name, frozenset(role.members), frozenset(role.may), frozenset(role.services))
                      for name, role in self.config.roles.items())
-
-    def runbook_link(self, service: str, check: str | None = None) -> str | None:
-        """The runbook step for a failing check, or the runbook's top when the check has no step."""
-        settings = self.config.services.get(service)
-        if settings is None or settings.runbook is None or self.runbooks.get(settings.runbook) is None:
-            return None
-        anchor = settings.checks.get(check) if check else None
-        if anchor is None and check:
-            canary = self.config.canary_for(service)
-            own: tuple[LogCheck | HttpCheck, ...] = (*canary.log_checks, *canary.http_checks)
-            anchor = next((c.runbook_step for c in own if c.name == check and c.runbook_step), None)
-        return self.runbooks.link(self.runbook_base_url, settings.runbook, anchor)
 
     async def audit(self, invocation: Invocation, action: str, service: str | None, outcome: str,
                     detail: str = "") -> None:

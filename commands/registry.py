@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.deploy import Deploy
 from commands.framework import Command
 from commands.health import Health
 from commands.help import Help
+from commands.history import History
+from commands.pause import Pause
+from commands.promote import Promote
+from commands.resume import Resume
+from commands.rollback import Rollback
+from commands.status import Status
 
 
 def all_commands() -> list[Command[Any]]:
-    working: list[Command[Any]] = [Health()]
+    working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health()]
     return [*working, Help(working)]

@@ -79,7 +79,7 @@ def render_message(message: Json, *, users: Mapping[str, str], width: int = 100,
 def text_of(message: Json) -> str:
     """Every text a person can read in a message, unformatted: what tests and the demo search in."""
     parts = [str(message.get("text", ""))]
-    stack: list[Any] = [message.get("blocks", [])]
+    stack: list[Any] = [message.get("blocks", []), [a.get("blocks", []) for a in message.get("attachments") or []]]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
@@ -95,7 +95,10 @@ def text_of(message: Json) -> str:
 
 def buttons(message: Json) -> Iterable[Json]:
     """The buttons of a message, where Slack lets a person click them: actions blocks and section accessories."""
-    for block in message.get("blocks") or []:
+    blocks = list(message.get("blocks") or [])
+    for attachment in message.get("attachments") or []:
+        blocks += attachment.get("blocks") or []
+    for block in blocks:
         elements = block.get("elements", []) if block.get("type") == "actions" else [block.get("accessory")]
         yield from (e for e in elements if isinstance(e, dict) and e.get("type") == "button")
 

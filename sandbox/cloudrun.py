@@ -166,6 +166,7 @@ class CloudRun:
         self.revisions: dict[str, Revision] = {}
         self.operations: dict[str, Operation] = {}
         self.calls: list[AdminCall] = []
+        self.splits: list[tuple[float, str, tuple[tuple[str, int], ...]]] = []
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(f"{project}/{region}")
         self._timers: set[asyncio.TimerHandle] = set()
@@ -185,6 +186,10 @@ class CloudRun:
     def record(self, method: str, target: str) -> None:
         self.calls.append(AdminCall(time.time(), method, target))
         self.counts[method] += 1
+
+    def traffic_history(self, service: str) -> list[dict[str, int]]:
+        """Every split the service was asked for, oldest first: what tests and benches check traffic against."""
+        return [dict(split) for _, name, split in self.splits if name == service]
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -298,6 +303,9 @@ class CloudRun:
         service.update_time = rfc3339()
         service.last_modifier = self.principal
         self._assign(service, body, template, traffic)
+        latest = service.latest_ready
+        asked = tuple((t.get("revision") or latest, int(t.get("percent", 0))) for t in traffic)
+        self.splits.append((time.time(), name, asked))
         return self._reconcile(service, template_changed=changed)
 
     def delete_service(self, name: str, etag: str = "") -> Operation:

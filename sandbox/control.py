@@ -81,6 +81,7 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet,
             services[name] = {
                 "traffic": service.traffic,
                 "traffic_statuses": service.traffic_statuses,
+                "traffic_history": run.traffic_history(name),
                 "latest_ready": service.latest_ready,
                 "latest_created": service.latest_created,
                 "generation": service.generation,

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
 from bot.config import ConfigError, load_config
 
 if TYPE_CHECKING:
     from sandbox.world import World, WorldOptions
 
-PORT_NAMES = ("cloud_run", "secret_manager", "logging", "slack_api", "slack_user", "control", "fleet")
+PORT_NAMES = ("cloud_run", "secret_manager", "logging", "monitoring", "monitoring_grpc", "slack_api", "slack_user",
+              "control", "fleet")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", default="deploys", help="the console's channel")
     parser.add_argument("--start-ms", type=float, default=300.0, help="time a new revision takes to start")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="response time of undeclared images")
-    parser.add_argument("--requests-per-s", type=float, default=4.0, help="simulated traffic per service")
+    parser.add_argument("--requests-per-s", type=float, default=25.0, help="simulated traffic per service")
+    parser.add_argument("--window", type=float, default=4.0,
+                        help="seconds of analysis per canary stage in the bot the sandbox runs (0: as configured)")
     parser.add_argument("--slack-rate", type=float, default=1.0, help="chat.postMessage per second per channel")
     for name in PORT_NAMES:
         parser.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=0, metavar="PORT")
@@ -62,6 +66,26 @@ def options_from(args: argparse.Namespace, bot_urls: list[str]) -> WorldOptions:
     )
 
 
+def sandbox_config(config_path: Path, workdir: Path, window_s: float) -> Path:
+    """The config the sandbox's bot runs on: the same fleet, with windows of seconds instead of minutes, so a
+    whole canary takes well under a minute; written beside a link to the runbooks, as the bot expects."""
+    data = yaml.safe_load(config_path.read_text())
+    if window_s > 0:
+        canary = data.setdefault("defaults", {}).setdefault("canary", {})
+        canary["window"] = window_s
+        canary["progress_deadline"] = max(30.0, window_s * 10)
+        for service in data.get("services", {}).values():
+            if isinstance(service.get("canary"), dict):
+                service["canary"].pop("window", None)
+        data["engine"] = {"interval": min(1.0, window_s / 8), "lease": 10.0}
+    target = workdir / "chatops.yaml"
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    runbooks = workdir / "runbooks"
+    if not runbooks.exists():
+        runbooks.symlink_to(config_path.resolve().parent / "runbooks")
+    return target
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,6 +101,7 @@ def bot_environment(world: World, database_url: str) -> dict[str, str]:
         "CHATOPS_CLOUD_RUN_ENDPOINT": urls["cloud_run_endpoint"],
         "CHATOPS_SECRET_MANAGER_ENDPOINT": urls["secret_manager_endpoint"],
         "CHATOPS_LOGGING_ENDPOINT": urls["logging_endpoint"],
+        "CHATOPS_MONITORING_ENDPOINT": urls["monitoring_endpoint"],
         "CHATOPS_GOOGLE_CREDENTIALS": "anonymous",
         "CHATOPS_DATABASE_URL": database_url,
     }
@@ -130,11 +155,13 @@ async def _serve(args: argparse.Namespace) -> int:
     world = World(config, options_from(args, bot_urls))
     endpoints: dict[str, Any] = await world.start()
     bot_env = bot_environment(world, f"sqlite:///{workdir / 'chatops.db'}")
+    bot_config = sandbox_config(config_path, workdir, args.window)
     endpoints["bot_env"] = bot_env
+    endpoints["bot_config"] = str(bot_config)
     bot: BotProcess | None = None
     try:
         if not args.world_only:
-            bot = BotProcess(config_path, bot_port, bot_env, workdir / "bot.log")
+            bot = BotProcess(bot_config, bot_port, bot_env, workdir / "bot.log")
             await bot.ready()
             endpoints["bot_url"] = bot.url
             endpoints["bot_log"] = str(bot.log_path)

@@ -145,12 +145,14 @@ async def _action(request: web.Request) -> web.Response:
         message = workspace.clickable(channel.id, str(spec.get("message_ts", "")), user.id)
     except SlackError:
         raise _Refused(404, "message_not_found") from None
-    block_id, button = _button(message, spec)
+    block_id, button, attachment = _button(message, spec)
     url_id = workspace.open_response_url(channel.id, user.id, original=message.ts)
     response_url = f"{request.url.origin()}/response/{url_id}"
     is_ephemeral = message.ephemeral_to is not None
     container: Json = {"type": "message", "message_ts": message.ts, "channel_id": channel.id,
                        "is_ephemeral": is_ephemeral}
+    if attachment:  # a button drawn inside an attachment's blocks, as Slack reports it
+        container.update(type="message_attachment", attachment_id=attachment, is_app_unfurl=False)
     if message.thread_ts:
         container["thread_ts"] = message.thread_ts
     action = {"action_id": button["action_id"], "block_id": block_id, "text": button["text"],
@@ -302,16 +304,20 @@ def _channel(workspace: Workspace, spec: Mapping[str, Any]) -> Channel:
         raise _Refused(404, f"no channel {spec.get('channel')!r}") from None
 
 
-def _button(message: Message, spec: Mapping[str, Any]) -> tuple[str, Json]:
-    """The block_id and button with this action_id (and value or block_id, if the click names them)."""
-    for block in message.blocks or []:
-        elements = block.get("elements", []) if block["type"] == "actions" else [block.get("accessory")]
-        for element in elements:
-            if (isinstance(element, dict) and element.get("type") == "button"
-                    and element.get("action_id") == spec.get("action_id")
-                    and spec.get("value") in (None, element.get("value"))
-                    and spec.get("block_id") in (None, block["block_id"])):
-                return block["block_id"], element
+def _button(message: Message, spec: Mapping[str, Any]) -> tuple[str, Json, int]:
+    """The block_id and button with this action_id (and value or block_id, if the click names them), and the
+    1-based attachment holding it (0 when it is in the message's own blocks)."""
+    places = [(0, message.blocks or [])]
+    places += [(index, a.get("blocks") or []) for index, a in enumerate(message.attachments or [], start=1)]
+    for attachment, blocks in places:
+        for block in blocks:
+            elements = block.get("elements", []) if block["type"] == "actions" else [block.get("accessory")]
+            for element in elements:
+                if (isinstance(element, dict) and element.get("type") == "button"
+                        and element.get("action_id") == spec.get("action_id")
+                        and spec.get("value") in (None, element.get("value"))
+                        and spec.get("block_id") in (None, block.get("block_id"))):
+                    return str(block.get("block_id", "")), element, attachment
     raise _Refused(404, f"no button {spec.get('action_id')!r} in message {message.ts}")
 
 

@@ -111,7 +111,7 @@ class TrafficSimulator:
 
     def _info_logs(self, service: str, now: float) -> None:
         message = _INFO_LOGS.get(service)
-        if message is None or now - self._last_info.get(service, 0.0) < 10.0:
+        if message is None or now - self._last_info.get(service, 0.0) < 1.0:
             return
         self._last_info[service] = now
         for revision in self.fleet.run.routed_share(service):

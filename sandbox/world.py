@@ -24,6 +24,7 @@ from sandbox.control import control_app
 from sandbox.fleet import Fleet, ServiceSpec, fleet_app
 from sandbox.logging_api import logging_app
 from sandbox.logstore import LogStore
+from sandbox.monitoring_api import MonitoringGrpc, monitoring_app
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
 from sandbox.slack_api import slack_api_app
@@ -79,6 +80,8 @@ class World:
                                    post_rate_per_s=self.options.slack_rate_per_s,
                                    post_burst=self.options.slack_burst)
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
+        self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
+                                         config.region)
 
     @property
     def signing_secret(self) -> str:
@@ -108,6 +111,8 @@ class World:
             "cloud_run": cloudrun_app(self.run),
             "secret_manager": secretmanager_app(self.secret_manager),
             "logging": logging_app(self.logs),
+            "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
+                                         self.config.region),
             "slack_api": slack_api_app(self.workspace),
             "control": control_app(self.run, self.behaviours, self.fleet, self._extra_state),
         }
@@ -116,11 +121,13 @@ class World:
         user_app = slack_user_app(self.workspace, signing_secret=self._signing_secret,
                                   bot_urls=self.options.bot_urls, api_url=self.url("slack_api"))
         self.listeners["slack_user"] = await start(Listener("slack_user", user_app, ports.get("slack_user", 0)))
+        await self.monitoring.start(ports.get("monitoring_grpc", 0))
         self._tasks.append(asyncio.create_task(self.traffic.run(), name="traffic"))
         return self.endpoints()
 
     def _extra_state(self) -> dict[str, Any]:
         return {"log_entries": len(self.logs), "secret_accesses": len(self.secret_manager.accesses),
+                "monitoring_queries": len(self.monitoring.calls),
                 "slack_api": dict(self.workspace.calls)}
 
     def endpoints(self) -> dict[str, Any]:
@@ -131,6 +138,8 @@ class World:
             "cloud_run_endpoint": urls["cloud_run"],
             "secret_manager_endpoint": urls["secret_manager"],
             "logging_endpoint": urls["logging"],
+            "monitoring_endpoint": f"127.0.0.1:{self.monitoring.port}",
+            "monitoring_rest_endpoint": urls["monitoring"],
             "control_url": urls["control"],
             "fleet_url": urls["fleet"],
             "project": self.config.project,
@@ -145,6 +154,7 @@ class World:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.run.close()
+        await self.monitoring.stop()
         for listener in reversed(list(self.listeners.values())):
             await stop(listener)
 

@@ -41,14 +41,16 @@ class SlackGateway:
         ]
         self._http = http or httpx.AsyncClient(timeout=10)
 
-    async def post(self, channel: str, text: str, blocks: Blocks | None = None,
-                   thread_ts: str | None = None) -> Posted:
+    async def post(self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None,
+                   attachments: Blocks | None = None) -> Posted:
         response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks,
-                                                      thread_ts=thread_ts, unfurl_links=False)
+                                                      attachments=attachments, thread_ts=thread_ts, unfurl_links=False)
         return Posted(str(response["channel"]), str(response["ts"]))
 
-    async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [])
+    async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None,
+                     attachments: Blocks | None = None) -> None:
+        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [],
+                                      attachments=attachments or [])
 
     async def ephemeral(self, channel: str, user: str, text: str, blocks: Blocks | None = None) -> None:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)

@@ -1,4 +1,4 @@
-"""The bot's database: audit trail now; rollouts, incidents, digest runs and leases as they arrive.
+"""The bot's database: the audit trail and rollouts (with their leases); incidents and digests to come.
 
 State lives here so that a restart, a crash or a second instance changes nothing. SQLite is the
 embedded default (sandbox, one instance); PostgreSQL is required for more than one instance. The API
@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alembic import command
@@ -24,6 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Connection,
     DateTime,
     Index,
@@ -36,12 +37,16 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
+
+from bot.adapters.rollout_json import decode, dumps, encode, loads
+from bot.domain.rollout import Command, Rollout
 
 OUTCOMES = ("ok", "accepted", "refused", "invalid", "failed")
 """What became of a request: done, started (finishes later), not allowed, not understood, broke."""
@@ -156,6 +161,70 @@ class AuditRow(Base):
         )
 
 
+class RolloutRow(Base):
+    """Table `rollouts` (revision 0002): the rollout as JSON plus what claims and listings filter on.
+
+    `open` is true while the reconciler has work: the rollout has not ended, or a last write is pending.
+    One open rollout per service is enforced by a partial unique index, so two instances receiving the
+    same /deploy at once cannot both start it.
+    """
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        Index("ix_rollouts_service_created_at", "service", "created_at"),
+        Index("ix_rollouts_open_next_check_at", "open", "next_check_at"),
+        Index("uq_rollouts_open_service", "service", unique=True, postgresql_where=text("open"),
+              sqlite_where=text("open")),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    service: Mapped[str] = mapped_column(String())
+    state: Mapped[str] = mapped_column(String())
+    open: Mapped[bool] = mapped_column(Boolean())
+    next_check_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    generation: Mapped[int] = mapped_column(Integer())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    requested_by: Mapped[str] = mapped_column(String())
+    image: Mapped[str] = mapped_column(Text())
+    channel: Mapped[str] = mapped_column(String())
+    message_ts: Mapped[str | None] = mapped_column(String())
+    data: Mapped[str] = mapped_column(Text())
+    command: Mapped[str | None] = mapped_column(Text())
+
+    def stored(self) -> StoredRollout:
+        rollout = loads(self.data)
+        if self.command:
+            rollout = replace(rollout, command=decode(Command, self.command))
+        return StoredRollout(rollout, self.channel, self.message_ts, self.generation, self.lease_owner)
+
+
+@dataclass(frozen=True)
+class StoredRollout:
+    """A rollout as the store has it: with the Slack message it owns and its fencing generation."""
+
+    rollout: Rollout
+    channel: str
+    message_ts: str | None
+    generation: int
+    lease_owner: str | None = None
+
+
+class RolloutConflict(Exception):
+    """Another rollout of the same service is open."""
+
+    def __init__(self, existing: StoredRollout) -> None:
+        super().__init__(f"rollout {existing.rollout.id} of {existing.rollout.service} is open")
+        self.existing = existing
+
+
+def _is_open(rollout: Rollout) -> bool:
+    return not rollout.state.ended or rollout.pending is not None
+
+
 def default_url() -> str:
     """CHATOPS_DATABASE_URL, else a SQLite file in the working directory (the single-instance default)."""
     return os.environ.get("CHATOPS_DATABASE_URL") or f"sqlite:///{Path.cwd() / 'chatops.db'}"
@@ -241,6 +310,113 @@ class Store:
             query = query.where(AuditRow.user_id == user_id)
         with self._reachable(), self._sessions() as session:
             return [row.entry() for row in session.scalars(query)]
+
+    # -- rollouts -------------------------------------------------------------------------------------
+
+    def create_rollout(self, rollout: Rollout, channel: str) -> StoredRollout:
+        """Insert a rollout; its id is assigned here. Raises RolloutConflict if the service has one open."""
+        now = datetime.now(UTC)
+        row = RolloutRow(service=rollout.service, state=rollout.state.value, open=True,
+                         next_check_at=rollout.next_check_at, generation=0, created_at=rollout.created_at,
+                         updated_at=now, requested_by=rollout.requested_by, image=rollout.image, channel=channel,
+                         data=dumps(rollout))
+        try:
+            with self._reachable(), self._sessions.begin() as session:
+                session.add(row)
+                session.flush()
+                row.data = dumps(replace(rollout, id=row.id))
+        except IntegrityError:
+            existing = self.open_rollout(rollout.service)
+            if existing is None:
+                raise
+            raise RolloutConflict(existing) from None
+        return row.stored()
+
+    def open_rollout(self, service: str) -> StoredRollout | None:
+        query = select(RolloutRow).where(RolloutRow.service == service, RolloutRow.open)
+        with self._reachable(), self._sessions() as session:
+            row = session.scalars(query).first()
+            return row.stored() if row else None
+
+    def rollout(self, rollout_id: int) -> StoredRollout | None:
+        with self._reachable(), self._sessions() as session:
+            row = session.get(RolloutRow, rollout_id)
+            return row.stored() if row else None
+
+    def rollouts(self, *, service: str | None = None, open_only: bool = False, limit: int = 20) -> list[StoredRollout]:
+        """Newest first."""
+        query = select(RolloutRow).order_by(RolloutRow.created_at.desc(), RolloutRow.id.desc()).limit(limit)
+        if service is not None:
+            query = query.where(RolloutRow.service == service)
+        if open_only:
+            query = query.where(RolloutRow.open)
+        with self._reachable(), self._sessions() as session:
+            return [row.stored() for row in session.scalars(query)]
+
+    def request(self, rollout_id: int, command: Command) -> StoredRollout | None:
+        """Leave a person's command for the reconciler and make the rollout due now; None if it has ended."""
+        now = datetime.now(UTC)
+        with self._reachable(), self._sessions.begin() as session:
+            row = session.get(RolloutRow, rollout_id, with_for_update=True)
+            if row is None or not row.open or loads(row.data).state.ended:
+                return None
+            row.command = encode(command)
+            row.next_check_at = now
+            row.updated_at = now
+            return row.stored()
+
+    def set_message(self, rollout_id: int, channel: str, ts: str) -> None:
+        with self._reachable(), self._sessions.begin() as session:
+            session.execute(update(RolloutRow).where(RolloutRow.id == rollout_id)
+                            .values(channel=channel, message_ts=ts))
+
+    def claim_due(self, owner: str, now: datetime, lease_s: float, limit: int = 50) -> list[StoredRollout]:
+        """Lease the open rollouts that are due (or already ours), raising each one's fencing generation.
+
+        Candidates are read with FOR UPDATE SKIP LOCKED on PostgreSQL so instances don't queue behind
+        each other; the conditional UPDATE is what makes the claim safe on every backend.
+        """
+        expires = now + timedelta(seconds=lease_s)
+        free = (RolloutRow.lease_owner.is_(None)) | (RolloutRow.lease_expires_at < now) | (
+            RolloutRow.lease_owner == owner)
+        query = (select(RolloutRow.id).where(RolloutRow.open, RolloutRow.next_check_at <= now, free)
+                 .order_by(RolloutRow.next_check_at).limit(limit).with_for_update(skip_locked=True))
+        claimed: list[StoredRollout] = []
+        with self._reachable(), self._sessions.begin() as session:
+            for rollout_id in session.scalars(query).all():
+                result = session.execute(
+                    update(RolloutRow).where(RolloutRow.id == rollout_id, free)
+                    .values(lease_owner=owner, lease_expires_at=expires, generation=RolloutRow.generation + 1))
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    row = session.get(RolloutRow, rollout_id, populate_existing=True)
+                    if row is not None:
+                        claimed.append(row.stored())
+        return claimed
+
+    def save(self, claim: StoredRollout, rollout: Rollout, *, release: bool = False) -> bool:
+        """Persist the reconciler's next rollout, fenced: False when the lease passed to someone else.
+
+        The command column is cleared only if it still holds the command this rollout consumed, so a
+        command that arrives during a tick is not lost.
+        """
+        now = datetime.now(UTC)
+        values: dict[str, object] = {
+            "state": rollout.state.value, "open": _is_open(rollout), "next_check_at": rollout.next_check_at,
+            "updated_at": now, "ended_at": rollout.ended_at, "data": dumps(replace(rollout, command=None)),
+        }
+        if release or not _is_open(rollout):
+            values.update(lease_owner=None, lease_expires_at=None)
+        fenced = (RolloutRow.id == rollout.id) & (RolloutRow.generation == claim.generation) & (
+            RolloutRow.lease_owner == claim.lease_owner)
+        with self._reachable(), self._sessions.begin() as session:
+            result = session.execute(update(RolloutRow).where(fenced).values(**values))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if claim.rollout.command is not None and rollout.command is None:
+                session.execute(update(RolloutRow).where(
+                    RolloutRow.id == rollout.id, RolloutRow.command == encode(claim.rollout.command))
+                    .values(command=None))
+        return True
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless a round trip to the database works (readiness checks, startup)."""

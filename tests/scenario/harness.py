@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import httpx
 import uvicorn
 
 from bot.adapters.secrets import fetch_slack_credentials
-from bot.adapters.store import Store
+from bot.adapters.store import Store, StoredRollout
 from bot.app import Bot, build
 from bot.config import Config
 from bot.environment import Environment
@@ -91,12 +91,58 @@ class Scenario:
     def serving_revision(self, service: str) -> str:
         return str(self.world.run.services[service].traffic_statuses[0]["revision"])
 
+    def routed(self, service: str) -> dict[str, int]:
+        """What Cloud Run routes now: revision -> percent, and the tags, as the sandbox serves them."""
+        return self.world.run.routed_share(service)
+
+    def tags(self, service: str) -> dict[str, str]:
+        return {s["tag"]: s["revision"] for s in self.world.run.services[service].traffic_statuses if s.get("tag")}
+
+    async def declare(self, image: str, **behaviour: Any) -> None:
+        (await self.http.post(f"{self.control}/images", json={"image": image, **behaviour})).raise_for_status()
+
+    async def until(self, found: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while not await found():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout} s: {what}")
+            await asyncio.sleep(0.05)
+
+    async def rollout_state(self, service: str, *states: str, timeout: float = 30.0) -> StoredRollout:
+        """Wait until the service's latest rollout is in one of `states`; returns it."""
+        latest: list[StoredRollout] = []
+
+        async def reached() -> bool:
+            latest[:] = await asyncio.to_thread(self.bot.runtime.store.rollouts, service=service, limit=1)
+            return bool(latest) and latest[0].rollout.state.value in states and latest[0].rollout.pending is None
+
+        await self.until(reached, timeout, f"{service}'s rollout reaching {states}")
+        return latest[0]
+
+    async def thread(self, stored: StoredRollout, user: str = "oncall") -> list[dict[str, Any]]:
+        seen = await self.messages(user, "deploys")
+        return [m for m in seen if m.get("thread_ts") == stored.message_ts and m["ts"] != stored.message_ts]
+
+    async def rollout_message(self, stored: StoredRollout, user: str = "oncall") -> dict[str, Any]:
+        seen = await self.messages(user, "deploys")
+        return next(m for m in seen if m["ts"] == stored.message_ts)
+
 
 def _free_port() -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def fast(config: Config, window_s: float = 1.5, **canary: Any) -> Config:
+    """The same fleet with windows of seconds, checked often, so a whole canary takes a few seconds."""
+    defaults = config.defaults.model_copy(update={"canary": config.defaults.canary.model_copy(
+        update={"window": window_s, "progress_deadline": 20.0, **canary})})
+    services = {name: service.model_copy(update={"canary": service.canary.model_copy(update={"window": None})})
+                for name, service in config.services.items()}
+    engine = config.engine.model_copy(update={"interval": 0.1, "lease": 5.0})
+    return config.model_copy(update={"defaults": defaults, "services": services, "engine": engine})
 
 
 @contextlib.asynccontextmanager
@@ -111,7 +157,8 @@ async def scenario(config: Config, tmp: Path, **options: Any) -> AsyncIterator[S
     credentials = await asyncio.to_thread(fetch_slack_credentials, config, env)
     store = Store(str(env.database_url))
     await asyncio.to_thread(store.migrate)
-    bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"), public_url=bot_url)
+    bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"), public_url=bot_url,
+                owner=f"test:{port}")
     server = _QuietServer(uvicorn.Config(bot.web, log_config=None, access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on

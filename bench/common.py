@@ -1,0 +1,367 @@
+"""Shared by the bench scripts: a sandbox as a child process, generated fleet configs, Slack signing,
+the signing secret read from the sandbox's Secret Manager as the bot reads it, process RSS, and tables.
+
+Every child process a bench starts is registered here and stopped by `Children.stop_all()`, which each
+script calls from a `finally`, so Ctrl-C or an error never leaves a sandbox or a bot behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "chatops.example.yaml"
+PYTHON = sys.executable
+
+
+class BenchError(Exception):
+    """The measurement itself could not be made; the script prints it and exits 1."""
+
+
+# --- child processes ------------------------------------------------------------------------------------
+
+
+class Children:
+    """Every process a bench starts, each in its own process group, stopped newest first."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, log: Path | None = None,
+              cwd: Path = REPO) -> subprocess.Popen[bytes]:
+        out: Any = subprocess.DEVNULL
+        if log is not None:
+            out = log.open("ab")
+        try:
+            proc = subprocess.Popen(list(argv), env=dict(env) if env is not None else None, cwd=cwd,
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        finally:
+            if log is not None:
+                out.close()
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+        """SIGTERM (the sandbox then stops its bot and its world), then SIGKILL to the whole group."""
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
+        # Anything left in the group it led (the sandbox's bot) goes too; the group is ours alone.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait()
+        if proc in self._procs:
+            self._procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self._procs)):
+            self.stop(proc)
+
+
+CHILDREN = Children()
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_main(main: Any) -> int:
+    """Run `main()`; on any way out (Ctrl-C, SIGTERM, an error) stop every child first."""
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where started with SIGINT ignored (`cmd &`)
+    try:
+        code: int = main()
+        return code
+    except BenchError as exc:
+        print(f"bench: the measurement could not be made: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        CHILDREN.stop_all()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+                 interval: float = 0.01) -> float:
+    """Poll `url` until it answers 200; returns time.perf_counter() of that answer."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise BenchError(f"the process behind {url} exited with {proc.returncode} before answering")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(url).status_code == 200:
+                    return time.perf_counter()
+            time.sleep(interval)
+    raise BenchError(f"{url} did not answer 200 within {timeout:g} s")
+
+
+# --- configs --------------------------------------------------------------------------------------------
+
+
+def workdir(prefix: str) -> Path:
+    """A temp dir with the repo's runbooks/ beside where generated configs go; removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix=f"chatops-bench-{prefix}-"))
+    (path / "runbooks").symlink_to(REPO / "runbooks", target_is_directory=True)
+    return path
+
+
+def remove_workdir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def service_names(n: int) -> list[str]:
+    return [f"svc-{i:04d}" for i in range(n)]
+
+
+def fleet_config(n: int, directory: Path, *, probe_concurrency: int | None = None) -> Path:
+    """The example config's project, Slack, roles and defaults, with N generated services in place of the
+    example's (no runbook, no checks: the sandbox gives each the default `bigquery` check)."""
+    base: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    image_repo = f"{base['region']}-docker.pkg.dev/{base['project']}/cloud-run"
+    base["services"] = {name: {"image": f"{image_repo}/{name}", "description": f"generated service {name}"}
+                        for name in service_names(n)}
+    base["digests"] = [d for d in base.get("digests", []) if d.get("services", "all") == "all"]
+    if probe_concurrency is not None:
+        base.setdefault("defaults", {})["probe_concurrency"] = probe_concurrency
+    path = directory / f"fleet-{n}.yaml"
+    path.write_text(f"# generated by bench/: {n} services\n" + yaml.safe_dump(base, sort_keys=False))
+    return path
+
+
+# --- the sandbox ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sandbox:
+    proc: subprocess.Popen[bytes]
+    endpoints: dict[str, Any]
+    log: Path
+    started_s: float
+
+    def __getitem__(self, key: str) -> Any:
+        return self.endpoints[key]
+
+    def stop(self) -> None:
+        CHILDREN.stop(self.proc)
+
+
+def chatops_argv(*args: str) -> list[str]:
+    """`chatops ...` as `python -m bot ...`, run from REPO (Children.spawn's cwd), so it is this checkout's
+    code that runs even where the venv's `chatops` script is an editable install of another one; the
+    sandbox starts its bot the same way."""
+    return [PYTHON, "-m", "bot", *args]
+
+
+def start_sandbox(config: Path, directory: Path, *, world_only: bool = False, latency_ms: float | None = None,
+                  requests_per_s: float | None = None, slack_rate: float | None = None,
+                  timeout: float = 180.0) -> Sandbox:
+    """`chatops sandbox --headless` as a child; returns once its endpoints file is written."""
+    endpoints_file = directory / f"endpoints-{secrets.token_hex(4)}.json"
+    log = directory / f"sandbox-{endpoints_file.stem}.log"
+    argv = chatops_argv("sandbox", "--headless", "--config", str(config), "--endpoints-file", str(endpoints_file))
+    if world_only:
+        argv.append("--world-only")
+    if latency_ms is not None:
+        argv += ["--latency-ms", f"{latency_ms:g}"]
+    if requests_per_s is not None:
+        argv += ["--requests-per-s", f"{requests_per_s:g}"]
+    if slack_rate is not None:
+        argv += ["--slack-rate", f"{slack_rate:g}"]
+    started = time.perf_counter()
+    proc = CHILDREN.spawn(argv, env={**os.environ, "CHATOPS_LOG_FORMAT": "json"}, log=log)
+    deadline = time.monotonic() + timeout
+    while not endpoints_file.exists():
+        if proc.poll() is not None:
+            raise BenchError(f"chatops sandbox exited with {proc.returncode} at start:\n{tail(log)}")
+        if time.monotonic() > deadline:
+            CHILDREN.stop(proc)
+            raise BenchError(f"chatops sandbox wrote no endpoints file within {timeout:g} s:\n{tail(log)}")
+        time.sleep(0.05)
+    endpoints: dict[str, Any] = json.loads(endpoints_file.read_text())
+    return Sandbox(proc, endpoints, log, time.perf_counter() - started)
+
+
+def tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def secret_value(endpoints: Mapping[str, Any], name: str) -> str:
+    """A secret's latest version, read from the sandbox's Secret Manager exactly as the bot reads it.
+    Never print or write what this returns."""
+    url = (f"{endpoints['secret_manager_endpoint']}/v1/projects/{endpoints['project']}/secrets/{name}"
+           "/versions/latest:access")
+    try:
+        response = httpx.get(url, timeout=5)
+        response.raise_for_status()
+        data = response.json()["payload"]["data"]
+        return base64.b64decode(data).decode("utf-8").strip()
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise BenchError(f"cannot read secret {name!r} from the sandbox's Secret Manager: "
+                         f"{type(exc).__name__}") from None
+
+
+def signing_secret(endpoints: Mapping[str, Any]) -> str:
+    return secret_value(endpoints, "slack-signing-secret")
+
+
+def fleet_urls(endpoints: Mapping[str, Any]) -> dict[str, str]:
+    """Every service's URL, from the Cloud Run emulator's services list."""
+    url = (f"{endpoints['cloud_run_endpoint']}/v2/projects/{endpoints['project']}/locations/"
+           f"{endpoints['region']}/services")
+    found: dict[str, str] = {}
+    token = ""
+    with httpx.Client(timeout=30) as client:
+        while True:
+            params = {"pageSize": "1000", **({"pageToken": token} if token else {})}
+            page = client.get(url, params=params).raise_for_status().json()
+            for service in page.get("services", []):
+                found[service["name"].rsplit("/", 1)[-1]] = service["uri"]
+            token = page.get("nextPageToken", "")
+            if not token:
+                return found
+
+
+# --- Slack ----------------------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str, body: str) -> str:
+    """Slack's v0 request signature."""
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+def slash_command(secret: str, endpoints: Mapping[str, Any], command: str, text: str, *, response_url: str,
+                  user: str = "oncall", channel: str = "deploys") -> tuple[bytes, dict[str, str]]:
+    """A slash command's form body and headers as Slack sends them to `<bot>/slack/events`."""
+    form = {
+        "token": "benchVerificationToken", "team_id": "T07SANDBOX1", "team_domain": "nba-props",
+        "channel_id": endpoints["channels"][channel], "channel_name": channel,
+        "user_id": endpoints["users"][user], "user_name": user, "command": command, "text": text,
+        "api_app_id": "A07CHATOPS1", "is_enterprise_install": "false", "response_url": response_url,
+        "trigger_id": f"{secrets.randbelow(10**13)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}",
+    }
+    body = urlencode(form)
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": sign(secret, timestamp, body), "User-Agent": "Slackbot 1.0 (bench)"}
+    return body.encode(), headers
+
+
+def report_after(messages: Sequence[Mapping[str, Any]], sent_epoch: float,
+                 prefix: str = "Fleet health") -> float | None:
+    """The ts (the Slack emulator's receive time, epoch seconds) of the first channel message starting
+    with `prefix` posted after `sent_epoch`."""
+    for message in messages:
+        if (message.get("kind") == "message" and str(message.get("text", "")).startswith(prefix)
+                and float(message["ts"]) > sent_epoch):
+            return float(message["ts"])
+    return None
+
+
+# --- processes and figures ------------------------------------------------------------------------------
+
+
+def _children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def rss_mb(pid: int, *, children: bool = True) -> float:
+    """VmRSS of the process (and, recursively, its children) in MiB, from /proc."""
+    total_kb = 0
+    pending = [pid]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        if children:
+            pending += _children_of(current)
+    return total_kb / 1024
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "-" if value != value else f"{value:,.{digits}f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))),
+             "  ".join("-" * w for w in widths)]
+    for row in rows:
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def elapsed_note(label: str) -> Iterator[None]:
+    """Print how long a phase took, to stderr, so stdout stays the figures."""
+    started = time.perf_counter()
+    yield
+    print(f"  [{label}: {time.perf_counter() - started:.1f} s]", file=sys.stderr, flush=True)

@@ -1,0 +1,128 @@
+"""Cloud Monitoring for a canary's request signals: counts by response class and p99 latency of one revision.
+
+google-cloud-monitoring speaks only gRPC, so this is the one adapter that is not on REST. Pointed at an
+emulator (CHATOPS_MONITORING_ENDPOINT=host:port) it uses a plaintext channel, as Google's emulators expect;
+otherwise the library's default secure channel with Application Default Credentials.
+
+Windows are whole seconds: [floor(start), floor(end)), one alignment period as long as the window.
+Google documents a 60 s minimum alignment period, and Cloud Run samples every 60 s with up to 180 s of
+delay, so in production a window shorter than a minute can be refused or empty: both read as "no
+evidence" (MetricsUnavailable or zero requests), never as a pass. The sandbox accepts 1 s periods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions
+from google.api_core.retry import Retry, if_transient_error
+
+from bot.environment import Environment
+
+REQUEST_COUNT = "run.googleapis.com/request_count"
+REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    total: int
+    errors: int  # 5xx
+    p99_ms: float | None  # None when there were no requests
+
+    @property
+    def success_rate(self) -> float | None:
+        """Percent of requests that were not 5xx; None without requests, which is no evidence either way."""
+        return None if self.total == 0 else 100.0 * (self.total - self.errors) / self.total
+
+
+class MetricsUnavailable(Exception):
+    """Cloud Monitoring could not be read; the message is one line fit for a Slack thread."""
+
+
+def _quoted(value: str) -> str:
+    """A string literal of the Monitoring filter language."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class MetricsGateway:
+    def __init__(self, project: str, env: Environment) -> None:
+        self.name = f"projects/{project}"
+        self.env = env
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        """Built on first use: gRPC and the Monitoring types cost start-up time and memory no command needs."""
+        with self._lock:
+            if self._client is None:
+                from google.auth.credentials import AnonymousCredentials
+                from google.cloud import monitoring_v3
+                from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+                endpoint = (self.env.monitoring_endpoint or "").removeprefix("http://")
+                if endpoint:
+                    import grpc
+
+                    transport = MetricServiceGrpcTransport(channel=grpc.insecure_channel(endpoint))
+                    self._client = monitoring_v3.MetricServiceClient(transport=transport)
+                elif self.env.anonymous_google:
+                    self._client = monitoring_v3.MetricServiceClient(
+                        credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+                else:
+                    self._client = monitoring_v3.MetricServiceClient()
+            return self._client
+
+    async def request_stats(self, service: str, revision: str, start: datetime, end: datetime) -> RequestStats:
+        """Requests the revision answered in [start, end): how many, how many 5xx, and their p99 latency."""
+        last = math.floor(end.timestamp())
+        period = max(1, last - math.floor(start.timestamp()))
+        window = (service, revision, last, period)
+        counts = self._request(REQUEST_COUNT, *window, "REDUCE_SUM", ["metric.labels.response_code_class"])
+        # Distributions are merged across response codes before the percentile is taken: a p99 of per-series
+        # p99s would not be the revision's p99.
+        latencies = self._request(REQUEST_LATENCIES, *window, "REDUCE_PERCENTILE_99", [])
+        by_class, p99 = await asyncio.gather(asyncio.to_thread(self._list, counts),
+                                             asyncio.to_thread(self._list, latencies))
+        total = errors = 0
+        for series in by_class:
+            count = sum(point.value.int64_value for point in series.points)
+            total += count
+            if series.metric.labels.get("response_code_class") == "5xx":
+                errors += count
+        values = [point.value.double_value for series in p99 for point in series.points]
+        return RequestStats(total, errors, max(values) if total and values else None)
+
+    def _request(self, metric: str, service: str, revision: str, last: int, period: int, reducer: str,
+                 group_by: list[str]) -> dict[str, Any]:
+        """One alignment period covering the window: ALIGN_DELTA sums counts and merges distributions."""
+        selection = (f"metric.type = {_quoted(metric)} AND resource.type = \"cloud_run_revision\" AND "
+                     f"resource.labels.service_name = {_quoted(service)} AND "
+                     f"resource.labels.revision_name = {_quoted(revision)}")
+        return {"name": self.name, "filter": selection,
+                "interval": {"start_time": _at(last - period), "end_time": _at(last)},
+                "aggregation": {"alignment_period": timedelta(seconds=period), "per_series_aligner": "ALIGN_DELTA",
+                                "cross_series_reducer": reducer, "group_by_fields": group_by}}
+
+    def _list(self, request: dict[str, Any]) -> list[Any]:
+        """Every TimeSeries of a listing, the pager following page tokens; runs in a worker thread."""
+        retry = Retry(initial=0.2, maximum=2.0, timeout=_TIMEOUT, predicate=if_transient_error)
+        try:
+            return list(self.client().list_time_series(request=request, timeout=_TIMEOUT, retry=retry))
+        except (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
+            raise MetricsUnavailable(f"Cloud Monitoring did not answer ({_reason(exc)})") from None
+        except exceptions.GoogleAPICallError as exc:
+            raise MetricsUnavailable(f"Cloud Monitoring refused the query ({exc.code} {exc.message})") from None
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

@@ -1,0 +1,189 @@
+"""The canary state machine, step by step: what it writes to Cloud Run, and when it stops."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.domain.analysis import Finding, Thresholds, Verdict
+from bot.domain.rollout import (
+    TAG,
+    Command,
+    Live,
+    Plan,
+    Rollout,
+    State,
+    Write,
+    decide,
+    make_split,
+)
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+STABLE, CANDIDATE = "svc-00002-abc", "svc-v3-r1"
+PLAN = Plan(stages=(5, 50, 100), window_s=60, progress_deadline_s=600, interval_s=5,
+            thresholds=Thresholds(min_requests=20, min_success_rate=99, max_p99_ms=500, max_error_logs=0))
+PASS = Verdict("pass", (Finding("success rate", "pass", "100% of 400 requests"),))
+FAIL = Verdict("fail", (Finding("success rate", "fail", "81.0% of 300 requests (< 99%)"),))
+PENDING = Verdict("pending", ())
+INCONCLUSIVE = Verdict("inconclusive", (Finding("error logs", "unavailable", "Cloud Logging could not be read"),))
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def rollout(**changes: object) -> Rollout:
+    base = Rollout(id=1, service="svc", image="repo/svc:v3", stable=STABLE, candidate=CANDIDATE, plan=PLAN,
+                   requested_by="U1", created_at=T0, next_check_at=T0, traffic=make_split({STABLE: 100}))
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def live(shares: dict[str, int], *, candidate: str = "ready", tagged: bool = True, etag: str = "e1",
+         message: str = "", exists: bool = True) -> Live:
+    return Live(exists=exists, traffic=make_split(shares), tags={TAG: CANDIDATE} if tagged else {}, etag=etag,
+                candidate=candidate, candidate_message=message)  # type: ignore[arg-type]
+
+
+def at_stage(index: int, started: float = 0, **changes: object) -> Rollout:
+    percent = PLAN.stages[index]
+    fields: dict[str, object] = {"state": State.ANALYSING, "stage": index, "stage_started_at": at(started),
+                                 "next_check_at": at(started + PLAN.interval_s), "etag": "e1",
+                                 "traffic": make_split({STABLE: 100 - percent, CANDIDATE: percent})}
+    return rollout(**{**fields, **changes})
+
+
+def test_a_deploy_creates_the_candidate_once_at_zero_percent() -> None:
+    decision = decide(rollout(), live({STABLE: 100}, candidate="missing", tagged=False), T0)
+    assert decision.write == Write("create_candidate", make_split({STABLE: 100}), True, make_split({STABLE: 100}))
+    assert decision.rollout.pending == decision.write, "the write is recorded before it is made"
+    again = decide(decision.rollout, live({STABLE: 100}, candidate="missing", tagged=False), at(1))
+    assert again.write == decision.write, "a write lost in a crash is made again"
+    settled = decide(decision.rollout, live({STABLE: 100}, candidate="pending", etag="e2"), at(2))
+    assert settled.write is None and settled.rollout.pending is None and settled.rollout.etag == "e2"
+
+
+def test_a_ready_candidate_is_probed_before_it_gets_traffic() -> None:
+    ready = decide(rollout(), live({STABLE: 100}), at(10))
+    assert ready.rollout.state is State.VERIFYING and ready.write is None
+    assert decide(ready.rollout, live({STABLE: 100}), at(10)).analyse
+    first = decide(ready.rollout, live({STABLE: 100}), at(10), PASS)
+    assert first.write == Write("set_traffic", make_split({STABLE: 95, CANDIDATE: 5}), True, make_split({STABLE: 100}))
+    assert (first.rollout.state, first.rollout.stage, first.rollout.stage_started_at) == (State.ANALYSING, 0, at(10))
+
+
+def test_a_candidate_failing_its_checks_never_gets_traffic() -> None:
+    verifying = rollout(state=State.VERIFYING, etag="e1")
+    decision = decide(verifying, live({STABLE: 100}), at(10), FAIL)
+    assert decision.rollout.state is State.ROLLED_BACK
+    assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False, make_split({STABLE: 100}))
+    assert "before getting any traffic" in decision.rollout.reason
+
+
+def test_a_candidate_that_never_becomes_ready_fails_with_cloud_runs_message() -> None:
+    waiting = decide(rollout(), live({STABLE: 100}, candidate="pending", message="Waiting for health check"), at(599))
+    assert waiting.rollout.state is State.DEPLOYING and waiting.write is None
+    late = decide(rollout(), live({STABLE: 100}, candidate="pending", message="Waiting for health check"), at(600))
+    assert late.rollout.state is State.FAILED
+    assert late.rollout.reason == f"{CANDIDATE} was not ready within 10 min: Waiting for health check"
+    assert late.write is not None and not late.write.tagged, "the tag of the dead candidate is removed"
+    crashed = decide(rollout(), live({STABLE: 100}, candidate="failed", message="container exited 1"), at(30))
+    assert crashed.rollout.state is State.FAILED and "container exited 1" in crashed.rollout.reason
+
+
+def test_a_failure_mid_window_rolls_back_at_once_in_one_write() -> None:
+    decision = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(5), FAIL)
+    assert decision.rollout.state is State.ROLLED_BACK
+    assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False,
+                                   make_split({STABLE: 95, CANDIDATE: 5}))
+    assert decision.rollout.reason.startswith("stage 5% failed: success rate: 81.0% of 300 requests")
+    assert decision.rollout.results[-1].outcome == "fail"
+    assert [n.kind for n in decision.notes] == ["rolled_back"]
+
+
+def test_a_window_that_is_not_over_waits_no_longer_than_its_end() -> None:
+    stage = replace(at_stage(0), next_check_at=at(58))
+    decision = decide(stage, live({STABLE: 95, CANDIDATE: 5}), at(58), PENDING)
+    assert decision.write is None and decision.rollout.next_check_at == at(60)
+    assert decide(stage, live({STABLE: 95, CANDIDATE: 5}), at(57)).analyse is False
+
+
+def test_passing_stages_walk_to_100_and_promotion_removes_the_tag() -> None:
+    second = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(60), PASS)
+    assert second.write is not None and second.write.traffic == make_split({STABLE: 50, CANDIDATE: 50})
+    last = decide(at_stage(2), live({CANDIDATE: 100}), at(60), PASS)
+    assert last.rollout.state is State.PROMOTED
+    assert last.write == Write("set_traffic", make_split({CANDIDATE: 100}), False, make_split({CANDIDATE: 100}))
+    assert [r.percent for r in last.rollout.results] == [100]
+
+
+def test_no_evidence_three_times_pauses_in_the_open() -> None:
+    first = decide(at_stage(1), live({STABLE: 50, CANDIDATE: 50}), at(60), INCONCLUSIVE)
+    assert first.rollout.state is State.ANALYSING and first.rollout.inconclusive == 1
+    assert first.rollout.stage_started_at == at(60), "another window starts"
+    paused = decide(replace(first.rollout, inconclusive=2, next_check_at=at(120)), live({STABLE: 50, CANDIDATE: 50}),
+                    at(120), INCONCLUSIVE)
+    assert paused.rollout.state is State.PAUSED and paused.write is None
+    assert "no evidence of health after 3 windows" in paused.rollout.reason
+
+
+def test_traffic_changed_by_hand_pauses_and_says_what_changed() -> None:
+    decision = decide(at_stage(1), live({STABLE: 100}, etag="e9"), at(10))
+    assert decision.rollout.state is State.PAUSED and decision.write is None
+    assert decision.rollout.reason == (f"traffic was changed outside chatops: it is now {STABLE} 100%, "
+                                       f"the rollout had set {STABLE} 50%, {CANDIDATE} 50%")
+    touched = decide(at_stage(1), live({STABLE: 50, CANDIDATE: 50}, etag="e9"), at(10))
+    assert touched.rollout.state is State.PAUSED and "etag" in touched.rollout.reason
+
+
+def test_after_a_crash_a_write_that_landed_is_adopted_and_a_foreign_change_pauses() -> None:
+    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}))
+    crashed = at_stage(1, pending=write, etag="e1")
+    landed = decide(crashed, live({STABLE: 50, CANDIDATE: 50}, etag="e2"), at(1))
+    assert landed.rollout.pending is None and landed.rollout.etag == "e2" and landed.write is None
+    lost = decide(crashed, live({STABLE: 95, CANDIDATE: 5}), at(1))
+    assert lost.write == write
+    foreign = decide(crashed, live({STABLE: 80, CANDIDATE: 20}, etag="e5"), at(1))
+    assert foreign.rollout.state is State.PAUSED and foreign.write is None
+
+
+@pytest.mark.parametrize(("command", "state", "traffic"), [
+    (Command("promote", "U2"), State.ANALYSING, {STABLE: 50, CANDIDATE: 50}),
+    (Command("promote_full", "U2"), State.PROMOTED, {CANDIDATE: 100}),
+    (Command("rollback", "U2"), State.ROLLED_BACK, {STABLE: 100}),
+    (Command("rollback", "U2", to="svc-00001-old"), State.ROLLED_BACK, {"svc-00001-old": 100}),
+])
+def test_commands_move_traffic_in_one_write(command: Command, state: State, traffic: dict[str, int]) -> None:
+    decision = decide(at_stage(0, command=command), live({STABLE: 95, CANDIDATE: 5}), at(10))
+    assert decision.rollout.state is state and decision.rollout.command is None
+    assert decision.write is not None and decision.write.traffic == make_split(traffic)
+
+
+def test_pause_keeps_traffic_and_resume_starts_the_stage_window_again() -> None:
+    paused = decide(at_stage(0, command=Command("pause", "U2")), live({STABLE: 95, CANDIDATE: 5}), at(10))
+    assert paused.rollout.state is State.PAUSED and paused.write is None
+    assert "by <@U2>" in paused.notes[0].text
+    idle = decide(paused.rollout, live({STABLE: 95, CANDIDATE: 5}), at(500))
+    assert idle.rollout.state is State.PAUSED and idle.write is None, "a paused rollout does nothing by itself"
+    resumed = decide(replace(paused.rollout, command=Command("resume", "U3")), live({STABLE: 95, CANDIDATE: 5}),
+                     at(600))
+    assert (resumed.rollout.state, resumed.rollout.stage, resumed.rollout.stage_started_at) == (
+        State.ANALYSING, 0, at(600))
+
+
+def test_a_new_service_is_deployed_directly() -> None:
+    new = rollout(stable="", traffic=())
+    create = decide(new, live({}, candidate="missing", tagged=False, exists=False), T0)
+    assert create.write is not None and create.write.kind == "create_service"
+    probe = decide(replace(new, pending=None), live({CANDIDATE: 100}, tagged=False), at(5))
+    assert probe.analyse
+    done = decide(replace(new, pending=None), live({CANDIDATE: 100}, tagged=False), at(5), PASS)
+    assert done.rollout.state is State.PROMOTED and done.write is None
+    refused = decide(replace(new, command=Command("rollback", "U1")), live({CANDIDATE: 100}), at(5))
+    assert refused.write is None and refused.notes[0].kind == "refused"
+
+
+def test_an_ended_rollout_does_nothing() -> None:
+    ended = rollout(state=State.PROMOTED, ended_at=T0)
+    assert decide(ended, live({STABLE: 100}), at(5)).write is None
