@@ -166,10 +166,69 @@ async def _health_tour(tour: Tour) -> None:
     await tour.step("/help", help_lists_commands)
 
 
+async def _rollout_tour(tour: Tour) -> None:
+    control = tour.endpoints["control_url"]
+
+    async def rollout_of(service: str, ended: tuple[str, ...], timeout: float = 60.0) -> dict[str, Any]:
+        """The rollout message once it says the rollout ended; shown with its thread."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in await tour.messages("oncall"):
+                text = str(message.get("text", ""))
+                if message["kind"] == "message" and text.startswith(f"{service}:") and any(e in text for e in ended):
+                    tour.show(message)
+                    for reply in await tour.messages("oncall"):
+                        if reply.get("thread_ts") == message["ts"] and reply["ts"] != message["ts"]:
+                            tour.show(reply)
+                    return message
+            await asyncio.sleep(0.2)
+        raise StepFailed(f"{service}'s rollout did not end within {timeout:g} s")
+
+    async def state(service: str) -> dict[str, Any]:
+        found: dict[str, Any] = (await tour.http.get(f"{control}/state")).json()["services"][service]
+        return found
+
+    async def good_image_is_promoted() -> str:
+        service = "prediction-worker"
+        (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
+        answer = await tour.command("oncall", f"/deploy {service} tag=v3")
+        _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
+        await rollout_of(service, ("promoted", "rolled back", "failed", "paused"))
+        now = await state(service)
+        routed = {s["revision"]: s["percent"] for s in now["traffic_statuses"] if s.get("percent")}
+        _expect(routed == {now["latest_ready"]: 100}, f"traffic is {routed}, not all on the candidate")
+        _expect(not any(s.get("tag") for s in now["traffic_statuses"]), "the canary tag is still there")
+        steps = " → ".join(f"{split.get(now['latest_ready'], 0)}%" for split in now["traffic_history"])
+        return f"the candidate's traffic went {steps}; {now['latest_ready']} now serves 100%, untagged"
+
+    async def bad_image_is_rolled_back() -> str:
+        service = "nba-admin-dashboard"
+        stable = [s["revision"] for s in (await state(service))["traffic_statuses"]]
+        image = (await state(service))["revisions"][0]["image"].rpartition(":")[0] + ":v4-broken"
+        (await tour.http.post(f"{control}/images", json={"image": image, "error_rate": 0.8})).raise_for_status()
+        (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
+        await tour.command("oncall", f"/deploy {service} tag=v4-broken")
+        message = await rollout_of(service, ("promoted", "rolled back", "failed", "paused"))
+        _expect("rolled back" in str(message["text"]), f"the rollout ended as: {message['text']}")
+        now = await state(service)
+        routed = [s["revision"] for s in now["traffic_statuses"] if s.get("percent")]
+        _expect(routed == stable, f"traffic is on {routed}, not back on {stable}")
+        peak = max(split.get(now["latest_created"], 0) for split in now["traffic_history"])
+        _expect(peak == 5, f"the bad candidate reached {peak}% before the rollback")
+        return f"rolled back at 5%; all traffic is back on {stable[0]}"
+
+    await tour.step("/deploy of a good image: every stage analysed, then promoted", good_image_is_promoted)
+    await tour.step("/deploy of an image that fails 80% of requests (declared through the control API)",
+                    bad_image_is_rolled_back)
+
+
 async def run_demo(endpoints: dict[str, Any], out: TextIO = sys.stdout) -> int:
+    started = time.monotonic()
     async with httpx.AsyncClient(timeout=15) as http:
         tour = Tour(endpoints, http, out, users={v: k for k, v in endpoints["users"].items()})
         await _health_tour(tour)
+        await _rollout_tour(tour)
+    out.write(f"\n(the tour took {time.monotonic() - started:.0f} s)\n")
     if tour.failures:
         out.write(f"\n✗ {len(tour.failures)} step(s) failed: {'; '.join(tour.failures)}\n")
         return 1

@@ -30,6 +30,10 @@ def describe(traffic: Split) -> str:
     return ", ".join(f"{revision} {percent}%" for revision, percent in sorted(traffic, key=lambda p: -p[1])) or "none"
 
 
+def spoken(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:g} min"
+
+
 class State(enum.StrEnum):
     DEPLOYING = "deploying"
     VERIFYING = "verifying"
@@ -240,8 +244,8 @@ def _deploying(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | N
     if live.candidate == "pending":
         if now >= rollout.deadline:
             why = live.candidate_message or "no reason given by Cloud Run"
-            minutes = rollout.plan.progress_deadline_s / 60
-            return _fail(rollout, live, now, f"{rollout.candidate} was not ready within {minutes:g} min: {why}")
+            return _fail(rollout, live, now, f"{rollout.candidate} was not ready within "
+                                             f"{spoken(rollout.plan.progress_deadline_s)}: {why}")
         return Decision(wait)
     ready = Note("ready", f"`{rollout.candidate}` is ready" + ("" if rollout.new_service else
                                                                "; probing its tag URL before it gets any traffic"))

@@ -20,7 +20,7 @@ PROJECT = "projects/nba-props-platform/locations/us-west2"
 
 @pytest.fixture(scope="module")
 async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scenario]:
-    config = fast(example_config, min_requests=5)
+    config = fast(example_config, min_requests=5, progress_deadline=6.0)
     async with scenario(config, tmp_path_factory.mktemp("rollouts"), requests_per_s=60) as running:
         yield running
 
@@ -180,3 +180,28 @@ async def test_a_dry_run_shows_the_plan_and_changes_nothing(fleet: Scenario) -> 
     assert "5%  →  50%  →  100%" in text and "success rate ≥ 99%" in text and "Can stop it:* deployer" in text
     assert fleet.world.run.counts["UpdateService"] == writes
     assert len(await asyncio.to_thread(fleet.bot.runtime.store.rollouts)) == before
+
+
+async def test_a_revision_that_never_becomes_ready_fails_at_the_deadline(fleet: Scenario) -> None:
+    service = "mlb-prediction-worker"
+    stable = fleet.serving_revision(service)
+    await fleet.declare(image(fleet, service, "v8-hangs"), start="hang")
+    await fleet.command("oncall", f"/deploy {service} tag=v8-hangs")
+    done = await fleet.rollout_state(service, "failed", timeout=20)
+    assert "was not ready within 6 s: Waiting for the container to become healthy." in done.rollout.reason
+    assert fleet.routed(service) == {stable: 100} and fleet.tags(service) == {}
+    replies = thread_text(await fleet.thread(done))
+    assert "was not ready within" in replies
+
+
+async def test_a_new_service_is_deployed_directly_and_the_message_says_why(fleet: Scenario) -> None:
+    service = "prediction-worker"
+    gcloud = run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+                                   client_options=client_options(fleet.world.url("cloud_run")))
+    await asyncio.to_thread(lambda: gcloud.delete_service(name=f"{PROJECT}/services/{service}").result(timeout=10))
+    await fleet.command("oncall", f"/deploy {service} canary tag=v1")
+    done = await fleet.rollout_state(service, "promoted")
+    assert fleet.routed(service) == {done.rollout.candidate: 100}
+    assert done.rollout.plan.stages == (100,)
+    replies = thread_text(await fleet.thread(done))
+    assert "Cloud Run cannot start a new service with no traffic on its first revision" in replies
