@@ -6,7 +6,6 @@ failing check, in one message.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,8 +61,11 @@ class Health(Command[HealthRequest]):
 
     async def _fleet(self, invocation: Invocation, runtime: Runtime, urls: dict[str, str]) -> None:
         started = time.perf_counter()
-        results = await asyncio.gather(*(_probe(runtime, name, urls) for name in runtime.config.services))
-        fleet = FleetHealth(tuple(health for health, _ in results))
+        names = list(runtime.config.services)
+        known = [name for name in names if name in urls]
+        probed = await runtime.prober.probe_many([(urls[name], runtime.config.health_for(name)) for name in known])
+        found = {name: classify(name, probes) for name, probes in zip(known, probed, strict=True)}
+        fleet = FleetHealth(tuple(found.get(name) or _missing(runtime, name) for name in names))
         messages = fleet_report(fleet, project=runtime.config.project, region=runtime.config.region,
                                 elapsed_s=time.perf_counter() - started, now=datetime.now(UTC),
                                 runbook=runtime.runbook_link)
@@ -82,10 +84,14 @@ class Health(Command[HealthRequest]):
                                             report.blocks)
 
 
+def _missing(runtime: Runtime, service: str) -> ServiceHealth:
+    reason = f"not found in Cloud Run ({runtime.config.project}/{runtime.config.region})"
+    return ServiceHealth(service, Status.UNREACHABLE, reason, ())
+
+
 async def _probe(runtime: Runtime, service: str, urls: dict[str, str]) -> tuple[ServiceHealth, list[Probe]]:
     url = urls.get(service)
     if url is None:
-        reason = f"not found in Cloud Run ({runtime.config.project}/{runtime.config.region})"
-        return ServiceHealth(service, Status.UNREACHABLE, reason, ()), []
+        return _missing(runtime, service), []
     probes = await runtime.prober.probe_service(url, runtime.config.health_for(service))
     return classify(service, probes), probes
