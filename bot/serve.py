@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -53,7 +54,10 @@ def serve(args: argparse.Namespace) -> int:
         log.critical("cannot start: %s", exc)
         return 1
     public_url = env.public_url or f"http://127.0.0.1:{args.port}"
-    owner = f"{socket.gethostname()}:{args.port}"
+    # Leases are held by this name. Random unless given: Cloud Run instances may share a hostname and port, and
+    # two instances under one name would both act on a rollout. A process restarted under the same given name
+    # (the sandbox does this) takes its rollouts back at once instead of after the lease runs out.
+    owner = os.environ.get("CHATOPS_INSTANCE_ID") or f"{socket.gethostname()}:{args.port}:{secrets.token_hex(4)}"
     bot = build(config, env, credentials, store, runbooks, public_url=public_url, owner=owner)
     log.info("serving %d services of %s/%s on port %d", len(config.services), config.project, config.region,
              args.port)

@@ -117,7 +117,8 @@ class BotProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1",
              "--port", str(port)],
-            env={**os.environ, **env, "CHATOPS_PUBLIC_URL": self.url, "CHATOPS_LOG_FORMAT": "json"},
+            env={**os.environ, **env, "CHATOPS_PUBLIC_URL": self.url, "CHATOPS_LOG_FORMAT": "json",
+                 "CHATOPS_INSTANCE_ID": f"sandbox-bot:{port}"},
             stdout=self._log, stderr=subprocess.STDOUT)
 
     async def ready(self, timeout: float = 30.0) -> None:
