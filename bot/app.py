@@ -67,7 +67,7 @@ def build(config: Config, env: Environment, credentials: SlackCredentials, store
     reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector, reporter=reporter, owner=owner,
                             interval_s=config.engine.interval, lease_s=config.engine.lease)
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
-                      runbook_link=linker, reporter=reporter, wake=reconciler.wake)
+                      runbook_link=linker, wake=reconciler.wake)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))
@@ -91,6 +91,7 @@ def build(config: Config, env: Environment, credentials: SlackCredentials, store
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+            await reporter.flush()
             await bot.aclose()
 
     bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan), reconciler)

@@ -17,7 +17,7 @@ from bot.adapters.cloudrun import CloudRunUnavailable
 from bot.adapters.store import RolloutConflict, StoredRollout
 from bot.config import Config
 from bot.domain.analysis import Thresholds
-from bot.domain.rollout import HttpCheckSpec, LogCheckSpec, Note, Plan, Rollout
+from bot.domain.rollout import HttpCheckSpec, LogCheckSpec, Plan, Rollout
 from bot.render.blocks import context, header, section
 from bot.render.rollout import plan_lines
 from commands.framework import Command, Invocation, Runtime
@@ -158,11 +158,7 @@ class Deploy(Command[DeployRequest]):
         except RolloutConflict as conflict:
             await runtime.slack.respond(invocation.response_url, already_running(conflict.existing))
             return
-        stages = " → ".join(f"{p}%" for p in plan.stages)
-        created = Note("created", f"<@{invocation.user_id}> is deploying `{request.image}` as "
-                                  f"`{rollout.candidate}`: {stages}, {plan.window_s:g} s per stage. {note}".strip())
-        await runtime.reporter.publish(stored, stored.rollout, [created])
-        runtime.wake()
+        runtime.wake()  # the reconciler posts the rollout's message and starts it
         if invocation.channel_id != channel:
             await runtime.slack.respond(invocation.response_url,
                                         f"Rollout #{stored.rollout.id} started; follow it in <#{channel}>.")

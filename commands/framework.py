@@ -21,7 +21,6 @@ from bot.adapters.slack import SlackGateway
 from bot.adapters.store import AuditEntry, Store
 from bot.config import Config
 from bot.domain.policy import Grant, Refused, decide, groups_of
-from bot.engine.reporter import RolloutReporter
 from bot.runbooks import RunbookLinker
 from commands.grammar import Args, UserError, tokenize
 
@@ -56,7 +55,6 @@ class Runtime:
     cloudrun: CloudRunGateway
     store: Store
     runbook_link: RunbookLinker
-    reporter: RolloutReporter
     wake: Callable[[], None]
 
     @property

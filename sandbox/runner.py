@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -176,6 +177,7 @@ async def _serve(args: argparse.Namespace) -> int:
         if bot is not None:
             bot.stop()
         await world.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _run_mode(args: argparse.Namespace, endpoints: dict[str, Any]) -> int:

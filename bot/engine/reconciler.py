@@ -31,7 +31,7 @@ def utcnow() -> datetime:
 class Reconciler:
     def __init__(self, *, store: Store, cloudrun: CloudRunGateway, collector: SignalCollector,
                  reporter: RolloutReporter, owner: str, interval_s: float, lease_s: float,
-                 clock: Callable[[], datetime] = utcnow, concurrency: int = 20) -> None:
+                 clock: Callable[[], datetime] = utcnow, concurrency: int = 20, batch: int = 50) -> None:
         self.store = store
         self.cloudrun = cloudrun
         self.collector = collector
@@ -40,6 +40,8 @@ class Reconciler:
         self.interval_s = interval_s
         self.lease_s = lease_s
         self.clock = clock
+        self.batch = batch
+        self._due: list[datetime] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -49,20 +51,32 @@ class Reconciler:
 
     async def run(self) -> None:
         while True:
+            pause = self.interval_s
             try:
-                await self.tick()
+                pause = await self.tick()
             except StoreUnavailable as exc:
                 log.error("reconciler: %s", exc)
             except Exception:
                 log.exception("reconciler tick failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
 
-    async def tick(self) -> int:
-        claims = await asyncio.to_thread(self.store.claim_due, self.owner, self.clock(), self.lease_s)
+    async def tick(self) -> float:
+        """One pass over the due rollouts; returns how long to wait before the next pass.
+
+        That is the interval, or less when one of this instance's rollouts is due sooner (a check inside a
+        window should not wait for the next interval), or nothing when there were more due than one batch.
+        """
+        claims = await asyncio.to_thread(self.store.claim_due, self.owner, self.clock(), self.lease_s, self.batch)
+        self._due = []
         await asyncio.gather(*(self._guarded(claim) for claim in claims))
-        return len(claims)
+        if len(claims) == self.batch:
+            return 0.0
+        soonest = min(self._due, default=None)
+        if soonest is None:
+            return self.interval_s
+        return max(0.0, min(self.interval_s, (soonest - self.clock()).total_seconds()))
 
     async def _guarded(self, claim: StoredRollout) -> None:
         async with self._slots:
@@ -101,6 +115,8 @@ class Reconciler:
             else:
                 after = replace(after, pending=None, traffic=traffic, etag=etag)
         if await asyncio.to_thread(self.store.save, claim, after, release=after.state.ended):
-            await self.reporter.publish(claim, after, decision.notes)
+            self.reporter.publish(claim, after, decision.notes)
+            if not after.state.ended or after.pending is not None:
+                self._due.append(after.next_check_at)
         else:
             log.warning("rollout %s: lease lost; another instance has it", rollout.id)

@@ -117,6 +117,7 @@ class Scenario:
             return bool(latest) and latest[0].rollout.state.value in states and latest[0].rollout.pending is None
 
         await self.until(reached, timeout, f"{service}'s rollout reaching {states}")
+        await self.bot.reconciler.reporter.flush()
         return latest[0]
 
     async def thread(self, stored: StoredRollout, user: str = "oncall") -> list[dict[str, Any]]:

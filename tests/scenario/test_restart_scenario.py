@@ -59,8 +59,17 @@ async def test_a_bot_killed_mid_stage_resumes_from_the_row_and_finishes(tmp_path
             await until(lambda: candidate_share() == 100 and not any(
                 s.get("tag") for s in world.run.services[SERVICE].traffic_statuses), 40, "promotion after restart")
 
-            seen = (await http.get(f"{world.url('slack_user')}/messages",
-                                   params={"channel": "deploys", "user": "oncall"})).json()
+            seen: list[dict[str, object]] = []
+
+            async def promoted_said() -> bool:
+                seen[:] = (await http.get(f"{world.url('slack_user')}/messages",
+                                          params={"channel": "deploys", "user": "oncall"})).json()
+                return any(m["kind"] == "message" and "promoted" in str(m["text"]) for m in seen)
+
+            deadline = time.monotonic() + 10
+            while not await promoted_said():
+                assert time.monotonic() < deadline, "the rollout message never said promoted"
+                await asyncio.sleep(0.05)
     finally:
         bot.stop()
         await world.stop()
