@@ -71,7 +71,7 @@ from bot.adapters.secrets import fetch_slack_credentials
 from bot.adapters.store import Store, StoredRollout
 from bot.app import Bot, build
 from bot.config import Config, load_config
-from bot.domain.rollout import Note, Rollout, State
+from bot.domain.rollout import Rollout, State
 from bot.environment import Environment
 from bot.runbooks import runbooks_beside
 from commands.deploy import candidate_name, plan_for
@@ -252,16 +252,15 @@ class Harness:
                           candidate=candidate_name(service, image), plan=plan, requested_by=USER, created_at=now,
                           next_check_at=now, traffic=view.live.traffic, etag=view.live.etag)
         channel = self.config.slack.channels[self.config.slack.deploy_channel]
-        stored = await asyncio.to_thread(runtime.store.create_rollout, rollout, channel)
-        note = Note("created", f"<@{USER}> is deploying `{image}` as `{rollout.candidate}`")
-        await runtime.reporter.publish(stored, stored.rollout, [note])
+        await asyncio.to_thread(runtime.store.create_rollout, rollout, channel)
 
     async def rollouts(self) -> list[StoredRollout]:
         return await asyncio.to_thread(self.store.rollouts, open_only=True, limit=10_000)
 
     async def tick(self) -> int:
         assert self.bot is not None
-        return await self.bot.reconciler.tick()
+        await self.bot.reconciler.tick()
+        return self.bot.reconciler.claimed
 
 
 def analysing(found: list[StoredRollout]) -> bool:

@@ -41,6 +41,7 @@ class Reconciler:
         self.lease_s = lease_s
         self.clock = clock
         self.batch = batch
+        self.claimed = 0  # rollouts the last tick took: benches read it
         self._due: list[datetime] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -69,6 +70,7 @@ class Reconciler:
         window should not wait for the next interval), or nothing when there were more due than one batch.
         """
         claims = await asyncio.to_thread(self.store.claim_due, self.owner, self.clock(), self.lease_s, self.batch)
+        self.claimed = len(claims)
         self._due = []
         await asyncio.gather(*(self._guarded(claim) for claim in claims))
         if len(claims) == self.batch:
