@@ -205,3 +205,19 @@ async def test_a_new_service_is_deployed_directly_and_the_message_says_why(fleet
     assert done.rollout.plan.stages == (100,)
     replies = thread_text(await fleet.thread(done))
     assert "Cloud Run cannot start a new service with no traffic on its first revision" in replies
+
+
+async def test_rollback_after_a_finished_deploy_returns_to_the_revision_before_it(fleet: Scenario) -> None:
+    service = "nba-phase3-analytics-processors"
+    promoted = await fleet.rollout_state(service, "promoted")
+    assert fleet.routed(service) == {promoted.rollout.candidate: 100}
+    missing = await fleet.command("oncall", f"/rollback {service} to={promoted.rollout.stable}x")
+    said = await fleet.wait_for("oncall", lambda m: "has no revision" in text_of(m))
+    assert missing["status"] == 200 and f"Did you mean `{promoted.rollout.stable}`?" in said["text"]
+    writes = fleet.world.run.counts["UpdateService"]
+    await fleet.command("oncall", f"/rollback {service}")
+    await fleet.wait_for("oncall", lambda m: f"now sends all traffic to `{promoted.rollout.stable}`" in text_of(m))
+    assert fleet.routed(service) == {promoted.rollout.stable: 100}
+    assert fleet.world.run.counts["UpdateService"] - writes == 1
+    announced = await fleet.wait_for("viewer", lambda m: f"rolled *{service}* back" in text_of(m))
+    assert announced["kind"] == "message", "the channel is told, not only the person who asked"
