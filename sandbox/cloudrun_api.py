@@ -16,11 +16,11 @@ from typing import Any
 from aiohttp import web
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sandbox.cloudrun import CloudRun, Operation
 from sandbox.google_errors import GoogleError, google_errors
+from sandbox.google_json import parse_body, respond
 
 _ROUTE = re.compile(
     r"^(?:services(?:/(?P<service>[^/:]+)(?:/revisions(?:/(?P<revision>[^/:]+))?)?)?"
@@ -35,26 +35,6 @@ _PROTO: dict[str, type[Message]] = {
     "Operation": operations_pb2.Operation,
     "ListOperationsResponse": operations_pb2.ListOperationsResponse,
 }
-
-
-def _encode(request: web.Request, kind: str, body: dict[str, Any], status: int = 200) -> web.Response:
-    """Google's JSON; enums become numbers when the caller asked for `enum-encoding=int`."""
-    if "enum-encoding=int" in request.query.get("$alt", ""):
-        message = _PROTO[kind]()
-        json_format.ParseDict(body, message)
-        body = json_format.MessageToDict(message, use_integers_for_enums=True)
-    return web.json_response(body, status=status)
-
-
-async def _service_body(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
-    message = _PROTO["Service"]()
-    try:
-        json_format.Parse(text or "{}", message)
-    except json_format.ParseError as exc:
-        raise GoogleError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
-    parsed: dict[str, Any] = json_format.MessageToDict(message)
-    return parsed
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -97,46 +77,47 @@ def cloudrun_app(run: CloudRun) -> web.Application:
             run.record("ListRevisions", service)
             run.get_service(service)
             items = [run.revision_json(r) for r in run.revisions_of(service)]
-            return _encode(request, "ListRevisionsResponse", _page(request, items, "revisions"))
+            return respond(request, _PROTO["ListRevisionsResponse"], _page(request, items, "revisions"))
         if revision is not None:
             if method == "GET":
                 run.record("GetRevision", revision)
-                return _encode(request, "Revision", run.revision_json(run.get_revision(service, revision)))
+                return respond(request, _PROTO["Revision"], run.revision_json(run.get_revision(service, revision)))
             if method == "DELETE":
                 run.record("DeleteRevision", revision)
-                return _encode(request, "Operation", run.operation_json(run.delete_revision(service, revision)))
+                return respond(request, _PROTO["Operation"], run.operation_json(run.delete_revision(service, revision)))
             raise web.HTTPMethodNotAllowed(method, ["GET", "DELETE"])
         if method == "GET":
             run.record("GetService", service)
-            return _encode(request, "Service", run.service_json(run.get_service(service)))
+            return respond(request, _PROTO["Service"], run.service_json(run.get_service(service)))
         if method == "PATCH":
             run.record("UpdateService", service)
-            body = await _service_body(request)
+            body = await parse_body(request, _PROTO["Service"])
             mask = [p for p in request.query.get("updateMask", "").split(",") if p]
             done = run.update_service(service, body, update_mask=mask or None,
                                       validate_only=_flag(request, "validateOnly"),
                                       allow_missing=_flag(request, "allowMissing"))
-            return _encode(request, "Operation", run.operation_json(done))
+            return respond(request, _PROTO["Operation"], run.operation_json(done))
         if method == "DELETE":
             run.record("DeleteService", service)
             if _flag(request, "validateOnly"):
                 run.get_service(service)
-                return _encode(request, "Operation", {"name": f"{run.parent}/operations/validate", "done": True})
+                checked = {"name": f"{run.parent}/operations/validate", "done": True}
+                return respond(request, _PROTO["Operation"], checked)
             done = run.delete_service(service, request.query.get("etag", ""))
-            return _encode(request, "Operation", run.operation_json(done))
+            return respond(request, _PROTO["Operation"], run.operation_json(done))
         raise web.HTTPMethodNotAllowed(method, ["GET", "PATCH", "DELETE"])
 
     async def _services(request: web.Request, run: CloudRun) -> web.Response:
         if request.method == "GET":
             run.record("ListServices", "*")
             items = [run.service_json(s) for _, s in sorted(run.services.items())]
-            return _encode(request, "ListServicesResponse", _page(request, items, "services"))
+            return respond(request, _PROTO["ListServicesResponse"], _page(request, items, "services"))
         if request.method == "POST":
             service_id = request.query.get("serviceId", "")
             run.record("CreateService", service_id)
-            body = await _service_body(request)
+            body = await parse_body(request, _PROTO["Service"])
             done = run.create_service(service_id, body, _flag(request, "validateOnly"))
-            return _encode(request, "Operation", run.operation_json(done))
+            return respond(request, _PROTO["Operation"], run.operation_json(done))
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
 
     app = web.Application(middlewares=[google_errors])
@@ -155,10 +136,10 @@ async def _operation(request: web.Request, run: CloudRun, name: str, wait: bool)
         timeout = _duration(json.loads(text or "{}").get("timeout", "120s"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(operation.finished.wait(), timeout)
-        return _encode(request, "Operation", run.operation_json(operation))
+        return respond(request, _PROTO["Operation"], run.operation_json(operation))
     if request.method == "GET":
         run.record("GetOperation", name)
-        return _encode(request, "Operation", run.operation_json(operation))
+        return respond(request, _PROTO["Operation"], run.operation_json(operation))
     if request.method == "DELETE":
         run.record("DeleteOperation", name)
         del run.operations[full]
@@ -169,7 +150,7 @@ async def _operation(request: web.Request, run: CloudRun, name: str, wait: bool)
 def _list_operations(request: web.Request, run: CloudRun) -> web.Response:
     run.record("ListOperations", "*")
     items = [run.operation_json(op) for op in run.operations.values()]
-    return _encode(request, "ListOperationsResponse", _page(request, items, "operations"))
+    return respond(request, _PROTO["ListOperationsResponse"], _page(request, items, "operations"))
 
 
 def _duration(text: str) -> float:

@@ -14,12 +14,12 @@ from typing import Any
 
 from aiohttp import web
 from google.cloud import secretmanager_v1
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from bot.checksum import crc32c
 from sandbox.cloudrun import rfc3339
 from sandbox.google_errors import GoogleError, google_errors
+from sandbox.google_json import parse_body, respond
 
 _PATH = re.compile(
     r"^/v1/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?/secrets"
@@ -115,24 +115,6 @@ _PROTO: dict[str, type[Message]] = {
 }
 
 
-def _encode(request: web.Request, kind: str, body: dict[str, Any]) -> web.Response:
-    if "enum-encoding=int" in request.query.get("$alt", ""):
-        message = _PROTO[kind]()
-        json_format.ParseDict(body, message)
-        body = json_format.MessageToDict(message, use_integers_for_enums=True)
-    return web.json_response(body)
-
-
-async def _parsed(request: web.Request, kind: str) -> dict[str, Any]:
-    message = _PROTO[kind]()
-    try:
-        json_format.Parse(await request.text() or "{}", message)
-    except json_format.ParseError as exc:
-        raise GoogleError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
-    parsed: dict[str, Any] = json_format.MessageToDict(message)
-    return parsed
-
-
 def secretmanager_app(manager: SecretManager) -> web.Application:
     async def dispatch(request: web.Request) -> web.Response:
         match = _PATH.match(request.path)
@@ -146,7 +128,7 @@ def secretmanager_app(manager: SecretManager) -> web.Application:
         if name is None:
             if method == "GET":
                 items = [manager.secret_json(s) for _, s in sorted(manager.secrets.items())]
-                return _encode(request, "ListSecretsResponse", {"secrets": items, "totalSize": len(items)}
+                return respond(request, _PROTO["ListSecretsResponse"], {"secrets": items, "totalSize": len(items)}
                                if items else {})
             if method == "POST":
                 secret_id = request.query.get("secretId", "")
@@ -155,12 +137,12 @@ def secretmanager_app(manager: SecretManager) -> web.Application:
                 if secret_id in manager.secrets:
                     raise GoogleError("ALREADY_EXISTS", f"Secret [{manager.project_number}/{secret_id}] "
                                       "already exists.")
-                body = await _parsed(request, "Secret")
+                body = await parse_body(request, _PROTO["Secret"])
                 if "replication" not in body:
                     raise GoogleError("INVALID_ARGUMENT", "Secret.replication is required.")
                 secret = Secret(name=secret_id, create_time=rfc3339(), labels=body.get("labels", {}))
                 manager.secrets[secret_id] = secret
-                return _encode(request, "Secret", manager.secret_json(secret))
+                return respond(request, _PROTO["Secret"], manager.secret_json(secret))
             raise web.HTTPMethodNotAllowed(method, ["GET", "POST"])
         secret = manager.secret(name)
         if match["secret_verb"] == "addVersion":
@@ -172,25 +154,25 @@ def secretmanager_app(manager: SecretManager) -> web.Application:
                                   "match the data; the payload may have been corrupted in transit.")
             version = Version(len(secret.versions) + 1, data, rfc3339(), checksummed=checksum is not None)
             secret.versions.append(version)
-            return _encode(request, "SecretVersion", manager.version_json(secret, version))
+            return respond(request, _PROTO["SecretVersion"], manager.version_json(secret, version))
         if version_ref is None and request.path.endswith("/versions"):
             items = [manager.version_json(secret, v) for v in reversed(secret.versions)]
-            return _encode(request, "ListSecretVersionsResponse",
+            return respond(request, _PROTO["ListSecretVersionsResponse"],
                            {"versions": items, "totalSize": len(items)} if items else {})
         if version_ref is None:
             if method == "GET":
-                return _encode(request, "Secret", manager.secret_json(secret))
+                return respond(request, _PROTO["Secret"], manager.secret_json(secret))
             if method == "DELETE":
                 del manager.secrets[name]
                 return web.json_response({})
             if method == "PATCH":
-                body = await _parsed(request, "Secret")
+                body = await parse_body(request, _PROTO["Secret"])
                 mask = request.query.get("updateMask", "")
                 if not mask:
                     raise GoogleError("INVALID_ARGUMENT", "update_mask is required.")
                 if "labels" in mask.split(","):
                     secret.labels = body.get("labels", {})
-                return _encode(request, "Secret", manager.secret_json(secret))
+                return respond(request, _PROTO["Secret"], manager.secret_json(secret))
             raise web.HTTPMethodNotAllowed(method, ["GET", "PATCH", "DELETE"])
         version = manager.version(secret, version_ref)
         if verb == "access":
@@ -198,7 +180,7 @@ def secretmanager_app(manager: SecretManager) -> web.Application:
                 raise GoogleError("FAILED_PRECONDITION", f"Secret Version [{manager.secret_path(secret)}/versions/"
                                   f"{version.number}] is in {version.state} state.")
             manager.accesses.append((time.time(), name))
-            return _encode(request, "AccessSecretVersionResponse", {
+            return respond(request, _PROTO["AccessSecretVersionResponse"], {
                 "name": f"{manager.secret_path(secret)}/versions/{version.number}",
                 "payload": {"data": base64.b64encode(version.data).decode(),
                             "dataCrc32c": str(crc32c(version.data))},
@@ -210,9 +192,9 @@ def secretmanager_app(manager: SecretManager) -> web.Application:
             if verb == "destroy":
                 version.data = b""
                 version.destroy_time = rfc3339()
-            return _encode(request, "SecretVersion", manager.version_json(secret, version))
+            return respond(request, _PROTO["SecretVersion"], manager.version_json(secret, version))
         if verb is None and method == "GET":
-            return _encode(request, "SecretVersion", manager.version_json(secret, version))
+            return respond(request, _PROTO["SecretVersion"], manager.version_json(secret, version))
         raise web.HTTPMethodNotAllowed(method, ["GET", "POST"])
 
     app = web.Application(middlewares=[google_errors])
