@@ -4,6 +4,8 @@
     PATCH /revisions/<name>    the same fields, for one running revision
     PATCH /services/<name>     {"requests_per_s": 5}: the simulated traffic rate
     GET   /state               services, revisions and behaviours, Admin API calls, probe and log counts
+    GET   /limits              the published figures every emulator enforces, by group
+    PATCH /limits/<group>      {"figure": value, ...}: change some of them (tests and benches do)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiohttp import web
 from sandbox.behaviour import BehaviourError, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.fleet import Fleet
+from sandbox.limits import LimitError, Limits
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -33,7 +36,7 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet,
+def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Limits,
                 extra_state: Callable[[], dict[str, Any]]) -> web.Application:
     async def declare_image(request: web.Request) -> web.Response:
         body = await _json_object(request)
@@ -103,7 +106,22 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet,
             **extra_state(),
         })
 
+    async def get_limits(request: web.Request) -> web.Response:
+        return web.json_response(limits.to_json())
+
+    async def patch_limits(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            group = limits.patch(request.match_info["group"], body)
+        except LimitError as exc:
+            return _error(400, str(exc))
+        return web.json_response(group)
+
     app = web.Application()
+    app.router.add_get("/limits", get_limits)
+    app.router.add_patch("/limits/{group}", patch_limits)
     app.router.add_post("/images", declare_image)
     app.router.add_patch("/revisions/{name}", patch_revision)
     app.router.add_patch("/services/{name}", patch_service)

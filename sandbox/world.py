@@ -22,6 +22,7 @@ from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
 from sandbox.control import control_app
 from sandbox.fleet import Fleet, ServiceSpec, fleet_app
+from sandbox.limits import Limits
 from sandbox.logging_api import logging_app
 from sandbox.logstore import LogStore
 from sandbox.monitoring_api import MonitoringGrpc, monitoring_app
@@ -55,6 +56,7 @@ class World:
         self.config = config
         self.options = options or WorldOptions()
         self.listeners: dict[str, Listener] = {}
+        self.limits = Limits()
         self._bot_token = _bot_token()
         self._signing_secret = secrets.token_hex(16)
         self.behaviours = Behaviours(default=Behaviour(latency_ms=self.options.latency_ms))
@@ -114,7 +116,7 @@ class World:
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region),
             "slack_api": slack_api_app(self.workspace),
-            "control": control_app(self.run, self.behaviours, self.fleet, self._extra_state),
+            "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state),
         }
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
