@@ -27,8 +27,12 @@ RUN pip install --no-deps . && python -m compileall -q /app
 # The fleet config is mounted or baked per deployment; the example documents the shape.
 COPY chatops.example.yaml ./chatops.example.yaml
 
-RUN useradd --create-home --uid 10001 chatops
+# A writable data dir for local runs (`docker run` without a database URL keeps SQLite here). On Cloud Run the
+# disk is memory and per instance: `chatops serve` refuses SQLite there and asks for CHATOPS_DATABASE_URL.
+RUN useradd --create-home --uid 10001 chatops \
+ && mkdir -p /app/data && chown chatops:chatops /app/data
 USER chatops
+ENV CHATOPS_DATABASE_URL=sqlite:////app/data/chatops.db
 
 # Cloud Run sets PORT; the bot listens on 0.0.0.0:$PORT and answers /healthz for startup and liveness probes.
 ENV PORT=8080 CHATOPS_CONFIG=/app/chatops.yaml

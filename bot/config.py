@@ -162,8 +162,14 @@ class Defaults(Strict):
     alerts: AlertPolicy = AlertPolicy()
 
 
+_REPOSITORY = re.compile(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._*-]+)+$")
+
+
 class Service(Strict):
     image: str = Field(description="image repository without a tag, e.g. us-west2-docker.pkg.dev/p/r/name")
+    repositories: tuple[str, ...] = Field(
+        default=(), description="repositories `/deploy image=` may use; `*` matches within one path segment; "
+                                "empty: `image` alone")
     description: str = ""
     owners: tuple[MemberId, ...] = ()
     alert_channel: str | None = None
@@ -185,6 +191,23 @@ class Service(Strict):
         if "/" not in image:
             raise ValueError(f"give the full repository, e.g. us-west2-docker.pkg.dev/PROJECT/REPO/{image}")
         return image
+
+    @field_validator("repositories")
+    @classmethod
+    def _repository_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            last = pattern.rsplit("/", 1)[-1]
+            if "@" in pattern or ":" in last:
+                raise ValueError(f"{pattern!r}: a repository pattern has no tag or digest, e.g. "
+                                 "us-west2-docker.pkg.dev/PROJECT/REPO/*")
+            if not _REPOSITORY.match(pattern) or pattern.startswith("*"):
+                raise ValueError(f"{pattern!r} is not a repository pattern: write registry host/path in lowercase, "
+                                 "with `*` for any part of a segment, e.g. us-west2-docker.pkg.dev/PROJECT/REPO/*")
+        return patterns
+
+    @property
+    def allowed_repositories(self) -> tuple[str, ...]:
+        return self.repositories or (self.image,)
 
 
 class Role(Strict):

@@ -42,12 +42,22 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     env = Environment.from_env()
     try:
+        store = Store(env.database_url or default_url())
+    except StoreUnavailable as exc:
+        log.critical("cannot start: %s", exc)
+        return 2
+    if os.environ.get("K_SERVICE") and store.embedded:
+        log.critical("cannot start: on Cloud Run (K_SERVICE=%s) the database must be PostgreSQL: set "
+                     "CHATOPS_DATABASE_URL=postgresql+psycopg://USER:PASSWORD@/DB?host=/cloudsql/INSTANCE. SQLite "
+                     "there lives on an in-memory disk, lost at every restart, and each instance would have its own",
+                     os.environ["K_SERVICE"])
+        return 2
+    try:
         credentials = fetch_slack_credentials(config, env)
     except SecretsUnavailable as exc:
         log.critical("cannot start: %s", exc)
         return 1
     redact.add(credentials.values())
-    store = Store(env.database_url or default_url())
     try:
         store.migrate()
     except StoreUnavailable as exc:

@@ -46,6 +46,7 @@ async def handle_button(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> 
         await runtime.slack.respond(invocation.response_url,
                                     f"Rollout #{rollout_id} has moved on since; nothing was done.")
         return
-    await runtime.audit(invocation, verb, service, "accepted")
+    entry = await runtime.audit(invocation, verb, service, "accepted")
     answer = await hand_over(runtime, int(rollout_id), RolloutCommand(verb, invocation.user_id))
     await runtime.slack.respond(invocation.response_url, answer)
+    await runtime.finish_audit(entry, "ok")

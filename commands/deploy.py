@@ -17,6 +17,7 @@ from bot.adapters.cloudrun import CloudRunUnavailable
 from bot.adapters.store import RolloutConflict, StoredRollout
 from bot.config import Config
 from bot.domain.analysis import Thresholds
+from bot.domain.policy import repository_allowed
 from bot.domain.rollout import HttpCheckSpec, LogCheckSpec, Plan, Rollout
 from bot.render.blocks import context, header, section
 from bot.render.rollout import plan_lines
@@ -24,7 +25,8 @@ from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$")
+_IMAGE = re.compile(r"^(?P<repository>[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+)"
+                    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$")
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,16 @@ class Deploy(Command[DeployRequest]):
         image = args.options.get("image") or f"{repository}:{args.options.get('tag', 'latest')}"
         if "tag" in args.options and not _TAG.match(args.options["tag"]):
             return UserError(f"`{args.options['tag']}` is not a valid image tag.", f"`/deploy {service} tag=v3`")
-        if not _IMAGE.match(image):
+        match = _IMAGE.match(image)
+        if not match:
             return UserError(f"`{image}` is not a full image reference.",
                              f"`/deploy {service} image={repository}:v3`")
+        allowed = config.services[service].allowed_repositories
+        if not repository_allowed(match["repository"], allowed):
+            listed = ", ".join(f"`{pattern}`" for pattern in allowed)
+            return UserError(f"{service} deploys only from {listed}; `{match['repository']}` is not one of them.",
+                             f"`/deploy {service} tag=v3` (an image of `{repository}`), or ask to have the "
+                             f"repository added to `services.{service}.repositories` in the config")
         default = config.canary_for(service).strategy
         strategy: Literal["canary", "direct"] = "direct" if "direct" in words else (
             "canary" if "canary" in words else default)

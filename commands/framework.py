@@ -63,14 +63,24 @@ class Runtime:
                      for name, role in self.config.roles.items())
 
     async def audit(self, invocation: Invocation, action: str, service: str | None, outcome: str,
-                    detail: str = "") -> None:
+                    detail: str = "") -> int | None:
+        """Write the request's row; returns its id (None if the store could not take it)."""
         entry = AuditEntry(user_id=invocation.user_id, user_name=invocation.user_name,
                            channel_id=invocation.channel_id, command=invocation.command, text=invocation.text,
                            action=action, service=service, outcome=outcome, detail=detail[:500])
         try:
-            await asyncio.to_thread(self.store.record, entry)
+            return (await asyncio.to_thread(self.store.record, entry)).id
         except Exception:
             log.exception("could not write the audit entry for %s %s", invocation.command, invocation.text)
+            return None
+
+    async def finish_audit(self, entry_id: int | None, outcome: str, detail: str = "") -> None:
+        if entry_id is None:
+            return
+        try:
+            await asyncio.to_thread(self.store.finish, entry_id, outcome, detail)
+        except Exception:
+            log.exception("could not finish audit entry %s as %s", entry_id, outcome)
 
 
 class Command(ABC, Generic[Request]):
@@ -121,14 +131,16 @@ async def handle(command: Command[Any], body: Mapping[str, Any], ack: Ack, runti
             await runtime.audit(invocation, action, service, "refused", decision.message())
             return
     await ack(text=command.acknowledgement(request, runtime.config))
-    await runtime.audit(invocation, action, service, "accepted")
+    entry = await runtime.audit(invocation, action, service, "accepted")
     try:
         await command.act(request, invocation, runtime)
     except Exception as exc:
         reference = secrets.token_hex(4)
         log.exception("%s failed (ref %s)", command.slash, reference)
-        await runtime.audit(invocation, action, service, "failed", f"ref {reference}: {exc}")
+        await runtime.finish_audit(entry, "failed", f"ref {reference}: {exc}")
         await _apologise(runtime, invocation, reference)
+    else:
+        await runtime.finish_audit(entry, "ok")
 
 
 async def _apologise(runtime: Runtime, invocation: Invocation, reference: str) -> None:

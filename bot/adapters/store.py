@@ -49,7 +49,9 @@ from bot.adapters.rollout_json import decode, dumps, encode, loads
 from bot.domain.rollout import Command, Rollout
 
 OUTCOMES = ("ok", "accepted", "refused", "invalid", "failed")
-"""What became of a request: done, started (finishes later), not allowed, not understood, broke."""
+"""What became of a request: done, started (finishes later), not allowed, not understood, broke.
+
+`accepted` is never final: the row is finished as `ok` or `failed` once the work after the ack ends."""
 
 MIGRATIONS = "bot:migrations"
 """Alembic's script_location as a package reference, so it resolves wherever the bot is installed."""
@@ -267,6 +269,11 @@ class Store:
             raise StoreUnavailable(f"database at {self.url}: only sqlite and postgresql are supported")
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
+    @property
+    def embedded(self) -> bool:
+        """SQLite: one process's file, fine for the sandbox and a single instance on a real disk."""
+        return self._url.get_backend_name() == "sqlite"
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision; a no-op when it is there already.
 
@@ -298,6 +305,14 @@ class Store:
         with self._reachable(), self._sessions.begin() as session:
             session.add(row)
         return replace(entry, id=row.id, at=row.at.astimezone(UTC))
+
+    def finish(self, entry_id: int, outcome: str, detail: str = "") -> None:
+        """End an accepted request's row as `ok` or `failed`; a finished row is never changed again."""
+        if outcome not in ("ok", "failed"):
+            raise ValueError(f"an accepted request ends ok or failed, not {outcome!r}")
+        with self._reachable(), self._sessions.begin() as session:
+            session.execute(update(AuditRow).where(AuditRow.id == entry_id, AuditRow.outcome == "accepted")
+                            .values(outcome=outcome, detail=detail[:500]))
 
     def audit(self, *, limit: int = 50, service: str | None = None, user_id: str | None = None) -> list[AuditEntry]:
         """The newest `limit` entries first, optionally for one service and/or one user."""

@@ -6,6 +6,7 @@ instead of guessing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -67,3 +68,10 @@ def decide(grants: Sequence[Grant], user_id: str, groups: frozenset[str], action
 
 def groups_of(user_id: str, usergroups: Mapping[str, Sequence[str]]) -> frozenset[str]:
     return frozenset(group for group, members in usergroups.items() if user_id in members)
+
+
+def repository_allowed(repository: str, patterns: Sequence[str]) -> bool:
+    """Whether an image repository is one a service may deploy from. In a pattern, `*` stands for any part of
+    one path segment, so `.../cloud-run/*` allows that repository's images and nothing deeper or elsewhere."""
+    return any(re.fullmatch("[^/]*".join(re.escape(part) for part in pattern.split("*")), repository)
+               for pattern in patterns)

@@ -51,3 +51,16 @@ async def test_an_unreachable_secret_manager_stops_start_up_with_one_line(world:
     assert "cannot reach Secret Manager at http://127.0.0.1:1 to read secret 'slack-bot-token'" in line["message"]
     assert "roles/secretmanager.secretAccessor" in line["message"]
     assert world.bot_token not in result.stdout + result.stderr
+
+
+async def test_sqlite_on_cloud_run_is_refused_before_anything_else(world: World, tmp_path: Path) -> None:
+    """Cloud Run's disk is memory, lost on restart, and per instance: the bot must not quietly keep its state there."""
+    config = config_with(tmp_path, EXAMPLE_CONFIG.read_text())
+    env = {**bot_environment(world, f"sqlite:///{tmp_path / 'db.sqlite'}"), "K_SERVICE": "chatops"}
+    accesses = len(world.secret_manager.accesses)
+    result = await asyncio.to_thread(start, config, env, tmp_path)
+    assert result.returncode == 2
+    (line,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert line["severity"] == "CRITICAL" and "K_SERVICE=chatops" in line["message"]
+    assert "CHATOPS_DATABASE_URL=postgresql+psycopg://" in line["message"]
+    assert len(world.secret_manager.accesses) == accesses, "no secret was read"

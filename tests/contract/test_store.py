@@ -75,6 +75,16 @@ def test_models_match_the_migrations(store: Store, database_url: str) -> None:
     engine.dispose()
 
 
+def test_an_accepted_request_is_finished_once(store: Store) -> None:
+    saved = store.record(entry())
+    assert saved.id is not None
+    store.finish(saved.id, "failed", "ref 1a2b: Cloud Run refused")
+    store.finish(saved.id, "ok")
+    assert [(e.outcome, e.detail) for e in store.audit()] == [("failed", "ref 1a2b: Cloud Run refused")]
+    with pytest.raises(ValueError, match="ends ok or failed"):
+        store.finish(saved.id, "accepted")
+
+
 def test_record_and_audit_round_trip_in_utc(store: Store) -> None:
     before = datetime.now(UTC)
     saved = store.record(entry(detail="canary 5%"))
