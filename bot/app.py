@@ -21,6 +21,7 @@ from bot.adapters.secrets import SlackCredentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
+from bot.engine.budget import ReadBudget
 from bot.engine.reconciler import Reconciler
 from bot.engine.reporter import RolloutReporter
 from bot.engine.signals import SignalCollector
@@ -58,16 +59,21 @@ def build(config: Config, env: Environment, credentials: SlackCredentials, store
           *, public_url: str, owner: str) -> Bot:
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
     prober = Prober(concurrency=config.defaults.probe_concurrency)
-    cloudrun = CloudRunGateway(config.project, config.region, env)
+    engine = config.engine
+    cloudrun = CloudRunGateway(config.project, config.region, env, call_timeout=engine.google_timeout)
     linker = RunbookLinker(config, runbooks, config.runbook_base_url or public_url)
     reporter = RolloutReporter(slack, store, linker)
-    collector = SignalCollector(prober, LogsGateway(config.project, config.region, env),
-                                MetricsGateway(config.project, env),
-                                {name: config.health_for(name) for name in config.services})
+    logs = LogsGateway(config.project, config.region, env, timeout=engine.google_timeout)
+    budget = ReadBudget(engine.logging_reads_per_minute)
+    collector = SignalCollector(prober, logs, MetricsGateway(config.project, env, timeout=engine.google_timeout),
+                                {name: config.health_for(name) for name in config.services},
+                                budget=budget, log_lag_s=engine.log_lag,
+                                metrics_delay_s=engine.metrics_delay,
+                                error_filters={name: config.canary_for(name).error_filter for name in config.services})
     reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector, reporter=reporter, owner=owner,
                             interval_s=config.engine.interval, lease_s=config.engine.lease)
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
-                      runbook_link=linker, wake=reconciler.wake)
+                      runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))

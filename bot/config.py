@@ -103,6 +103,13 @@ class HttpCheck(Strict):
     runbook_step: str | None = None
 
 
+class InsufficientTraffic(Strict):
+    """What a window with fewer than `min_requests` requests leads to."""
+
+    extend: int = Field(default=2, ge=0, le=10, description="extend the window this many times first")
+    then: Literal["judge", "pause"] = Field(default="judge", description="judge on probes and logs, or pause")
+
+
 class CanaryPolicy(Strict):
     strategy: Literal["canary", "direct"] = "canary"
     stages: tuple[int, ...] = (5, 50, 100)
@@ -112,8 +119,20 @@ class CanaryPolicy(Strict):
     max_p99_ms: float = Field(default=500.0, gt=0)
     max_error_logs: int = Field(default=0, ge=0)
     progress_deadline: Seconds = 600.0
+    insufficient_traffic: InsufficientTraffic = InsufficientTraffic()
+    error_filter: str = Field(default="severity>=ERROR", min_length=1,
+                              description="a Logging filter: which of the candidate's entries are error lines")
     log_checks: tuple[LogCheck, ...] = ()
     http_checks: tuple[HttpCheck, ...] = ()
+
+    @model_validator(mode="after")
+    def _deadline_outlasts_the_windows(self) -> CanaryPolicy:
+        longest = self.window * (1 + self.insufficient_traffic.extend)
+        if self.progress_deadline <= longest:
+            raise ValueError(f"progress_deadline ({self.progress_deadline:g} s) must be longer than a window with "
+                             f"its extensions ({self.window:g} s x {1 + self.insufficient_traffic.extend} = "
+                             f"{longest:g} s), or every extended stage would fail")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -138,6 +157,8 @@ class CanaryOverride(Strict):
     max_p99_ms: float | None = Field(default=None, gt=0)
     max_error_logs: int | None = Field(default=None, ge=0)
     progress_deadline: Seconds | None = None
+    insufficient_traffic: InsufficientTraffic | None = None
+    error_filter: str | None = None
     log_checks: tuple[LogCheck, ...] | None = None
     http_checks: tuple[HttpCheck, ...] | None = None
 
@@ -149,10 +170,28 @@ class AlertPolicy(Strict):
 
 
 class EngineSettings(Strict):
-    """How often the reconciler looks at rollouts, and how long an instance's claim on one lasts."""
+    """How often the reconciler looks at rollouts, how long an instance's claim on one lasts, and how it reads
+    Google: every call ends well inside the lease, and Cloud Logging reads stay within a share of the quota."""
 
     interval: Seconds = 2.0
     lease: Seconds = 30.0
+    google_timeout: Seconds = Field(default=10.0, description="the longest one Google call may take")
+    retry_deadline: Seconds = Field(default=120.0, description="how long a write Cloud Run does not take is "
+                                                               "retried before a rollout pauses")
+    logging_reads_per_minute: int = Field(default=30, ge=1, description="the bot's share of the project's "
+                                                                        "Cloud Logging read quota (60 a minute)")
+    log_lag: Seconds = Field(default=5.0, description="how long Cloud Logging takes to show an entry; a window "
+                                                      "is judged once its logs are this old")
+    metrics_delay: Seconds = Field(default=180.0, description="how late Cloud Run's metrics become visible in "
+                                                              "Cloud Monitoring")
+
+    @model_validator(mode="after")
+    def _calls_end_inside_the_lease(self) -> EngineSettings:
+        if 2 * self.google_timeout >= self.lease:
+            raise ValueError(f"google_timeout ({self.google_timeout:g} s) must be under half the lease "
+                             f"({self.lease:g} s): a write and its wait must end before another instance may "
+                             "take the rollout over")
+        return self
 
 
 class Defaults(Strict):

@@ -18,7 +18,7 @@ from bot.adapters.store import RolloutConflict, StoredRollout
 from bot.config import Config
 from bot.domain.analysis import Thresholds
 from bot.domain.policy import repository_allowed
-from bot.domain.rollout import HttpCheckSpec, LogCheckSpec, Plan, Rollout
+from bot.domain.rollout import HttpCheckSpec, Insufficient, LogCheckSpec, Plan, Rollout
 from bot.render.blocks import context, header, section
 from bot.render.rollout import plan_lines
 from commands.framework import Command, Invocation, Runtime
@@ -48,6 +48,8 @@ def plan_for(config: Config, service: str, strategy: str) -> Plan:
         interval_s=interval,
         log_checks=tuple(LogCheckSpec(c.name, c.filter, c.at_least, c.at_most) for c in canary.log_checks),
         http_checks=tuple(HttpCheckSpec(c.name, c.path, c.expect_status) for c in canary.http_checks),
+        retry_deadline_s=config.engine.retry_deadline,
+        insufficient=Insufficient(canary.insufficient_traffic.extend, canary.insufficient_traffic.then),
     )
 
 
@@ -160,7 +162,7 @@ class Deploy(Command[DeployRequest]):
         rollout = Rollout(id=0, service=service, image=request.image, stable=view.serving or "",
                           candidate=candidate_name(service, request.image), plan=plan,
                           requested_by=invocation.user_id, created_at=now, next_check_at=now,
-                          traffic=view.live.traffic, etag=view.live.etag)
+                          traffic=view.live.traffic, generation=view.live.generation, progress_at=now)
         channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
         try:
             stored = await asyncio.to_thread(runtime.store.create_rollout, rollout, channel)

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from bot.adapters.cloudrun import CloudRunGateway
+from bot.adapters.logs import LogsGateway
 from bot.adapters.prober import Prober
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import AuditEntry, Store
 from bot.config import Config
 from bot.domain.policy import Grant, Refused, decide, groups_of
+from bot.engine.budget import ReadBudget
 from bot.runbooks import RunbookLinker
 from commands.grammar import Args, UserError, tokenize
 
@@ -56,6 +58,8 @@ class Runtime:
     store: Store
     runbook_link: RunbookLinker
     wake: Callable[[], None]
+    logs: LogsGateway
+    log_budget: ReadBudget
 
     @property
     def grants(self) -> tuple[Grant, ...]:

@@ -14,10 +14,16 @@ Matching follows the docs: `=` is exact, `:` is a case-insensitive substring ("h
 presence, `=~`/`!~` search a regular expression, ordering compares numbers, durations, times and
 severity levels by value. A comparison on a field the entry lacks is false, so its NOT is true. A lone
 text (bare or quoted) is a global search: any field of the entry has it. `--` starts a comment.
+
+Functions, as https://cloud.google.com/logging/docs/view/logging-query-language#functions defines them:
+`log_id("run.googleapis.com/requests")` matches entries of that log (the id of `logName`, URL-decoded), and
+`sample(insertId, 0.25)` keeps a fraction of the entries that have a value for the field, chosen by a hash
+of that value, so the same entry is in or out of the sample on every query.
 """
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +56,7 @@ _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
 }
 _OPERATORS = ("=~", "!~", "!=", ">=", "<=", "=", "<", ">", ":")
 _KEYWORDS = frozenset({"AND", "OR", "NOT"})
-_WORD_END = frozenset(' \t\r\n()"=!<>:~')
+_WORD_END = frozenset(' \t\r\n()"=!<>:~,')
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
 _DURATION = re.compile(r"-?\d+(\.\d+)?s")
 _TIME = re.compile(
@@ -116,7 +122,7 @@ def _tokens(text: str) -> list[_Token]:
             return tokens
         char = text[at]
         op = next((op for op in _OPERATORS if text.startswith(op, at)), None)
-        if char in "()":
+        if char in "(),":
             tokens.append(_Token(char, char, at, at + 1))
         elif op is not None:
             tokens.append(_Token("op", op, at, at + len(op)))
@@ -269,9 +275,34 @@ class _Parser:
             op = self.advance()
             self.fields.add(".".join(token.path))
             return self.primary(lambda: self.comparison(token.path, op))
-        if self.token.kind == "(" and self.token.position == token.end:
-            raise self.error(f"function {token.text}() is not supported here", token)
+        if self.token.kind == "(" and self.token.position == token.end and token.kind == "word":
+            return self.function(token)
         return _has_value(token.text)
+
+    def function(self, name: _Token) -> Predicate:
+        self.advance()
+        args: list[_Token] = []
+        while self.token.kind != ")":
+            if args:
+                if self.token.kind != ",":
+                    raise self.error(f"expected ',' or ')' but found {self.describe(self.token)}", self.token)
+                self.advance()
+            if self.token.kind not in ("word", "string"):
+                raise self.error(f"expected an argument but found {self.describe(self.token)}", self.token)
+            args.append(self.advance())
+        self.advance()
+        if name.text == "log_id" and len(args) == 1:
+            wanted = args[0].text
+            return lambda entry: any(unquote(str(n)).partition("/logs/")[2] == wanted
+                                     for n in _lookup(entry, ("logName",)))
+        if name.text == "sample" and len(args) == 2:
+            fraction = _number(args[1].text)
+            if fraction is None or not 0 < fraction <= 1:
+                raise self.error("sample() takes a fraction greater than 0.0 and no greater than 1.0", args[1])
+            path = args[0].path
+            self.fields.add(".".join(path))
+            return lambda entry: any(_in_sample(value, fraction) for value in _lookup(entry, path))
+        raise self.error(f"function {name.text}() with {len(args)} argument(s) is not supported here", name)
 
     def comparison(self, path: tuple[str, ...], op: _Token) -> Predicate:
         value = self.token
@@ -322,6 +353,11 @@ class _Parser:
 
 
 # --- matching -----------------------------------------------------------------------------------------
+
+
+def _in_sample(value: Any, fraction: float) -> bool:
+    digest = hashlib.sha256(str(value).encode()).digest()
+    return int.from_bytes(digest[:8], "big") < fraction * 2**64
 
 
 def _always(entry: Mapping[str, Any]) -> bool:

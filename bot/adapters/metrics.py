@@ -4,10 +4,12 @@ google-cloud-monitoring speaks only gRPC, so this is the one adapter that is not
 emulator (CHATOPS_MONITORING_ENDPOINT=host:port) it uses a plaintext channel, as Google's emulators expect;
 otherwise the library's default secure channel with Application Default Credentials.
 
-Windows are whole seconds: [floor(start), floor(end)), one alignment period as long as the window.
-Google documents a 60 s minimum alignment period, and Cloud Run samples every 60 s with up to 180 s of
-delay, so in production a window shorter than a minute can be refused or empty: both read as "no
-evidence" (MetricsUnavailable or zero requests), never as a pass. The sandbox accepts 1 s periods.
+Cloud Monitoring refuses alignment periods under 60 s, and Cloud Run's request metrics are "sampled every
+60 seconds; after sampling, data is not visible for up to 180 seconds"
+(https://cloud.google.com/monitoring/api/metrics_gcp#gcp-run). So a query covers whole minutes,
+[ceil(start), floor(end)) on minute boundaries, in one alignment period as long as that; a window with no
+whole minute in it gets None, and the caller asks only for minutes old enough to be visible. The request
+logs are the canary's first evidence; this is the slower second opinion.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from bot.environment import Environment
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
-_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,10 @@ def _quoted(value: str) -> str:
 
 
 class MetricsGateway:
-    def __init__(self, project: str, env: Environment) -> None:
+    def __init__(self, project: str, env: Environment, *, timeout: float = 5.0) -> None:
         self.name = f"projects/{project}"
         self.env = env
+        self.timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -78,10 +80,15 @@ class MetricsGateway:
                     self._client = monitoring_v3.MetricServiceClient()
             return self._client
 
-    async def request_stats(self, service: str, revision: str, start: datetime, end: datetime) -> RequestStats:
-        """Requests the revision answered in [start, end): how many, how many 5xx, and their p99 latency."""
-        last = math.floor(end.timestamp())
-        period = max(1, last - math.floor(start.timestamp()))
+    async def request_stats(self, service: str, revision: str, start: datetime,
+                            end: datetime) -> RequestStats | None:
+        """Requests the revision answered in the whole minutes of [start, end): how many, how many 5xx, and their
+        p99 latency; None when the window holds no whole minute."""
+        first = math.ceil(start.timestamp() / 60) * 60
+        last = math.floor(end.timestamp() / 60) * 60
+        if last - first < 60:
+            return None
+        period = last - first
         window = (service, revision, last, period)
         counts = self._request(REQUEST_COUNT, *window, "REDUCE_SUM", ["metric.labels.response_code_class"])
         # Distributions are merged across response codes before the percentile is taken: a p99 of per-series
@@ -111,9 +118,9 @@ class MetricsGateway:
 
     def _list(self, request: dict[str, Any]) -> list[Any]:
         """Every TimeSeries of a listing, the pager following page tokens; runs in a worker thread."""
-        retry = Retry(initial=0.2, maximum=2.0, timeout=_TIMEOUT, predicate=if_transient_error)
+        retry = Retry(initial=0.2, maximum=2.0, timeout=self.timeout, predicate=if_transient_error)
         try:
-            return list(self.client().list_time_series(request=request, timeout=_TIMEOUT, retry=retry))
+            return list(self.client().list_time_series(request=request, timeout=self.timeout, retry=retry))
         except (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
             raise MetricsUnavailable(f"Cloud Monitoring did not answer ({_reason(exc)})") from None
         except exceptions.GoogleAPICallError as exc:

@@ -29,7 +29,7 @@ class Prober:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
 
-    async def probe(self, endpoint: Endpoint, base_url: str, path: str, limit_s: float) -> Probe:
+    async def probe(self, endpoint: Endpoint, base_url: str, path: str, limit_s: float, *, audience: str = "") -> Probe:
         url = base_url.rstrip("/") + path
         async with self._slots:
             started = time.perf_counter()
@@ -52,7 +52,7 @@ class Prober:
             body = parsed if isinstance(parsed, dict) else None
         return Probe(endpoint, path, url, response.status_code, elapsed, body)
 
-    async def probe_service(self, base_url: str, paths: HealthPaths) -> list[Probe]:
+    async def probe_service(self, base_url: str, paths: HealthPaths, *, audience: str = "") -> list[Probe]:
         endpoints: Sequence[tuple[Endpoint, str]] = (
             ("liveness", paths.liveness), ("readiness", paths.readiness), ("deep", paths.deep))
         return list(await asyncio.gather(*(

@@ -347,6 +347,22 @@ class Store:
             raise RolloutConflict(existing) from None
         return row.stored()
 
+    def record_closed(self, rollout: Rollout, channel: str) -> StoredRollout:
+        """Keep something that already happened as an ended rollout (a `/rollback` outside a rollout), so
+        /history shows it and the next rollback knows which revision was rolled away from."""
+        if not rollout.state.ended or rollout.pending is not None:
+            raise ValueError("only an ended rollout with nothing pending can be recorded as closed")
+        now = datetime.now(UTC)
+        row = RolloutRow(service=rollout.service, state=rollout.state.value, open=False,
+                         next_check_at=rollout.next_check_at, generation=0, created_at=rollout.created_at,
+                         updated_at=now, ended_at=rollout.ended_at, requested_by=rollout.requested_by,
+                         image=rollout.image, channel=channel, data=dumps(rollout))
+        with self._reachable(), self._sessions.begin() as session:
+            session.add(row)
+            session.flush()
+            row.data = dumps(replace(rollout, id=row.id))
+        return row.stored()
+
     def open_rollout(self, service: str) -> StoredRollout | None:
         query = select(RolloutRow).where(RolloutRow.service == service, RolloutRow.open)
         with self._reachable(), self._sessions() as session:

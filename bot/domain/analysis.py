@@ -7,7 +7,9 @@ such and never counted as a pass; a source that could not be read is "no evidenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Literal
 
 from bot.domain.health import ServiceHealth, Status
@@ -28,10 +30,66 @@ class Requests:
     total: int
     errors: int
     p99_ms: float | None
+    source: str = "request logs"
+    sampled: int = 0  # entries actually read when the figures are scaled up from a sample; 0: all were read
 
     @property
     def success_rate(self) -> float | None:
         return None if self.total == 0 else 100.0 * (self.total - self.errors) / self.total
+
+
+LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(round(1.25 ** n, 1) for n in range(0, 50))
+"""Upper bounds of the latency histogram: 1 ms to about 55 s, each 25% above the last. A p99 read from it is
+the bound of its bucket: at most 25% above the true value, never below it."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the candidate's request and error logs said so far in this window.
+
+    Logs are read incrementally (each entry once, up to `read_until`) and possibly sampled, so counts are
+    weighted by 1/fraction. It lives in the rollout row: a restarted instance carries on from it.
+    """
+
+    read_until: datetime
+    requests: float = 0.0
+    errors: float = 0.0  # 5xx
+    latency: tuple[float, ...] = ()  # weighted counts per LATENCY_BOUNDS_MS bucket
+    sampled: int = 0  # request entries actually read
+    fraction: float = 1.0  # the sample fraction of the last read; 1 when nothing was sampled
+    error_logs: int = 0  # application entries at ERROR or above (request logs are counted as requests)
+    top_errors: tuple[str, ...] = ()  # newest first
+
+    def add(self, *, until: datetime, fraction: float, statuses: tuple[tuple[int, float], ...],
+            error_lines: tuple[str, ...]) -> Tally:
+        """The tally after one more read: (status, latency ms) of each sampled request, the new error lines."""
+        weight = 1.0 / fraction
+        buckets = list(self.latency or (0.0,) * len(LATENCY_BOUNDS_MS))
+        errors = self.errors
+        for status, latency_ms in statuses:
+            buckets[min(bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms), len(buckets) - 1)] += weight
+            if status >= 500:
+                errors += weight
+        return replace(self, read_until=until, requests=self.requests + weight * len(statuses), errors=errors,
+                       latency=tuple(buckets), sampled=self.sampled + len(statuses), fraction=fraction,
+                       error_logs=self.error_logs + len(error_lines),
+                       top_errors=(*error_lines, *self.top_errors)[:5])
+
+    def p99_ms(self) -> float | None:
+        total = sum(self.latency)
+        if total <= 0:
+            return None
+        seen = 0.0
+        for bound, count in zip(LATENCY_BOUNDS_MS, self.latency, strict=True):
+            seen += count
+            if seen >= 0.99 * total:
+                return bound
+        return LATENCY_BOUNDS_MS[-1]
+
+    def requests_seen(self) -> Requests:
+        scaled = self.sampled != round(self.requests)
+        return Requests(round(self.requests), round(self.errors), self.p99_ms(), "request logs",
+                        self.sampled if scaled else 0)
 
 
 @dataclass(frozen=True)
@@ -63,6 +121,8 @@ class Signals:
     top_errors: tuple[str, ...] = ()
     unavailable: tuple[str, ...] = ()  # why a source could not be read, for the thread
     expects_traffic: bool = True  # before the first stage the candidate has 0%: no request metrics
+    second_opinion: Requests | None = None  # Cloud Monitoring, once its data for the window is in
+    second_opinion_note: str = ""  # why there is none yet
 
 
 @dataclass(frozen=True)
@@ -81,6 +141,7 @@ class Verdict:
     outcome: Literal["pass", "fail", "inconclusive", "pending"]
     findings: tuple[Finding, ...]
     top_errors: tuple[str, ...] = ()
+    insufficient: str = ""  # a passing window with too few requests to judge them: why, for the policy to weigh
 
     @property
     def failures(self) -> tuple[Finding, ...]:
@@ -110,23 +171,44 @@ def _requests(signals: Signals, limits: Thresholds) -> list[Finding]:
     if not signals.expects_traffic:
         return []
     if requests is None:
-        return [Finding("requests", "unavailable", "Cloud Monitoring could not be read")]
+        return [Finding("requests", "unavailable", "the candidate's request logs could not be read")]
+    return _judged(requests, limits, "")
+
+
+def _judged(requests: Requests, limits: Thresholds, label: str) -> list[Finding]:
+    """Success rate and p99 of one source; `label` names a second opinion's checks apart from the first's."""
+    prefix = f"{label} " if label else ""
     if requests.total < limits.min_requests:
-        return [Finding("requests", "insufficient", f"only {requests.total} requests (< {limits.min_requests}): "
+        return [Finding(f"{prefix}requests", "insufficient",
+                        f"only {requests.total} requests (< {limits.min_requests}) in {requests.source}: "
                         "success rate and p99 not judged")]
+    sample = f", from {requests.sampled} sampled" if requests.sampled else ""
     findings = []
     rate = requests.success_rate or 0.0
     ok = rate >= limits.min_success_rate
-    findings.append(Finding("success rate", "pass" if ok else "fail",
-                            f"{rate:.1f}% of {requests.total} requests "
-                            f"({'≥' if ok else '<'} {limits.min_success_rate:g}%)"))
+    findings.append(Finding(f"{prefix}success rate", "pass" if ok else "fail",
+                            f"{rate:.1f}% of {requests.total} requests{sample} "
+                            f"({'≥' if ok else '<'} {limits.min_success_rate:g}%, {requests.source})"))
     if requests.p99_ms is None:
-        findings.append(Finding("p99 latency", "unavailable", "no latency distribution"))
+        findings.append(Finding(f"{prefix}p99 latency", "unavailable", f"no latency distribution in {requests.source}"))
     else:
         ok = requests.p99_ms <= limits.max_p99_ms
-        findings.append(Finding("p99 latency", "pass" if ok else "fail",
-                                f"{requests.p99_ms:.0f} ms ({'≤' if ok else '>'} {limits.max_p99_ms:g} ms)"))
+        findings.append(Finding(f"{prefix}p99 latency", "pass" if ok else "fail",
+                                f"{requests.p99_ms:.0f} ms ({'≤' if ok else '>'} {limits.max_p99_ms:g} ms, "
+                                f"{requests.source})"))
     return findings
+
+
+def _second_opinion(signals: Signals, limits: Thresholds) -> list[Finding]:
+    """Cloud Monitoring, when its data for the window is in; until then it is named, and weighs nothing."""
+    if not signals.expects_traffic:
+        return []
+    if signals.second_opinion is None:
+        note = signals.second_opinion_note or "no data for this window yet"
+        return [Finding("Cloud Monitoring", "insufficient", note)]
+    return [f for f in _judged(signals.second_opinion, limits, "Monitoring")
+            if f.outcome != "insufficient"] or [Finding("Cloud Monitoring", "insufficient",
+                                                        f"only {signals.second_opinion.total} requests so far")]
 
 
 def _error_logs(signals: Signals, limits: Thresholds) -> list[Finding]:
@@ -157,10 +239,12 @@ def _http_check(result: HttpCheckResult) -> Finding:
 
 
 def analyse(signals: Signals, limits: Thresholds) -> Verdict:
+    requests = _requests(signals, limits)
     findings = [
         *_health(signals.health),
         *_error_logs(signals, limits),
-        *_requests(signals, limits),
+        *requests,
+        *_second_opinion(signals, limits),
         *(_log_check(r, signals.complete) for r in signals.log_checks),
         *(_http_check(r) for r in signals.http_checks),
     ]
@@ -170,4 +254,5 @@ def analyse(signals: Signals, limits: Thresholds) -> Verdict:
         return Verdict("pending", tuple(findings), signals.top_errors)
     if any(f.outcome in ("unavailable", "waiting") for f in findings):
         return Verdict("inconclusive", tuple(findings), signals.top_errors)
-    return Verdict("pass", tuple(findings), signals.top_errors)
+    short = next((f.summary for f in requests if f.outcome == "insufficient"), "")
+    return Verdict("pass", tuple(findings), signals.top_errors, insufficient=short)

@@ -1,10 +1,20 @@
-"""The canary state machine: (rollout, live service, now, verdict) -> decision.
+"""The canary state machine: (rollout, live service, now, verdict) -> decision, and (rollout, write result) ->
+decision.
 
 A rollout is data; a decision is the next rollout, at most one write to Cloud Run, and what to tell the
 channel. The reconciler persists the next rollout *with the write marked pending* before it calls Cloud
-Run, so a crash between the two is recognised on the next tick by comparing the live service with the
-write: done, not done, or changed by someone else. Traffic is never left split without the rollout
-either moving on, rolling back, or pausing in the open with a reason.
+Run, and feeds what the call came to back through `after_write`. A pending write is settled from what
+Cloud Run routes (`trafficStatuses`) and from the service's `generation`, never from the traffic it was
+asked for: done, still reconciling, failed on Cloud Run's side, never made, or overtaken by someone else.
+
+Invariants:
+- a refusal (PERMISSION_DENIED, INVALID_ARGUMENT, ...) ends the rollout as failed with Google's message and
+  the role to grant, traffic as it was or restored to the stable revision;
+- a write Cloud Run does not answer is retried until `retry_deadline_s`; a forward move then stops and
+  pauses in the open, while a rollback keeps being retried and says so;
+- `/rollback` and `/pause` are acted on before any pending write;
+- no active state outlives the progress deadline without progress;
+- a person's change (a new generation that chatops did not write) pauses the rollout: it never fights them.
 """
 
 from __future__ import annotations
@@ -14,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from bot.domain.analysis import Thresholds, Verdict
+from bot.domain.analysis import Tally, Thresholds, Verdict
+from bot.domain.permissions import denied_permission, grant_hint
 
 TAG = "canary"
 
@@ -64,6 +75,15 @@ class HttpCheckSpec:
 
 
 @dataclass(frozen=True)
+class Insufficient:
+    """What a window with too few requests to judge leads to: `extend` it up to N times, then `judge` the stage
+    on probes and logs alone, or `pause` for a person."""
+
+    extend: int = 2
+    then: Literal["judge", "pause"] = "judge"
+
+
+@dataclass(frozen=True)
 class Plan:
     stages: tuple[int, ...]
     window_s: float
@@ -73,16 +93,35 @@ class Plan:
     log_checks: tuple[LogCheckSpec, ...] = ()
     http_checks: tuple[HttpCheckSpec, ...] = ()
     max_inconclusive: int = 3
+    retry_deadline_s: float = 120.0
+    insufficient: Insufficient = Insufficient()
 
 
 @dataclass(frozen=True)
 class Write:
-    """One Admin API call. `previous` is the traffic before it, to tell "not done" from "changed by hand"."""
+    """One Admin API call. `previous` is the routed traffic before it, to tell "never made" from "changed by hand";
+    `generation` is the service generation Cloud Run gave it once accepted (0 until then)."""
 
     kind: Literal["create_candidate", "create_service", "set_traffic"]
     traffic: Split
     tagged: bool
     previous: Split
+    generation: int = 0
+    first_tried_at: datetime | None = None
+    tries: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one call to the Admin API came to; the adapter classifies Google's answer into one of these."""
+
+    outcome: Literal["done", "started", "refused", "retry", "conflict"]
+    generation: int = 0
+    traffic: Split = ()  # routed after the write, when `done`
+    status: str = ""  # Google's status name, e.g. PERMISSION_DENIED
+    message: str = ""  # Google's message
+    permission: str = ""  # the permission Google named, when it did
 
 
 @dataclass(frozen=True)
@@ -104,25 +143,29 @@ class Rollout:
     id: int
     service: str
     image: str
-    stable: str  # "" when the service does not exist yet
+    stable: str  # what served 100% when the deploy started; "" when the service does not exist yet
     candidate: str
     plan: Plan
     requested_by: str
     created_at: datetime
     next_check_at: datetime
-    traffic: Split
+    traffic: Split  # routed, as of chatops' last look
     state: State = State.DEPLOYING
     stage: int = -1  # -1: before any traffic; otherwise an index into plan.stages
     stage_started_at: datetime | None = None
-    etag: str = ""
+    generation: int = 0  # the service generation chatops last wrote or accepted; 0 when not known
     pending: Write | None = None
     paused_from: State | None = None
     reason: str = ""
     inconclusive: int = 0
+    extensions: int = 0  # how many times this stage's window was extended for too little traffic
     results: tuple[StageResult, ...] = ()
     command: Command | None = None
     ended_at: datetime | None = None
     last_verdict: str = ""
+    progress_at: datetime | None = None  # the last time the rollout moved on; the progress deadline counts from it
+    evidence: Tally | None = None  # the current window's request and error logs, read so far
+    unreadable_since: datetime | None = None  # when reading the service from Cloud Run started failing
 
     @property
     def percent(self) -> int:
@@ -130,36 +173,57 @@ class Rollout:
 
     @property
     def deadline(self) -> datetime:
-        return self.created_at + timedelta(seconds=self.plan.progress_deadline_s)
+        return (self.progress_at or self.created_at) + timedelta(seconds=self.plan.progress_deadline_s)
+
+    @property
+    def window_end(self) -> datetime:
+        start = self.stage_started_at or self.created_at
+        return start + timedelta(seconds=self.plan.window_s * (1 + self.extensions))
 
     @property
     def new_service(self) -> bool:
         return not self.stable
 
+    @property
+    def restoring(self) -> bool:
+        """The pending write takes traffic back (a rollback or a failure), rather than forward."""
+        return self.pending is not None and self.state in (State.ROLLED_BACK, State.FAILED)
+
 
 @dataclass(frozen=True)
 class Live:
-    """What Cloud Run says now. `traffic` is the asked-for split (spec), LATEST resolved to a revision."""
+    """What Cloud Run says now. `traffic` is what it routes (trafficStatuses); `requested` what it was asked for
+    (the spec), which differs while it reconciles, or after a reconciliation failed (`failure`)."""
 
     exists: bool
     traffic: Split
-    tags: dict[str, str]
-    etag: str
-    candidate: Literal["missing", "pending", "ready", "failed"]
+    tags: dict[str, str]  # tag -> revision, as routed
+    candidate: Literal["missing", "pending", "ready", "failed"] = "ready"
     candidate_message: str = ""
+    requested: Split | None = None  # None: the same as `traffic`
+    generation: int = 0
+    reconciling: bool = False
+    failure: str = ""
+    latest_created: str = ""
+
+    @property
+    def asked(self) -> Split:
+        return self.traffic if self.requested is None else self.requested
 
 
 NoteKind = Literal["created", "ready", "stage", "passed", "promoted", "rolled_back", "failed", "paused", "resumed",
-                   "inconclusive", "refused"]
+                   "inconclusive", "refused", "retrying", "extended"]
 
 
 @dataclass(frozen=True)
 class Note:
-    """Something the rollout's thread should say."""
+    """Something the rollout's thread should say; `step` names the runbook section it points to, when not the
+    failing check's."""
 
     kind: NoteKind
     text: str
     verdict: Verdict | None = None
+    step: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,12 +239,17 @@ def _stage_split(rollout: Rollout, index: int) -> Split:
     return make_split({rollout.stable: 100 - percent, rollout.candidate: percent})
 
 
-def _write(rollout: Rollout, traffic: Split, *, tagged: bool, kind: Literal["set_traffic"] = "set_traffic") -> Write:
-    return Write(kind, traffic, tagged, rollout.traffic)
+def _write(rollout: Rollout, traffic: Split, *, tagged: bool) -> Write:
+    return Write("set_traffic", traffic, tagged, rollout.traffic)
 
 
 def _end(rollout: Rollout, state: State, now: datetime, reason: str) -> Rollout:
     return replace(rollout, state=state, reason=reason, ended_at=now, command=None, next_check_at=now)
+
+
+def _later(rollout: Rollout, now: datetime, seconds: float | None = None) -> Rollout:
+    return replace(rollout, next_check_at=now + timedelta(seconds=rollout.plan.interval_s if seconds is None
+                                                            else seconds))
 
 
 def _applied(write: Write, live: Live) -> bool:
@@ -192,47 +261,210 @@ def _applied(write: Write, live: Live) -> bool:
 
 
 def _drift(rollout: Rollout, live: Live) -> str | None:
-    """What someone else changed since the rollout's last write, in words; None when nothing did."""
+    """What someone else changed since chatops last wrote, in words; None when nothing that matters did.
+
+    A new `generation` is a change of desired state (Cloud Run's etag also moves when only status does): it
+    matters when the traffic asked for is not what chatops set, or a revision chatops did not make appeared.
+    """
     if not live.exists:
         return "the service was deleted"
-    if live.traffic != rollout.traffic:
-        return f"traffic was changed outside chatops: it is now {describe(live.traffic)}, " \
-               f"the rollout had set {describe(rollout.traffic)}"
-    if rollout.etag and live.etag != rollout.etag:
-        return "the service was changed outside chatops (its etag moved) while traffic stayed the same"
+    if live.asked != rollout.traffic and (live.generation != rollout.generation or not rollout.generation):
+        return (f"traffic was changed outside chatops: it is now set to {describe(live.asked)}, "
+                f"the rollout had set {describe(rollout.traffic)}")
+    if rollout.generation and live.generation != rollout.generation and live.latest_created not in (
+            "", rollout.candidate, rollout.stable):
+        return f"revision {live.latest_created} was deployed outside chatops"
+    if live.traffic != rollout.traffic and not live.reconciling:
+        return (f"Cloud Run routes {describe(live.traffic)}, not the {describe(rollout.traffic)} "
+                "the rollout had set")
     return None
 
 
 def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None = None) -> Decision:
+    if rollout.unreadable_since is not None:
+        rollout = replace(rollout, unreadable_since=None)
+    command = rollout.command
+    if command is not None and command.action in ("rollback", "pause") and not rollout.state.ended:
+        return _command(rollout, live, now, command)  # a person stopping things comes before any pending write
     if rollout.pending is not None:
-        pending = rollout.pending
-        if _applied(pending, live):
-            settled = replace(rollout, pending=None, traffic=live.traffic, etag=live.etag)
-            return decide(settled, live, now, verdict)
-        if live.traffic == pending.previous or pending.kind != "set_traffic":
-            return Decision(rollout, write=pending)  # the call never happened (or failed): make it again
-        changed = _drift(replace(rollout, traffic=pending.previous, etag=""), live) or "the service changed"
-        if rollout.state.ended:  # someone took over before the last write landed: leave it to them
-            note = Note("paused", f"not applying the last change: {changed}")
-            return Decision(replace(rollout, pending=None, traffic=live.traffic, etag=live.etag), notes=(note,))
-        return _pause(replace(rollout, pending=None), now, changed, "")
+        unsettled = _settle(rollout, rollout.pending, live, now)
+        if unsettled is not None:
+            return unsettled
+        rollout = replace(rollout, pending=None, traffic=live.traffic, generation=live.generation, progress_at=now)
     if rollout.state.ended:
         return Decision(rollout)
     if rollout.command is not None:
         return _command(rollout, live, now, rollout.command)
-    if rollout.state in (State.VERIFYING, State.ANALYSING) and (drift := _drift(rollout, live)):
-        return _pause(rollout, now, drift, "")
+    if rollout.state in (State.VERIFYING, State.ANALYSING):
+        if drift := _drift(rollout, live):
+            return _pause(rollout, now, drift, "")
+        rollout = replace(rollout, generation=live.generation or rollout.generation)
     if rollout.state is State.DEPLOYING:
         return _deploying(rollout, live, now, verdict)
+    if stalled := _stalled(rollout, now):
+        return stalled
     if rollout.state is State.VERIFYING:
         return _verifying(rollout, now, verdict)
     if rollout.state is State.ANALYSING:
         return _analysing(rollout, now, verdict)
-    return Decision(replace(rollout, next_check_at=now + timedelta(seconds=60)))
+    return Decision(_later(rollout, now, 60))
+
+
+def _settle(rollout: Rollout, write: Write, live: Live, now: datetime) -> Decision | None:
+    """None when the pending write is done; otherwise what to do about it (wait, make it again, give up)."""
+    if write.kind != "set_traffic":
+        if _applied(write, live):
+            return None
+        return Decision(rollout, write=write)  # never made (a crash, or a call that failed): make it again
+    if not live.exists:
+        return _overtaken(rollout, "the service was deleted", live, now)
+    if not write.generation:
+        if _applied(write, live):
+            return None
+        if live.asked == write.traffic:  # Cloud Run has it; the crash came before we learnt its generation
+            known = replace(write, generation=live.generation)
+            return _settle(replace(rollout, pending=known), known, live, now)
+        if live.traffic == write.previous:
+            return Decision(rollout, write=write)  # never made: make it again
+        return _overtaken(rollout, f"traffic was changed outside chatops: it is now {describe(live.traffic)}",
+                          live, now)
+    if live.generation > write.generation:
+        return _overtaken(rollout, f"the service was changed outside chatops while traffic moved: it is now set "
+                                   f"to {describe(live.asked)}", live, now)
+    if live.reconciling:
+        if now >= rollout.deadline and not rollout.restoring and rollout.stable:
+            reason = (f"Cloud Run was still applying {_what(rollout, write)} after "
+                      f"{spoken(rollout.plan.progress_deadline_s)}: the progress deadline ran out")
+            return _roll_back(replace(rollout, pending=None), now, reason, None, make_split({rollout.stable: 100}))
+        return Decision(_later(rollout, now, min(rollout.plan.interval_s, 1.0)))
+    if live.failure:
+        failed = WriteResult("refused", status="FAILED", message=live.failure)
+        return _refused(replace(rollout, traffic=live.traffic), write, failed, now)
+    if _applied(write, live):
+        return None
+    return _overtaken(rollout, f"Cloud Run routes {describe(live.traffic)}, not the {describe(write.traffic)} "
+                               "chatops asked for", live, now)
+
+
+def _overtaken(rollout: Rollout, changed: str, live: Live, now: datetime) -> Decision:
+    """Someone else changed the service while a write of ours was in flight: leave it to them, and say so."""
+    adopted = replace(rollout, pending=None, traffic=live.traffic, generation=live.generation)
+    if rollout.state.ended:
+        return Decision(adopted, notes=(Note("paused", f"not applying the last change: {changed}"),))
+    return _pause(adopted, now, changed, "")
+
+
+def after_write(rollout: Rollout, result: WriteResult, now: datetime) -> Decision:
+    """The rollout once the pending write's call came back (or did not)."""
+    write = rollout.pending
+    if write is None:
+        return Decision(rollout)
+    if result.outcome == "done":
+        return Decision(replace(rollout, pending=None, traffic=result.traffic or write.traffic,
+                                generation=result.generation or rollout.generation, progress_at=now))
+    if result.outcome == "started":
+        return Decision(_later(replace(rollout, pending=replace(write, generation=result.generation, tries=0),
+                                       generation=result.generation or rollout.generation), now,
+                               min(rollout.plan.interval_s, 1.0)))
+    if result.outcome == "conflict":
+        return Decision(replace(rollout, next_check_at=now))  # read the service again, then decide again
+    if result.outcome == "retry":
+        return _retry(rollout, write, result, now)
+    return _refused(rollout, write, result, now)
+
+
+def unreadable(rollout: Rollout, result: WriteResult, now: datetime) -> Decision:
+    """Cloud Run could not be read: nothing can be decided, but the channel is told, and a refusal that outlasts
+    the retry deadline ends the rollout (a rollback in flight is never given up)."""
+    since = rollout.unreadable_since or now
+    waiting = _later(replace(rollout, unreadable_since=since), now, 5 * rollout.plan.interval_s if
+                     result.outcome == "refused" else rollout.plan.interval_s)
+    hint = grant_hint(denied_permission(result.permission, result.message))
+    what = f"cannot read {rollout.service} from Cloud Run ({result.message})" + (f": {hint}" if hint else "")
+    if rollout.unreadable_since is None:
+        return Decision(waiting, notes=(Note("retrying", f"{what}; trying again", step="deploy-refused"
+                                             if result.status == "PERMISSION_DENIED" else None),))
+    late = (now - since).total_seconds() >= rollout.plan.retry_deadline_s
+    if not late or result.outcome != "refused" or rollout.state.ended:
+        return Decision(waiting)
+    stuck = describe(rollout.traffic)
+    reason = (f"{what} for {spoken((now - since).total_seconds())}: chatops cannot go on. Traffic was {stuck}; "
+              f"check it with `gcloud run services describe {rollout.service}` and put it on `{rollout.stable}` "
+              f"by hand if it is split" if rollout.stable else f"{what}: chatops cannot go on")
+    ended = _end(replace(rollout, unreadable_since=since), State.FAILED, now, reason)
+    return Decision(ended, notes=(Note("failed", reason, step="deploy-refused"),))
+
+
+def _retry(rollout: Rollout, write: Write, result: WriteResult, now: datetime) -> Decision:
+    first = write.first_tried_at or now
+    tried = replace(write, first_tried_at=first, tries=write.tries + 1, error=result.message)
+    backoff = min(30.0, rollout.plan.interval_s * 2 ** min(tried.tries, 5))
+    waiting = _later(replace(rollout, pending=tried), now, backoff)
+    elapsed = (now - first).total_seconds()
+    what = _what(rollout, write)
+    if rollout.restoring:
+        if tried.tries == 1 or tried.tries % 10 == 0:
+            note = Note("retrying", f"Cloud Run did not take {what} ({result.message}); still trying, every "
+                                    f"{spoken(backoff)}. Traffic is {describe(rollout.traffic)} until it does.",
+                        step="rolling-back")
+            return Decision(waiting, notes=(note,))
+        return Decision(waiting)
+    if elapsed < rollout.plan.retry_deadline_s:
+        if tried.tries == 1:
+            note = Note("retrying", f"Cloud Run did not take {what} ({result.message}); retrying for up to "
+                                    f"{spoken(rollout.plan.retry_deadline_s)}")
+            return Decision(waiting, notes=(note,))
+        return Decision(waiting)
+    why = (f"Cloud Run did not take {what} for {spoken(elapsed)} ({result.message}); traffic stays "
+           f"{describe(rollout.traffic)} until someone resumes, promotes or rolls back")
+    return _pause(replace(rollout, pending=None), now, why, "")
+
+
+def _what(rollout: Rollout, write: Write) -> str:
+    if write.kind == "create_service":
+        return f"the creation of {rollout.service}"
+    if write.kind == "create_candidate":
+        return f"the new revision `{rollout.candidate}`"
+    return f"the traffic change to {describe(write.traffic)}"
+
+
+def _refused(rollout: Rollout, write: Write, result: WriteResult, now: datetime) -> Decision:
+    """Google said no, and asking again will not change that: end the rollout, traffic as it was or restored."""
+    permission = denied_permission(result.permission, result.message)
+    hint = grant_hint(permission)
+    status = f"{result.status}: " if result.status and result.status != "FAILED" else ""
+    verb = "refused" if result.status != "FAILED" else "could not apply"
+    why = f"Cloud Run {verb} {_what(rollout, write)}: {status}{result.message}" + (f" ({hint})" if hint else "")
+    step = "deploy-refused" if result.status == "PERMISSION_DENIED" else None
+    cleared = replace(rollout, pending=None)
+    if rollout.restoring:
+        target = describe(write.traffic).replace(" ", "=").replace("%", "")
+        text = (f"{why}. Traffic is still {describe(rollout.traffic)}; put it back by hand: `gcloud run services "
+                f"update-traffic {rollout.service} --to-revisions {target}`")
+        return Decision(replace(cleared, reason=f"{rollout.reason}; {text}"), notes=(Note("failed", text, step=step),))
+    ended = _end(cleared, State.FAILED, now, why)
+    if rollout.stable and (rollout.percent > 0 or rollout.candidate in dict(write.traffic)):
+        restore = _write(ended, make_split({rollout.stable: 100}), tagged=False)
+        note = Note("failed", f"{why}. Putting all traffic back on `{rollout.stable}`.", step=step)
+        return Decision(replace(ended, pending=restore), write=restore, notes=(note,))
+    note = Note("failed", f"{why}. Traffic is as it was: {describe(rollout.traffic)}.", step=step)
+    return Decision(ended, notes=(note,))
+
+
+def _stalled(rollout: Rollout, now: datetime) -> Decision | None:
+    """The progress deadline, in every active state: no move for that long rolls back."""
+    if now < rollout.deadline:
+        return None
+    waited = spoken(rollout.plan.progress_deadline_s)
+    last = f" (last check: {rollout.last_verdict})" if rollout.last_verdict else ""
+    reason = f"no progress for {waited} in {rollout.state.value}{last}: the progress deadline ran out"
+    if not rollout.stable:
+        return Decision(_end(rollout, State.FAILED, now, reason), notes=(Note("failed", reason),))
+    return _roll_back(rollout, now, reason, None, make_split({rollout.stable: 100}))
 
 
 def _deploying(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
-    wait = replace(rollout, next_check_at=now + timedelta(seconds=rollout.plan.interval_s))
+    wait = _later(rollout, now)
     if live.candidate == "missing":
         if rollout.new_service:
             write = Write("create_service", make_split({rollout.candidate: 100}), False, ())
@@ -250,7 +482,8 @@ def _deploying(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | N
     ready = Note("ready", f"`{rollout.candidate}` is ready" + ("" if rollout.new_service else
                                                                "; probing its tag URL before it gets any traffic"))
     if not rollout.new_service:
-        verifying = replace(rollout, state=State.VERIFYING, traffic=live.traffic, etag=live.etag, next_check_at=now)
+        verifying = replace(rollout, state=State.VERIFYING, traffic=live.traffic, generation=live.generation,
+                            next_check_at=now, progress_at=now)
         return Decision(verifying, notes=(ready,))
     if verdict is None:
         return Decision(rollout, analyse=True)
@@ -259,7 +492,7 @@ def _deploying(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | N
                  f"{verdict.summary()}"
         return Decision(_end(rollout, State.FAILED, now, reason), notes=(Note("failed", reason, verdict),))
     done = replace(_end(rollout, State.PROMOTED, now, "new service deployed directly"), traffic=live.traffic,
-                   etag=live.etag, last_verdict=verdict.summary())
+                   generation=live.generation, last_verdict=verdict.summary())
     return Decision(done, notes=(ready, Note("promoted", "the new service serves 100% of traffic", verdict)))
 
 
@@ -267,9 +500,9 @@ def _fail(rollout: Rollout, live: Live, now: datetime, reason: str) -> Decision:
     """The candidate never served: end the rollout and take its tag away, leaving the stable untouched."""
     ended = _end(rollout, State.FAILED, now, reason)
     note = Note("failed", reason)
-    if rollout.new_service or TAG not in live.tags:
+    if rollout.new_service:
         return Decision(ended, notes=(note,))
-    write = _write(rollout, make_split({rollout.stable: 100}), tagged=False)
+    write = _write(ended, make_split({rollout.stable: 100}), tagged=False)
     return Decision(replace(ended, pending=write), write=write, notes=(note,))
 
 
@@ -279,7 +512,9 @@ def _verifying(rollout: Rollout, now: datetime, verdict: Verdict | None) -> Deci
     if verdict.outcome == "fail":
         reason = f"the candidate failed its checks before getting any traffic: {verdict.summary()}"
         return _roll_back(rollout, now, reason, verdict, make_split({rollout.stable: 100}))
-    if verdict.outcome in ("pass", "pending"):
+    if verdict.outcome == "pending":
+        return Decision(_later(rollout, now))  # its logs are not all in yet
+    if verdict.outcome == "pass":
         return _enter_stage(rollout, 0, now, Note("passed", "the candidate's tag URL passes its checks", verdict))
     return _inconclusive(rollout, now, verdict)
 
@@ -297,14 +532,26 @@ def _analysing(rollout: Rollout, now: datetime, verdict: Verdict | None) -> Deci
         failed = replace(checked, results=(*rollout.results, StageResult(percent, "fail", summary)))
         return _roll_back(failed, now, reason, verdict, make_split({rollout.stable: 100}))
     if verdict.outcome == "pending":
-        assert rollout.stage_started_at is not None
-        end = rollout.stage_started_at + timedelta(seconds=rollout.plan.window_s)
         step = now + timedelta(seconds=rollout.plan.interval_s)
-        return Decision(replace(checked, next_check_at=min(end, step)))
+        return Decision(replace(checked, next_check_at=max(min(rollout.window_end, step), now)))
     if verdict.outcome == "inconclusive":
         return _inconclusive(checked, now, verdict)
+    if verdict.insufficient:
+        policy = rollout.plan.insufficient
+        if rollout.extensions < policy.extend:
+            note = Note("extended", f"stage {percent}%: {verdict.insufficient}; extending the window by "
+                                    f"{spoken(rollout.plan.window_s)} ({rollout.extensions + 1} of {policy.extend})")
+            longer = replace(checked, extensions=rollout.extensions + 1, progress_at=now)
+            return Decision(_later(longer, now), notes=(note,))
+        if policy.then == "pause":
+            reason = (f"too little traffic to judge stage {percent}% after {policy.extend} extended windows "
+                      f"({verdict.insufficient}); traffic stays as it is until someone promotes, resumes or rolls "
+                      "back")
+            return _pause(checked, now, reason, "", verdict)
+        summary = f"judged on probes and logs alone ({verdict.insufficient})"
     passed = replace(checked, inconclusive=0, results=(*rollout.results, StageResult(percent, "pass", summary)))
-    note = Note("passed", f"stage {percent}% passed", verdict)
+    how = f", {summary}" if verdict.insufficient else ""
+    note = Note("passed", f"stage {percent}% passed{how}", verdict)
     if rollout.stage + 1 < len(rollout.plan.stages):
         return _enter_stage(passed, rollout.stage + 1, now, note)
     return _promote(passed, now, note, "every stage passed")
@@ -316,8 +563,8 @@ def _inconclusive(rollout: Rollout, now: datetime, verdict: Verdict) -> Decision
         reason = (f"no evidence of health after {count} windows ({verdict.summary()}); traffic stays as it is "
                   "until someone promotes, resumes or rolls back")
         return _pause(replace(rollout, inconclusive=count), now, reason, "", verdict)
-    again = replace(rollout, inconclusive=count, stage_started_at=now,
-                    next_check_at=now + timedelta(seconds=rollout.plan.interval_s))
+    again = _later(replace(rollout, inconclusive=count, stage_started_at=now, extensions=0, evidence=None,
+                           progress_at=now), now)
     note = Note("inconclusive", f"window {count} was inconclusive ({verdict.summary()}); watching another window",
                 verdict)
     return Decision(again, notes=(note,))
@@ -327,9 +574,10 @@ def _enter_stage(rollout: Rollout, index: int, now: datetime, *notes: Note) -> D
     traffic = _stage_split(rollout, index)
     write = _write(rollout, traffic, tagged=True)
     percent = rollout.plan.stages[index]
-    moved = replace(rollout, state=State.ANALYSING, stage=index, stage_started_at=now, inconclusive=0,
-                    next_check_at=now + timedelta(seconds=min(rollout.plan.interval_s, rollout.plan.window_s)),
-                    pending=write, paused_from=None, reason="", command=None)
+    moved = replace(rollout, state=State.ANALYSING, stage=index, stage_started_at=now, inconclusive=0, extensions=0,
+                    evidence=None, next_check_at=now + timedelta(seconds=min(rollout.plan.interval_s,
+                                                                             rollout.plan.window_s)),
+                    pending=write, paused_from=None, reason="", command=None, progress_at=now)
     stage = Note("stage", f"stage {index + 1}/{len(rollout.plan.stages)}: {percent}% of traffic on the candidate "
                  f"for {rollout.plan.window_s:g} s")
     return Decision(moved, write=write, notes=(*notes, stage))
@@ -349,25 +597,34 @@ def _roll_back(rollout: Rollout, now: datetime, reason: str, verdict: Verdict | 
 
 
 def _pause(rollout: Rollout, now: datetime, reason: str, by: str, verdict: Verdict | None = None) -> Decision:
+    dropped = rollout.command
     paused = replace(rollout, state=State.PAUSED, paused_from=rollout.paused_from or rollout.state, reason=reason,
                      command=None, next_check_at=now + timedelta(seconds=60))
     who = f" by <@{by}>" if by else ""
-    return Decision(paused, notes=(Note("paused", f"paused{who}: {reason}", verdict),))
+    notes = [Note("paused", f"paused{who}: {reason}", verdict)]
+    if dropped is not None and dropped.action != "pause":
+        notes.append(Note("refused", f"`{dropped.action.replace('_', ' ')}` asked by <@{dropped.user}> was not done; "
+                                     "the rollout is paused: ask again to go on"))
+    return Decision(paused, notes=tuple(notes))
 
 
 def _command(rollout: Rollout, live: Live, now: datetime, command: Command) -> Decision:
-    cleared = replace(rollout, command=None, traffic=live.traffic, etag=live.etag)
+    pending = rollout.pending
+    in_flight = pending if pending is not None and pending.generation and live.reconciling else None
+    cleared = replace(rollout, command=None, traffic=live.traffic, generation=live.generation or rollout.generation,
+                      pending=None)
     by = f"<@{command.user}>"
     if command.action == "rollback":
         target = command.to or rollout.stable
         if not target:
-            return Decision(cleared, notes=(Note("refused", "a new service has no earlier revision to roll back to"),))
+            return Decision(replace(cleared, pending=pending),
+                            notes=(Note("refused", "a new service has no earlier revision to roll back to"),))
         return _roll_back(cleared, now, f"rolled back by {by}", None, make_split({target: 100}))
     if command.action == "pause":
         if rollout.state is State.PAUSED:
-            return Decision(cleared, notes=(Note("refused", "already paused"),))
-        return _pause(cleared, now, "traffic stays as it is until someone resumes, promotes or rolls back",
-                      command.user)
+            return Decision(replace(cleared, pending=pending), notes=(Note("refused", "already paused"),))
+        return _pause(replace(cleared, pending=in_flight), now,
+                      "traffic stays as it is until someone resumes, promotes or rolls back", command.user)
     if command.action == "resume":
         if rollout.state is not State.PAUSED:
             return Decision(cleared, notes=(Note("refused", f"not paused (it is {rollout.state.value})"),))
@@ -375,7 +632,7 @@ def _command(rollout: Rollout, live: Live, now: datetime, command: Command) -> D
         note = Note("resumed", f"resumed by {by}")
         if back is State.ANALYSING:
             return _enter_stage(cleared, max(rollout.stage, 0), now, note)
-        resumed = replace(cleared, state=back, paused_from=None, reason="", next_check_at=now)
+        resumed = replace(cleared, state=back, paused_from=None, reason="", next_check_at=now, progress_at=now)
         return Decision(resumed, notes=(note,))
     if rollout.state is State.DEPLOYING or (rollout.state is State.PAUSED and rollout.paused_from is State.DEPLOYING):
         return Decision(cleared, notes=(Note("refused", "the candidate is not ready yet; promote once it is"),))

@@ -1,8 +1,11 @@
-"""Each tick: claim due rollouts, read the live service, decide, make at most one write, persist, report.
+"""Each tick: claim due rollouts, read their services, gather the evidence of all of them at once, decide, make
+at most one write each, persist, report.
 
 Every instance runs one; leases and fencing generations in the store make sure only one acts on a given
 rollout, and a rollout's next state is persisted with its write marked pending *before* the write, so a
-crash at any point resumes from the row and the live service.
+crash at any point resumes from the row and the live service. What a write came to (done, started,
+refused, not answered) goes back through the domain (`after_write`) before it is persisted: a refusal
+ends in a message, never in a write re-issued every tick.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bot.adapters.cloudrun import CloudRunGateway, CloudRunUnavailable, Conflict
+from bot.adapters.cloudrun import CloudRunGateway, CloudRunRefused, CloudRunUnavailable, ServiceView
 from bot.adapters.store import Store, StoredRollout, StoreUnavailable
 from bot.domain.analysis import analyse
-from bot.domain.rollout import Decision, State, decide
+from bot.domain.rollout import Decision, Note, Rollout, State, WriteResult, after_write, decide, unreadable
 from bot.engine.reporter import RolloutReporter
-from bot.engine.signals import SignalCollector
+from bot.engine.signals import Collected, SignalCollector, with_evidence
 
 log = logging.getLogger(__name__)
+
+_WRITES_PER_TICK = 2
+"""A write and, when Google refuses it, the write that restores traffic."""
 
 
 def utcnow() -> datetime:
@@ -72,7 +78,20 @@ class Reconciler:
         claims = await asyncio.to_thread(self.store.claim_due, self.owner, self.clock(), self.lease_s, self.batch)
         self.claimed = len(claims)
         self._due = []
-        await asyncio.gather(*(self._guarded(claim) for claim in claims))
+        views = await asyncio.gather(*(self._read(claim) for claim in claims))
+        now = self.clock()
+        readable = [(claim, view) for claim, view in zip(claims, views, strict=True) if view is not None]
+        wanting = [(claim, view) for claim, view in readable if decide(claim.rollout, view.live, now).analyse]
+        evidence: dict[int, Collected] = {}
+        if wanting:
+            try:
+                gathered = await self.collector.collect([(c.rollout, v) for c, v in wanting], now)
+            except Exception:
+                log.exception("collecting the evidence of %d rollouts failed", len(wanting))
+            else:
+                evidence = {claim.rollout.id: found for (claim, _), found in zip(wanting, gathered, strict=True)}
+        await asyncio.gather(*(self._guarded(claim, view, evidence.get(claim.rollout.id), now)
+                               for claim, view in readable))
         if len(claims) == self.batch:
             return 0.0
         soonest = min(self._due, default=None)
@@ -80,45 +99,64 @@ class Reconciler:
             return self.interval_s
         return max(0.0, min(self.interval_s, (soonest - self.clock()).total_seconds()))
 
-    async def _guarded(self, claim: StoredRollout) -> None:
-        async with self._slots:
-            try:
-                await self.advance(claim)
-            except CloudRunUnavailable as exc:
-                log.warning("rollout %s of %s waits: %s", claim.rollout.id, claim.rollout.service, exc)
-                later = replace(claim.rollout, next_check_at=self.clock() + timedelta(seconds=self.interval_s))
-                await asyncio.to_thread(self.store.save, claim, later)
-            except Exception:
-                log.exception("rollout %s of %s: tick failed", claim.rollout.id, claim.rollout.service)
-
-    async def advance(self, claim: StoredRollout) -> None:
+    async def _read(self, claim: StoredRollout) -> ServiceView | None:
+        """The service now; when Cloud Run cannot be read, the rollout says so and waits (None)."""
         rollout = claim.rollout
         deploying = rollout.state is State.DEPLOYING or (
             rollout.pending is not None and rollout.pending.kind != "set_traffic")
-        view = await self.cloudrun.read(rollout.service, rollout.candidate if deploying else None)
-        now = self.clock()
-        decision: Decision = decide(rollout, view.live, now)
-        if decision.analyse:
-            signals = await self.collector.collect(rollout, view, now)
-            decision = decide(rollout, view.live, now, analyse(signals, rollout.plan.thresholds))
-        after = decision.rollout
-        if decision.write is not None:
-            if not await asyncio.to_thread(self.store.save, claim, after):
+        try:
+            async with self._slots:
+                return await self.cloudrun.read(rollout.service, rollout.candidate if deploying else None)
+        except CloudRunUnavailable as exc:
+            log.warning("rollout %s of %s cannot read Cloud Run: %s", rollout.id, rollout.service, exc)
+            if isinstance(exc, CloudRunRefused):
+                result = WriteResult("refused", status=exc.status, message=str(exc), permission=exc.permission)
+            else:
+                result = WriteResult("retry", message=str(exc))
+            await self._persist(claim, unreadable(rollout, result, self.clock()))
+            return None
+
+    async def _guarded(self, claim: StoredRollout, view: ServiceView, evidence: Collected | None,
+                       now: datetime) -> None:
+        async with self._slots:
+            try:
+                await self.advance(claim, view, evidence, now)
+            except Exception:
+                log.exception("rollout %s of %s: tick failed", claim.rollout.id, claim.rollout.service)
+                later = replace(claim.rollout, next_check_at=self.clock() + timedelta(seconds=self.interval_s))
+                with contextlib.suppress(StoreUnavailable):
+                    await asyncio.to_thread(self.store.save, claim, later)
+
+    async def advance(self, claim: StoredRollout, view: ServiceView, evidence: Collected | None,
+                      now: datetime) -> None:
+        rollout: Rollout = claim.rollout
+        if evidence is not None:
+            rollout = with_evidence(rollout, evidence)
+            decision = decide(rollout, view.live, now, analyse(evidence.signals, rollout.plan.thresholds))
+        else:
+            decision = decide(rollout, view.live, now)
+        notes: list[Note] = list(decision.notes)
+        for _ in range(_WRITES_PER_TICK):
+            write = decision.write
+            if write is None:
+                break
+            if not await asyncio.to_thread(self.store.save, claim, decision.rollout):
                 log.warning("rollout %s: lease lost before writing; another instance has it", rollout.id)
                 return
-            try:
-                traffic, etag = await self.cloudrun.apply(after, decision.write, view)
-            except Conflict as exc:
-                log.warning("rollout %s: %s; looking again", rollout.id, exc)
-                after = replace(after, next_check_at=now)
-            except CloudRunUnavailable as exc:
-                log.warning("rollout %s: write failed, retrying: %s", rollout.id, exc)
-                after = replace(after, next_check_at=now + timedelta(seconds=self.interval_s))
-            else:
-                after = replace(after, pending=None, traffic=traffic, etag=etag)
-        if await asyncio.to_thread(self.store.save, claim, after, release=after.state.ended):
+            result = await self.cloudrun.apply(decision.rollout, write, view)
+            if result.outcome in ("refused", "retry"):
+                log.warning("rollout %s: Cloud Run %s: %s %s", rollout.id,
+                            "refused" if result.outcome == "refused" else "did not take the write",
+                            result.status, result.message)
+            decision = after_write(decision.rollout, result, self.clock())
+            notes.extend(decision.notes)
+        await self._persist(claim, Decision(decision.rollout, notes=tuple(notes)))
+
+    async def _persist(self, claim: StoredRollout, decision: Decision) -> None:
+        after = decision.rollout
+        if await asyncio.to_thread(self.store.save, claim, after, release=after.state.ended and after.pending is None):
             self.reporter.publish(claim, after, decision.notes)
             if not after.state.ended or after.pending is not None:
                 self._due.append(after.next_check_at)
         else:
-            log.warning("rollout %s: lease lost; another instance has it", rollout.id)
+            log.warning("rollout %s: lease lost; another instance has it", after.id)

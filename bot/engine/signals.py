@@ -1,90 +1,206 @@
-"""Collect the signals of one stage window for the candidate revision only, all sources at once.
+"""Collect the signals of the due rollouts' windows, for their candidate revisions only, all at once.
+
+Evidence comes from where it is near real time and cheap to read:
+- probes of the candidate's tag URL and the service's HTTP checks, every tick;
+- the candidates' request logs and error lines, read for every due rollout in one batched Cloud Logging
+  query, incrementally (each entry once: the tally of what was read lives in the rollout), sampled when
+  there are many, and within a per-minute budget of reads so the project's quota holds;
+- the service's own log checks, once the window's logs are all in;
+- Cloud Monitoring as a slower second opinion, for the minutes of the window old enough to be visible.
 
 A source that cannot be read becomes "unavailable" with its reason, never a pass: the analysis decides
-what missing evidence means.
+what missing evidence means. A window is complete only when its logs have been read to its end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.adapters.cloudrun import ServiceView
-from bot.adapters.logs import LogsGateway, LogsUnavailable
+from bot.adapters.logs import DEFAULT_ERRORS, EvidenceWindow, LogsGateway, LogsQuotaExceeded, LogsUnavailable
 from bot.adapters.metrics import MetricsGateway, MetricsUnavailable
 from bot.adapters.prober import Prober
 from bot.config import HealthPaths
-from bot.domain.analysis import HttpCheckResult, LogCheckResult, Requests, Signals
+from bot.domain.analysis import HttpCheckResult, LogCheckResult, Requests, Signals, Tally
 from bot.domain.health import ServiceHealth, classify
-from bot.domain.rollout import TAG, HttpCheckSpec, LogCheckSpec, Rollout, State
+from bot.domain.rollout import TAG, HttpCheckSpec, LogCheckSpec, Rollout, State, spoken
+from bot.engine.budget import ReadBudget
 
-_TOP_ERRORS = 5
+log = logging.getLogger(__name__)
+
+TARGET_ENTRIES = 800
+"""Request logs one batched read aims to return: under one page of 1,000, so a read costs one call."""
+MAX_PAGES = 2
+
+
+@dataclass(frozen=True)
+class Collected:
+    signals: Signals
+    evidence: Tally
+
+
+@dataclass
+class _Window:
+    rollout: Rollout
+    view: ServiceView
+    start: datetime
+    end: datetime  # the window's end, or far ahead while verifying
+    tally: Tally
+    until: datetime  # how far this tick may read: the window's end, or now minus the ingestion lag
+    problem: str = ""
+
+    @property
+    def analysing(self) -> bool:
+        return self.rollout.state is State.ANALYSING
 
 
 class SignalCollector:
-    def __init__(self, prober: Prober, logs: LogsGateway, metrics: MetricsGateway,
-                 paths: dict[str, HealthPaths]) -> None:
+    def __init__(self, prober: Prober, logs: LogsGateway, metrics: MetricsGateway, paths: dict[str, HealthPaths],
+                 *, budget: ReadBudget, log_lag_s: float, metrics_delay_s: float,
+                 error_filters: Mapping[str, str] | None = None) -> None:
         self.prober = prober
         self.logs = logs
         self.metrics = metrics
         self.paths = paths
+        self.budget = budget
+        self.log_lag = timedelta(seconds=log_lag_s)
+        self.metrics_delay = timedelta(seconds=metrics_delay_s)
+        self.error_filters = dict(error_filters or {})
+        self._second: dict[tuple[int, int], tuple[datetime, Requests | None, str]] = {}
 
-    async def collect(self, rollout: Rollout, view: ServiceView, now: datetime) -> Signals:
-        start = rollout.stage_started_at or rollout.created_at
-        url = view.uri if rollout.new_service else view.tag_urls.get(TAG)
+    async def collect(self, due: Sequence[tuple[Rollout, ServiceView]], now: datetime) -> list[Collected]:
+        windows = [self._window(rollout, view, now) for rollout, view in due]
+        await self._read_evidence(windows)
+        return list(await asyncio.gather(*(self._signals(window, now) for window in windows)))
+
+    def _window(self, rollout: Rollout, view: ServiceView, now: datetime) -> _Window:
         analysing = rollout.state is State.ANALYSING
-        complete = not analysing or now >= start + timedelta(seconds=rollout.plan.window_s)
-        health, errors, requests, log_checks, http_checks = await asyncio.gather(
-            self._health(rollout, url),
-            self._errors(rollout, start, now),
-            self._requests(rollout, start, now, analysing),
-            # A revision without traffic writes no application logs: log checks start with the first stage.
-            asyncio.gather(*(self._log_check(rollout, spec, start, now) for spec in rollout.plan.log_checks
-                             if analysing)),
-            asyncio.gather(*(self._http_check(rollout, spec, url) for spec in rollout.plan.http_checks)),
-        )
-        error_count, top, logs_problem = errors
-        stats, metrics_problem = requests
-        return Signals(complete=complete, health=health, error_logs=error_count, requests=stats,
-                       log_checks=tuple(log_checks), http_checks=tuple(http_checks), top_errors=top,
-                       unavailable=tuple(p for p in (logs_problem, metrics_problem) if p),
-                       expects_traffic=analysing)
+        start = (rollout.stage_started_at if analysing else None) or rollout.created_at
+        end = rollout.window_end if analysing else now + timedelta(days=1)
+        tally = rollout.evidence if rollout.evidence is not None else Tally(read_until=start)
+        return _Window(rollout, view, start, end, tally, min(end, now - self.log_lag))
 
-    async def _health(self, rollout: Rollout, url: str | None) -> ServiceHealth | None:
+    async def _read_evidence(self, windows: list[_Window]) -> None:
+        """One query for every window with something new to read, when the budget allows a read."""
+        wanted = [w for w in windows if w.until > w.tally.read_until]
+        if not wanted or not self.budget.take():
+            return
+        fraction = _fraction(wanted)
+        query = [EvidenceWindow(w.rollout.service, w.rollout.candidate, w.tally.read_until, w.until,
+                                self.error_filters.get(w.rollout.service, DEFAULT_ERRORS)) for w in wanted]
+        try:
+            found = await self.logs.evidence(query, fraction=fraction, max_pages=MAX_PAGES)
+        except LogsUnavailable as exc:
+            if isinstance(exc, LogsQuotaExceeded):
+                self.budget.exhausted()
+            for window in wanted:
+                window.problem = str(exc)
+            return
+        self.budget.charge(found.pages - 1)
+        for window in wanted:
+            until = min(window.until, found.read_until) if found.read_until else window.until
+            revision = window.rollout.candidate
+            window.tally = window.tally.add(until=until, fraction=fraction,
+                                            statuses=tuple(found.requests.get(revision, ())),
+                                            error_lines=tuple(found.errors.get(revision, ())))
+
+    async def _signals(self, window: _Window, now: datetime) -> Collected:
+        rollout = window.rollout
+        url = window.view.uri if rollout.new_service else window.view.tag_urls.get(TAG)
+        audience = window.view.uri
+        logs_in = window.tally.read_until >= (window.end if window.analysing
+                                              else (rollout.progress_at or rollout.created_at))
+        gave_up = bool(window.problem) and now >= window.end + self.log_lag
+        checks_due = window.analysing and logs_in and not window.problem
+        health, log_checks, http_checks, second = await asyncio.gather(
+            self._health(rollout, url, audience),
+            asyncio.gather(*(self._log_check(rollout, spec, window) for spec in rollout.plan.log_checks
+                             if checks_due)),
+            asyncio.gather(*(self._http_check(rollout, spec, url, audience) for spec in rollout.plan.http_checks)),
+            self._second_opinion(window, now),
+        )
+        checks_read = all(result.count is not None or result.detail for result in log_checks)
+        complete = (logs_in and checks_read) or gave_up
+        tally = window.tally
+        requests = None if gave_up or not window.analysing else tally.requests_seen()
+        signals = Signals(
+            complete=complete, health=health, error_logs=None if gave_up else tally.error_logs,
+            requests=requests, log_checks=tuple(r for r in log_checks if r.count is not None or r.detail),
+            http_checks=tuple(http_checks), top_errors=tally.top_errors,
+            unavailable=(window.problem,) if window.problem else (), expects_traffic=window.analysing,
+            second_opinion=second[0], second_opinion_note=second[1])
+        return Collected(signals, tally)
+
+    async def _health(self, rollout: Rollout, url: str | None, audience: str) -> ServiceHealth | None:
         if not url:
             return None
-        return classify(rollout.service, await self.prober.probe_service(url, self.paths[rollout.service]))
+        return classify(rollout.service, await self.prober.probe_service(url, self.paths[rollout.service],
+                                                                         audience=audience))
 
-    async def _errors(self, rollout: Rollout, start: datetime,
-                      now: datetime) -> tuple[int | None, tuple[str, ...], str]:
-        limit = max(rollout.plan.thresholds.max_error_logs + 1, _TOP_ERRORS)
-        try:
-            lines = await self.logs.errors(rollout.service, rollout.candidate, start, now, limit)
-        except LogsUnavailable as exc:
-            return None, (), str(exc)
-        return len(lines), tuple(line.text for line in lines[:_TOP_ERRORS]), ""
-
-    async def _requests(self, rollout: Rollout, start: datetime, now: datetime,
-                        analysing: bool) -> tuple[Requests | None, str]:
-        if not analysing:
-            return None, ""
-        try:
-            stats = await self.metrics.request_stats(rollout.service, rollout.candidate, start, now)
-        except MetricsUnavailable as exc:
-            return None, str(exc)
-        return Requests(stats.total, stats.errors, stats.p99_ms), ""
-
-    async def _log_check(self, rollout: Rollout, spec: LogCheckSpec, start: datetime, now: datetime) -> LogCheckResult:
+    async def _log_check(self, rollout: Rollout, spec: LogCheckSpec, window: _Window) -> LogCheckResult:
+        """Once per window, when its logs are all in; waits (count None, no detail) for the read budget."""
+        if not self.budget.take():
+            return LogCheckResult(spec.name, None, spec.at_least, spec.at_most)
         cap = spec.at_most + 1 if spec.at_most is not None else max(spec.at_least or 1, 1)
         try:
-            count: int | None = await self.logs.count(rollout.service, rollout.candidate, spec.filter, start, now, cap)
+            count: int | None = await self.logs.count(rollout.service, rollout.candidate, spec.filter, window.start,
+                                                      window.end, cap)
             detail = ""
         except LogsUnavailable as exc:
+            if isinstance(exc, LogsQuotaExceeded):
+                self.budget.exhausted()
             count, detail = None, str(exc)
         return LogCheckResult(spec.name, count, spec.at_least, spec.at_most, detail)
 
-    async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str | None) -> HttpCheckResult:
+    async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str | None,
+                          audience: str) -> HttpCheckResult:
         if not url:
             return HttpCheckResult(spec.name, spec.path, None, spec.expect_status, "no URL to call yet")
-        probe = await self.prober.probe("deep", url, spec.path, self.paths[rollout.service].timeout)
+        probe = await self.prober.probe("deep", url, spec.path, self.paths[rollout.service].timeout,
+                                        audience=audience)
         return HttpCheckResult(spec.name, spec.path, probe.status, spec.expect_status, probe.error)
+
+    async def _second_opinion(self, window: _Window, now: datetime) -> tuple[Requests | None, str]:
+        """Cloud Monitoring over the minutes of the window it can show by now, asked at most once a minute."""
+        if not window.analysing:
+            return None, ""
+        rollout = window.rollout
+        visible = min(now, window.end) - self.metrics_delay
+        key = (rollout.id, rollout.stage)
+        cached = self._second.get(key)
+        if cached is not None and now - cached[0] < timedelta(seconds=60):
+            return cached[1], cached[2]
+        if visible - window.start < timedelta(seconds=60):
+            return None, (f"Cloud Monitoring has no whole minute of this window yet (Cloud Run's metrics are "
+                          f"visible up to {spoken(self.metrics_delay.total_seconds())} after the fact)")
+        try:
+            stats = await self.metrics.request_stats(rollout.service, rollout.candidate, window.start, visible)
+        except MetricsUnavailable as exc:
+            found: tuple[datetime, Requests | None, str] = (now, None, str(exc))
+        else:
+            opinion = None if stats is None else Requests(stats.total, stats.errors, stats.p99_ms,
+                                                         "Cloud Monitoring")
+            found = (now, opinion, "" if stats is not None else "no whole minute of data yet")
+        self._second = {k: v for k, v in self._second.items() if now - v[0] < timedelta(minutes=30)}
+        self._second[key] = found
+        return found[1], found[2]
+
+
+def _fraction(windows: Sequence[_Window]) -> float:
+    """The share of request logs to read so that one read stays near TARGET_ENTRIES, from the rates seen so far."""
+    expected = 0.0
+    for window in windows:
+        seen = (window.tally.read_until - window.start).total_seconds()
+        if window.tally.requests and seen > 0:
+            expected += window.tally.requests / seen * (window.until - window.tally.read_until).total_seconds()
+    if expected <= TARGET_ENTRIES:
+        return 1.0
+    return max(0.001, round(TARGET_ENTRIES / expected, 4))
+
+
+def with_evidence(rollout: Rollout, collected: Collected) -> Rollout:
+    return replace(rollout, evidence=collected.evidence)

@@ -28,7 +28,8 @@ _LOOK = {
 }
 _NOTE_EMOJI = {"created": ":rocket:", "ready": ":package:", "stage": ":arrow_right:", "passed": ":white_check_mark:",
                "promoted": ":tada:", "rolled_back": ":rewind:", "failed": ":x:", "paused": ":double_vertical_bar:",
-               "resumed": ":arrow_forward:", "inconclusive": ":grey_question:", "refused": ":no_entry_sign:"}
+               "resumed": ":arrow_forward:", "inconclusive": ":grey_question:", "refused": ":no_entry_sign:",
+               "retrying": ":warning:", "extended": ":hourglass:"}
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,9 @@ def note_reply(rollout: Rollout, note: Note, runbook: RunbookLink) -> Rendered:
     if note.verdict is not None and note.verdict.top_errors:
         errors = "\n".join(clip(e, 300) for e in note.verdict.top_errors)
         blocks.append(section(f"Newest errors of `{rollout.candidate}`:\n```{clip(errors, 2700)}```"))
-    if note.kind in ("rolled_back", "failed", "paused"):
+    if note.kind in ("rolled_back", "failed", "paused", "retrying"):
         failing = note.verdict.failures[0].runbook_check if note.verdict and note.verdict.failures else None
-        step = runbook(rollout.service, failing) if failing else runbook(rollout.service, "canary-failed")
+        step = runbook(rollout.service, note.step or failing or "canary-failed")
         blocks.append(context(f"Runbook: {link(step, 'what to do now')}" if step else
                               f"No runbook is configured for {rollout.service}."))
     return Rendered(clip(note.text, 3000), blocks, [])

@@ -147,7 +147,7 @@ async def test_traffic_changed_by_hand_pauses_the_rollout_and_says_what_changed(
 
     await asyncio.to_thread(by_hand)
     paused = await fleet.rollout_state(service, "paused")
-    assert paused.rollout.reason.startswith(f"traffic was changed outside chatops: it is now {stable} 100%")
+    assert paused.rollout.reason.startswith(f"traffic was changed outside chatops: it is now set to {stable} 100%")
     assert fleet.routed(service) == {stable: 100}, "the bot does not fight the human"
     message = await fleet.rollout_message(paused)
     assert "Resume" in text_of(message["attachments"][0]) or "Resume" in str(message["attachments"])

@@ -274,7 +274,7 @@ def test_a_top_level_floor_on_timestamp_is_reported_so_a_store_can_skip_older_en
     ('severity>=ERROR\n  AND timestamp>"last tuesday"', "invalid timestamp 'last tuesday'", 2, 17),
     ('textPayload=~"(unclosed"', "invalid regular expression", 1, 14),
     ("textPayload ! x", "unexpected character '!'", 1, 13),
-    ('SEARCH("x")', "function SEARCH() is not supported", 1, 1),
+    ('SEARCH("x")', "function SEARCH() with 1 argument(s) is not supported", 1, 1),
 ])
 def test_a_bad_filter_says_what_and_where(text: str, problem: str, line: int, column: int) -> None:
     with pytest.raises(FilterError) as raised:
@@ -283,3 +283,28 @@ def test_a_bad_filter_says_what_and_where(text: str, problem: str, line: int, co
     assert (raised.value.line, raised.value.column) == (line, column)
     assert str(raised.value).startswith("Unparseable filter: ")
     assert f"at line {line}, column {column}" in str(raised.value)
+
+
+def test_log_id_selects_one_log_by_its_decoded_id() -> None:
+    """https://cloud.google.com/logging/docs/view/logging-query-language#functions: log_id([LOG_ID])."""
+    requests = {"logName": "projects/p/logs/run.googleapis.com%2Frequests", "insertId": "a"}
+    stderr = {"logName": "projects/p/logs/run.googleapis.com%2Fstderr", "insertId": "b"}
+    chosen = compile_filter('log_id("run.googleapis.com/requests")')
+    assert chosen(requests) and not chosen(stderr)
+    assert compile_filter('NOT log_id("run.googleapis.com/requests")')(stderr)
+
+
+def test_sample_keeps_a_stable_fraction_of_entries_by_the_fields_hash() -> None:
+    """https://cloud.google.com/logging/docs/view/logging-query-language#functions: sample([FIELD], [FRACTION])
+    selects a fraction of the entries that have a value for the field; the value decides membership."""
+    entries = [{"insertId": f"id-{n}"} for n in range(4000)]
+    quarter = compile_filter("sample(insertId, 0.25)")
+    kept = [e for e in entries if quarter(e)]
+    assert 900 < len(kept) < 1100
+    assert kept == [e for e in entries if quarter(e)], "the same entries on every query"
+    assert not quarter({"textPayload": "no insertId"})
+    assert all(compile_filter("sample(insertId, 1)")(e) for e in entries)
+    with pytest.raises(FilterError, match=r"greater than 0\.0"):
+        compile_filter("sample(insertId, 0)")
+    with pytest.raises(FilterError, match="not supported"):
+        compile_filter("regex_extract(textPayload)")

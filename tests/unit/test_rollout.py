@@ -11,11 +11,14 @@ from bot.domain.analysis import Finding, Thresholds, Verdict
 from bot.domain.rollout import (
     TAG,
     Command,
+    Insufficient,
     Live,
     Plan,
     Rollout,
     State,
     Write,
+    WriteResult,
+    after_write,
     decide,
     make_split,
 )
@@ -40,16 +43,20 @@ def rollout(**changes: object) -> Rollout:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def live(shares: dict[str, int], *, candidate: str = "ready", tagged: bool = True, etag: str = "e1",
-         message: str = "", exists: bool = True) -> Live:
-    return Live(exists=exists, traffic=make_split(shares), tags={TAG: CANDIDATE} if tagged else {}, etag=etag,
-                candidate=candidate, candidate_message=message)  # type: ignore[arg-type]
+def live(shares: dict[str, int], *, candidate: str = "ready", tagged: bool = True, generation: int = 7,
+         message: str = "", exists: bool = True, asked: dict[str, int] | None = None, reconciling: bool = False,
+         failure: str = "", latest: str = "") -> Live:
+    return Live(exists=exists, traffic=make_split(shares), tags={TAG: CANDIDATE} if tagged else {},
+                candidate=candidate, candidate_message=message,  # type: ignore[arg-type]
+                requested=None if asked is None else make_split(asked), generation=generation,
+                reconciling=reconciling, failure=failure, latest_created=latest)
 
 
 def at_stage(index: int, started: float = 0, **changes: object) -> Rollout:
     percent = PLAN.stages[index]
     fields: dict[str, object] = {"state": State.ANALYSING, "stage": index, "stage_started_at": at(started),
-                                 "next_check_at": at(started + PLAN.interval_s), "etag": "e1",
+                                 "next_check_at": at(started + PLAN.interval_s), "generation": 7,
+                                 "progress_at": at(started),
                                  "traffic": make_split({STABLE: 100 - percent, CANDIDATE: percent})}
     return rollout(**{**fields, **changes})
 
@@ -60,8 +67,8 @@ def test_a_deploy_creates_the_candidate_once_at_zero_percent() -> None:
     assert decision.rollout.pending == decision.write, "the write is recorded before it is made"
     again = decide(decision.rollout, live({STABLE: 100}, candidate="missing", tagged=False), at(1))
     assert again.write == decision.write, "a write lost in a crash is made again"
-    settled = decide(decision.rollout, live({STABLE: 100}, candidate="pending", etag="e2"), at(2))
-    assert settled.write is None and settled.rollout.pending is None and settled.rollout.etag == "e2"
+    settled = decide(decision.rollout, live({STABLE: 100}, candidate="pending", generation=8), at(2))
+    assert settled.write is None and settled.rollout.pending is None and settled.rollout.generation == 8
 
 
 def test_a_ready_candidate_is_probed_before_it_gets_traffic() -> None:
@@ -74,7 +81,7 @@ def test_a_ready_candidate_is_probed_before_it_gets_traffic() -> None:
 
 
 def test_a_candidate_failing_its_checks_never_gets_traffic() -> None:
-    verifying = rollout(state=State.VERIFYING, etag="e1")
+    verifying = rollout(state=State.VERIFYING, generation=7, progress_at=at(0))
     decision = decide(verifying, live({STABLE: 100}), at(10), FAIL)
     assert decision.rollout.state is State.ROLLED_BACK
     assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False, make_split({STABLE: 100}))
@@ -129,23 +136,136 @@ def test_no_evidence_three_times_pauses_in_the_open() -> None:
 
 
 def test_traffic_changed_by_hand_pauses_and_says_what_changed() -> None:
-    decision = decide(at_stage(1), live({STABLE: 100}, etag="e9"), at(10))
+    decision = decide(at_stage(1), live({STABLE: 100}, generation=9), at(10))
     assert decision.rollout.state is State.PAUSED and decision.write is None
-    assert decision.rollout.reason == (f"traffic was changed outside chatops: it is now {STABLE} 100%, "
+    assert decision.rollout.reason == (f"traffic was changed outside chatops: it is now set to {STABLE} 100%, "
                                        f"the rollout had set {STABLE} 50%, {CANDIDATE} 50%")
-    touched = decide(at_stage(1), live({STABLE: 50, CANDIDATE: 50}, etag="e9"), at(10))
-    assert touched.rollout.state is State.PAUSED and "etag" in touched.rollout.reason
+    deployed = decide(at_stage(1), live({STABLE: 50, CANDIDATE: 50}, generation=9, latest="svc-00009-gcl"), at(10))
+    assert deployed.rollout.state is State.PAUSED
+    assert deployed.rollout.reason == "revision svc-00009-gcl was deployed outside chatops"
+
+
+def test_a_new_generation_that_leaves_traffic_and_revisions_alone_is_not_a_persons_change() -> None:
+    """Cloud Run's etag also moves with status; a label change moves the generation: neither is chatops' business."""
+    labelled = decide(at_stage(1), live({STABLE: 50, CANDIDATE: 50}, generation=9, latest=CANDIDATE), at(10), PENDING)
+    assert labelled.rollout.state is State.ANALYSING and labelled.rollout.generation == 9
 
 
 def test_after_a_crash_a_write_that_landed_is_adopted_and_a_foreign_change_pauses() -> None:
     write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}))
-    crashed = at_stage(1, pending=write, etag="e1")
-    landed = decide(crashed, live({STABLE: 50, CANDIDATE: 50}, etag="e2"), at(1))
-    assert landed.rollout.pending is None and landed.rollout.etag == "e2" and landed.write is None
+    crashed = at_stage(1, pending=write)
+    landed = decide(crashed, live({STABLE: 50, CANDIDATE: 50}, generation=8), at(1))
+    assert landed.rollout.pending is None and landed.rollout.generation == 8 and landed.write is None
     lost = decide(crashed, live({STABLE: 95, CANDIDATE: 5}), at(1))
     assert lost.write == write
-    foreign = decide(crashed, live({STABLE: 80, CANDIDATE: 20}, etag="e5"), at(1))
+    routing = decide(crashed, live({STABLE: 95, CANDIDATE: 5}, asked={STABLE: 50, CANDIDATE: 50}, generation=8,
+                                   reconciling=True), at(1))
+    assert routing.write is None and routing.rollout.pending == replace(write, generation=8), \
+        "Cloud Run has it: wait for it to route, do not send it twice"
+    foreign = decide(crashed, live({STABLE: 80, CANDIDATE: 20}, generation=9), at(1))
     assert foreign.rollout.state is State.PAUSED and foreign.write is None
+
+
+def test_a_write_is_done_when_cloud_run_routes_it_not_when_it_is_asked_for() -> None:
+    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}))
+    started = after_write(at_stage(1, pending=write), WriteResult("started", generation=8), at(1))
+    assert started.rollout.pending == replace(write, generation=8) and started.rollout.generation == 8
+    asked = live({STABLE: 95, CANDIDATE: 5}, asked={STABLE: 50, CANDIDATE: 50}, generation=8, reconciling=True)
+    assert decide(started.rollout, asked, at(2)).rollout.pending is not None
+    routed = decide(started.rollout, live({STABLE: 50, CANDIDATE: 50}, generation=8), at(3), PENDING)
+    assert routed.rollout.pending is None and routed.rollout.traffic == make_split({STABLE: 50, CANDIDATE: 50})
+
+
+def test_a_traffic_change_cloud_run_fails_to_apply_ends_the_rollout_and_restores_the_stable() -> None:
+    """A target naming a revision that is gone: accepted, then the operation fails and nothing is routed."""
+    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}),
+                  generation=8)
+    failed = decide(at_stage(1, pending=write), live({STABLE: 95, CANDIDATE: 5}, asked={STABLE: 50, CANDIDATE: 50},
+                                                    generation=8, failure=f"Revision '{CANDIDATE}' not found."),
+                    at(2))
+    assert failed.rollout.state is State.FAILED
+    assert f"Cloud Run could not apply the traffic change to {STABLE} 50%, {CANDIDATE} 50%" in failed.rollout.reason
+    assert failed.write is not None and failed.write.traffic == make_split({STABLE: 100}) and failed.notes
+
+
+def test_a_missing_act_as_ends_the_deploy_naming_the_role_and_leaves_traffic_alone() -> None:
+    create = decide(rollout(), live({STABLE: 100}, candidate="missing", tagged=False), T0)
+    refused = after_write(create.rollout, WriteResult(
+        "refused", status="PERMISSION_DENIED", permission="iam.serviceAccounts.actAs",
+        message="Permission 'iam.serviceaccounts.actAs' denied on service account 1234-compute@developer."
+                "gserviceaccount.com (or it may not exist)."), at(1))
+    assert refused.rollout.state is State.FAILED and refused.write is None and refused.rollout.pending is None
+    assert "roles/iam.serviceAccountUser" in refused.rollout.reason and "PERMISSION_DENIED" in refused.rollout.reason
+    (note,) = refused.notes
+    assert note.step == "deploy-refused" and f"Traffic is as it was: {STABLE} 100%" in note.text
+
+
+def test_a_refused_stage_move_restores_the_stable_and_a_refused_restore_says_how_to_do_it_by_hand() -> None:
+    stage = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(60), PASS)
+    refused = after_write(stage.rollout, WriteResult("refused", status="PERMISSION_DENIED",
+                                                     permission="run.services.update", message="denied"), at(61))
+    assert refused.rollout.state is State.FAILED and "roles/run.developer" in refused.rollout.reason
+    assert refused.write is not None and refused.write.traffic == make_split({STABLE: 100})
+    again = after_write(refused.rollout, WriteResult("refused", status="PERMISSION_DENIED", message="denied"), at(62))
+    assert again.rollout.pending is None and again.write is None
+    assert f"gcloud run services update-traffic svc --to-revisions {STABLE}=100" in again.notes[0].text
+
+
+def test_an_unanswered_stage_move_is_retried_until_the_deadline_then_pauses_in_the_open() -> None:
+    stage = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(60), PASS)
+    first = after_write(stage.rollout, WriteResult("retry", message="503 Service Unavailable"), at(60))
+    assert first.rollout.pending is not None and first.rollout.pending.tries == 1 and first.notes[0].kind == "retrying"
+    again = decide(first.rollout, live({STABLE: 95, CANDIDATE: 5}), first.rollout.next_check_at)
+    assert again.write == first.rollout.pending, "not made: made again"
+    late = after_write(first.rollout, WriteResult("retry", message="503 Service Unavailable"), at(60 + 121))
+    assert late.rollout.state is State.PAUSED and late.rollout.pending is None
+    assert "did not take the traffic change" in late.rollout.reason
+
+
+def test_an_unanswered_rollback_is_never_given_up() -> None:
+    back = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(5), FAIL)
+    waiting = back.rollout
+    for minute in range(1, 30):
+        waiting = after_write(waiting, WriteResult("retry", message="503"), at(5 + 60 * minute)).rollout
+    assert waiting.state is State.ROLLED_BACK and waiting.pending is not None and waiting.pending.tries == 29
+
+
+def test_rollback_and_pause_come_before_a_pending_write() -> None:
+    stuck = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}),
+                  tries=3, first_tried_at=at(60))
+    waiting = at_stage(0, pending=stuck, command=Command("rollback", "U2"))
+    decision = decide(waiting, live({STABLE: 95, CANDIDATE: 5}), at(70))
+    assert decision.rollout.state is State.ROLLED_BACK
+    assert decision.write is not None and decision.write.traffic == make_split({STABLE: 100})
+    paused = decide(replace(waiting, command=Command("pause", "U2")), live({STABLE: 95, CANDIDATE: 5}), at(70))
+    assert paused.rollout.state is State.PAUSED and paused.rollout.pending is None and paused.write is None
+
+
+def test_the_progress_deadline_holds_while_analysing() -> None:
+    starved = decide(at_stage(1, next_check_at=at(599), last_verdict="error logs: Cloud Logging could not be read"),
+                     live({STABLE: 50, CANDIDATE: 50}), at(600))
+    assert starved.rollout.state is State.ROLLED_BACK
+    assert starved.rollout.reason.startswith("no progress for 10 min in analysing")
+    assert starved.write is not None and starved.write.traffic == make_split({STABLE: 100})
+
+
+SHORT = replace(PASS, insufficient="only 3 requests (< 20) in request logs: success rate and p99 not judged")
+
+
+def test_too_little_traffic_extends_the_window_then_judges_on_probes_and_logs() -> None:
+    first = decide(at_stage(0, next_check_at=at(60)), live({STABLE: 95, CANDIDATE: 5}), at(60), SHORT)
+    assert first.rollout.extensions == 1 and first.write is None and first.notes[0].kind == "extended"
+    assert first.rollout.window_end == at(120)
+    judged = decide(replace(first.rollout, extensions=2, next_check_at=at(180)), live({STABLE: 95, CANDIDATE: 5}),
+                    at(180), SHORT)
+    assert judged.write is not None and judged.rollout.stage == 1
+    assert "judged on probes and logs alone (only 3 requests" in judged.notes[0].text
+
+
+def test_too_little_traffic_can_pause_instead() -> None:
+    plan = replace(PLAN, insufficient=Insufficient(extend=0, then="pause"))
+    paused = decide(at_stage(0, plan=plan, next_check_at=at(60)), live({STABLE: 95, CANDIDATE: 5}), at(60), SHORT)
+    assert paused.rollout.state is State.PAUSED and "too little traffic to judge stage 5%" in paused.rollout.reason
 
 
 @pytest.mark.parametrize(("command", "state", "traffic"), [

@@ -71,7 +71,7 @@ def test_every_runbook_has_rollback_and_canary_sections_and_its_links_resolve(na
     book = RUNBOOKS.get(name)
     assert book is not None
     assert book.title == name
-    assert {"rolling-back", "canary-failed"} <= set(book.anchors)
+    assert {"rolling-back", "canary-failed", "deploy-refused"} <= set(book.anchors), "the steps rollouts link to"
     assert len(book.anchors) == len(set(book.anchors))
     assert "/rollback " + name in book.markdown
     assert "--project=nba-props-platform" in book.markdown or "P=nba-props-platform" in book.markdown
