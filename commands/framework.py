@@ -1,8 +1,9 @@
 """How every slash command runs: parse -> authorize -> ack -> act, with an audit entry for each.
 
 Parsing and policy are fast and pure, so their answers go back in the ack itself; the work continues
-after the ack (Slack gives 3 seconds) and reports by posting. A bug never reaches Slack as a traceback:
-the user gets a reference to find it in the logs, and nothing half-done is left unsaid.
+after the ack (Slack gives 3 seconds) and reports by posting, through the response_url while Slack takes it
+and ephemerally once it is spent or expired. A bug never reaches Slack as a traceback: the user gets a
+reference to find it in the logs, and nothing half-done is left unsaid.
 """
 
 from __future__ import annotations
@@ -136,15 +137,16 @@ async def handle(command: Command[Any], body: Mapping[str, Any], ack: Ack, runti
             return
     await ack(text=command.acknowledgement(request, runtime.config))
     entry = await runtime.audit(invocation, action, service, "accepted")
-    try:
-        await command.act(request, invocation, runtime)
-    except Exception as exc:
-        reference = secrets.token_hex(4)
-        log.exception("%s failed (ref %s)", command.slash, reference)
-        await runtime.finish_audit(entry, "failed", f"ref {reference}: {exc}")
-        await _apologise(runtime, invocation, reference)
-    else:
-        await runtime.finish_audit(entry, "ok")
+    with runtime.slack.answering(invocation.response_url, invocation.channel_id, invocation.user_id):
+        try:
+            await command.act(request, invocation, runtime)
+        except Exception as exc:
+            reference = secrets.token_hex(4)
+            log.exception("%s failed (ref %s)", command.slash, reference)
+            await runtime.finish_audit(entry, "failed", f"ref {reference}: {exc}")
+            await _apologise(runtime, invocation, reference)
+        else:
+            await runtime.finish_audit(entry, "ok")
 
 
 async def _apologise(runtime: Runtime, invocation: Invocation, reference: str) -> None:

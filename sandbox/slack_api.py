@@ -2,8 +2,13 @@
 `WebClient(base_url=f"{url}/api/")` or `AsyncWebClient` works against it.
 
 Arguments are read as Slack reads them: query string, form body (url-encoded or multipart, where `blocks`
-and `attachments` are JSON strings) and, with a bearer token only, a JSON body. Errors are HTTP 200 with
-`{"ok": false, "error": ...}`, except a rate-limited post (429 with Retry-After) and an unknown method (404).
+and `attachments` are JSON strings) and, with a bearer token only, a JSON body. A token in the query string
+is refused `invalid_auth`, as Slack refuses it for apps created after 24 Feb 2021 (the changelog,
+https://api.slack.com/changelog/2020-11-no-more-tokens-in-querystrings-for-newly-created-apps, names no
+error; apps that kept sending one report `invalid_auth`: https://github.com/HubSpot/slack-client/issues/215,
+https://github.com/palanik/slack-php/issues/9). Errors are HTTP 200 with `{"ok": false, "error": ...}`,
+except a rate-limited call (429 with Retry-After, per method per workspace per app: slack_limits.py) and an
+unknown method (404). A call without its scope is `missing_scope` (slack_scopes.py).
 
 Responses follow Slack's OpenAPI spec (tests/contract/specs) where it is stricter than today's Slack:
 no `edited` or `app_id` on messages, no `blocks` echoed by chat.update, and conversations.replies gives the
@@ -23,17 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.slack_workspace import (
-    APP_ID,
-    BOT,
-    BOT_ID,
-    Json,
-    Message,
-    RateLimited,
-    SlackError,
-    User,
-    Workspace,
-)
+from sandbox.slack_errors import MissingScope, RateLimited, SlackError
+from sandbox.slack_scopes import ACCEPTED, needed_scope
+from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
 
 WORKSPACE = web.AppKey("workspace", Workspace)
 _JSON_TYPES = ("application/json",)
@@ -103,26 +100,45 @@ async def _call(request: web.Request) -> web.Response:
     method = _METHODS.get(name)
     if method is None:
         return _reply({"ok": False, "error": "unknown_method"}, status=404)
+    scopes: dict[str, str] = {}
     try:
-        values, token = await _arguments(request)
+        values, token = await _arguments(request, query_token_refused=workspace.limits.token_in_query_refused)
         if token is None:
             raise SlackError("not_authed")
         if not secrets.compare_digest(token, workspace.bot_token):
             raise SlackError("invalid_auth")
-        return _reply({"ok": True, **method(workspace, Args(values))})
+        scopes = _scope_headers(workspace, name)
+        workspace.check_rate(name)
+        needed = needed_scope(name)
+        if needed is not None and needed not in workspace.scopes:
+            raise MissingScope(needed, workspace.scopes)
+        return _reply({"ok": True, **method(workspace, Args(values))}, headers=scopes)
     except RateLimited as limited:
         return _reply({"ok": False, "error": limited.error}, status=429,
-                      headers={"Retry-After": str(limited.retry_after)})
+                      headers={**scopes, "Retry-After": str(limited.retry_after)})
     except SlackError as error:
-        body: Json = {"ok": False, "error": error.error}
-        if error.details:
-            body |= {"errors": error.details,
-                     "response_metadata": {"messages": [f"[ERROR] {d}" for d in error.details]}}
-        return _reply(body)
+        return _reply(_error_body(error), headers=scopes)
 
 
-async def _arguments(request: web.Request) -> tuple[dict[str, Any], str | None]:
+def _scope_headers(workspace: Workspace, method: str) -> dict[str, str]:
+    """What the token holds and what the method accepts, on every answer to a valid token (slack_scopes.py)."""
+    return {"X-OAuth-Scopes": ", ".join(workspace.scopes), "X-Accepted-OAuth-Scopes": ", ".join(ACCEPTED[method])}
+
+
+def _error_body(error: SlackError) -> Json:
+    body: Json = {"ok": False, "error": error.error}
+    if isinstance(error, MissingScope):
+        body |= {"needed": error.needed, "provided": ",".join(error.provided)}
+    if error.details:
+        body |= {"errors": error.details,
+                 "response_metadata": {"messages": [f"[ERROR] {d}" for d in error.details]}}
+    return body
+
+
+async def _arguments(request: web.Request, *, query_token_refused: bool) -> tuple[dict[str, Any], str | None]:
     """Query string, then the body; the token from `Authorization: Bearer` or a `token` form field."""
+    if query_token_refused and "token" in request.query:
+        raise SlackError("invalid_auth")
     values: dict[str, Any] = dict(request.query)
     header = request.headers.get("Authorization", "")
     bearer = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None

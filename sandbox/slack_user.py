@@ -8,7 +8,7 @@ and what each person then sees. The bot URLs are used round-robin, as a load bal
                        between buttons sharing an action_id) in a message or ephemeral the user sees
     POST /messages     {"user", "channel", "text", "thread_ts"?}: a person posts in a channel
     GET  /messages?channel=&user=   all the person sees there, in ts order (Workspace.seen_by)
-    POST /response/<id>   the response_url handed to the bot: at most 5 posts within 30 minutes
+    POST /response/<id>   the response_url handed to the bot: 5 posts within 30 minutes (the `slack` limits)
     GET  /users, GET /channels, GET /   names and ids, and where everything is
 
 Users and channels are given by name or id. /commands and /actions also take, to test the bot's request
@@ -40,7 +40,8 @@ import aiohttp
 from aiohttp import web
 
 from sandbox.slack_api import message_json
-from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, SlackError, User, Workspace
+from sandbox.slack_errors import SlackError
+from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, User, Workspace
 
 VERIFICATION_TOKEN = "sandboxVerificationTkn01"  # deprecated by Slack, still sent; not a secret
 USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
@@ -189,7 +190,8 @@ async def _say(request: web.Request) -> web.Response:
 
 
 async def _response(request: web.Request) -> web.Response:
-    """The response_url: JSON in, `{"ok": true}` out, Slack's error codes otherwise."""
+    """The response_url: JSON in, `{"ok": true}` out, Slack's error codes otherwise. A spent or expired URL is
+    refused 404: Slack documents the limit, not its answer (assumption, as for an unknown URL)."""
     try:
         payload = json.loads(await request.text())
     except json.JSONDecodeError:

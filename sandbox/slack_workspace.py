@@ -1,5 +1,5 @@
 """One Slack workspace as Slack keeps it: people, channels, messages and threads, ephemerals, reactions,
-response_urls and the per-channel posting rate.
+response_urls, the app's granted scopes and the rate limits of its `slack` limit group.
 
 The Web API (slack_api.py) and the emulated people (slack_user.py) act on the same Workspace, so what the
 bot posts is what a person sees, and a button a person clicks is the one the bot drew. Slack's rules live
@@ -8,7 +8,6 @@ here, not in the HTTP layers, so both sides refuse the same malformed message th
 
 from __future__ import annotations
 
-import math
 import re
 import secrets
 import time
@@ -16,6 +15,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from sandbox.slack_errors import SlackError
+from sandbox.slack_limits import ChannelMeter, MethodMeter, SlackLimits
 
 Json = dict[str, Any]
 Content = tuple[str, list[Json] | None, list[Json] | None]
@@ -48,26 +50,9 @@ DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"S07SREONCAL": ("U07ONCALL01"
 
 MAX_TEXT = 40_000
 MAX_BLOCKS = 50
-RESPONSE_URL_USES = 5
-RESPONSE_URL_LIFETIME_S = 30 * 60
 TOMBSTONE = "This message was deleted."
 _TS = re.compile(r"^\d+(\.\d+)?$")
 _EMOJI = re.compile(r"^[a-z0-9_+'-]+(::skin-tone-[2-6])?$")
-
-
-class SlackError(Exception):
-    """A Slack error code; `details` are the json-pointer messages Slack adds to `invalid_blocks`."""
-
-    def __init__(self, error: str, details: Sequence[str] = ()) -> None:
-        super().__init__(error)
-        self.error = error
-        self.details = list(details)
-
-
-class RateLimited(SlackError):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("ratelimited")
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -104,16 +89,12 @@ class _ResponseUrl:
     uses: int = 0
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
 class Workspace:
+    """`scopes` are the bot token's, in the order granted; none unless given, so a method nobody granted fails."""
+
     def __init__(self, *, team_id: str = "T07SANDBOX1", team_domain: str = "nba-props", bot_token: str,
                  channels: Mapping[str, str], usergroups: Mapping[str, Sequence[str]] = {},
-                 post_rate_per_s: float = 1.0, post_burst: int = 5) -> None:
+                 scopes: Sequence[str] = (), limits: SlackLimits | None = None) -> None:
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_token = bot_token
@@ -122,13 +103,14 @@ class Workspace:
         self.channels: dict[str, Channel] = {cid: Channel(cid, name) for name, cid in channels.items()}
         groups = {**DEFAULT_USERGROUPS, **usergroups}
         self.usergroups: dict[str, list[str]] = {group: list(members) for group, members in groups.items()}
-        self.post_rate_per_s = post_rate_per_s
-        self.post_burst = post_burst
+        self.scopes = tuple(scopes)
+        self.limits = limits or SlackLimits()
         self.calls: Counter[str] = Counter()
         self._posts: dict[str, dict[str, Message]] = {cid: {} for cid in self.channels}
         self._ephemerals: dict[str, dict[str, Message]] = {cid: {} for cid in self.channels}
         self._response_urls: dict[str, _ResponseUrl] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self._method_meter = MethodMeter(self.limits)
+        self._channel_meter = ChannelMeter(self.limits)
         self._last_us = 0
 
     # --- names and ids -------------------------------------------------------------------------------
@@ -159,16 +141,13 @@ class Workspace:
         self._last_us = max(self._last_us + 1, time.time_ns() // 1000)
         return f"{self._last_us // 1_000_000}.{self._last_us % 1_000_000:06d}"
 
+    def check_rate(self, method: str) -> None:
+        """The method's tier, per method per workspace per app; RateLimited past it."""
+        self._method_meter.admit(method)
+
     def check_post_rate(self, channel_id: str) -> None:
-        """A token bucket per channel: Slack allows about one message a second with short bursts."""
-        now = time.monotonic()
-        burst = float(self.post_burst)
-        bucket = self._buckets.setdefault(channel_id, _Bucket(burst, now))
-        bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * self.post_rate_per_s)
-        bucket.stamp = now
-        if bucket.tokens < 1:
-            raise RateLimited(max(1, math.ceil((1 - bucket.tokens) / self.post_rate_per_s)))
-        bucket.tokens -= 1
+        """chat.postMessage's own limit: about one message a second per channel, with short bursts."""
+        self._channel_meter.admit(channel_id)
 
     def post(self, channel_id: str, user_id: str, text: str, blocks: object = None,
              attachments: object = None, *, thread_ts: str | None = None) -> Message:
@@ -271,13 +250,15 @@ class Workspace:
         return url_id
 
     def respond(self, url_id: str, payload: Mapping[str, Any]) -> None:
-        """A POST to a response_url: at most 5 within 30 minutes, as Slack allows."""
+        """A POST to a response_url: "up to five times within 30 minutes"
+        (https://api.slack.com/interactivity/handling#message_responses), both figures from the limit group.
+        The error codes are the sandbox's own: Slack documents none for a spent or expired response_url."""
         url = self._response_urls.get(url_id)
         if url is None:
             raise SlackError("no_service")
-        if time.monotonic() - url.opened > RESPONSE_URL_LIFETIME_S:
+        if time.monotonic() - url.opened > self.limits.response_url_lifetime_s:
             raise SlackError("expired_url")
-        if url.uses >= RESPONSE_URL_USES:
+        if url.uses >= self.limits.response_url_uses:
             raise SlackError("used_url")
         self._show(url, payload)
         url.uses += 1

@@ -29,6 +29,8 @@ from sandbox.monitoring_api import MonitoringGrpc, monitoring_app
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
 from sandbox.slack_api import slack_api_app
+from sandbox.slack_limits import SlackLimits
+from sandbox.slack_scopes import manifest_bot_scopes
 from sandbox.slack_user import slack_user_app
 from sandbox.slack_workspace import Workspace
 from sandbox.traffic import TrafficSimulator
@@ -78,9 +80,10 @@ class World:
         self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
         self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
         self.workspace = Workspace(bot_token=self._bot_token, channels=config.slack.channels,
-                                   usergroups=config.slack.usergroups,
-                                   post_rate_per_s=self.options.slack_rate_per_s,
-                                   post_burst=self.options.slack_burst)
+                                   usergroups=config.slack.usergroups, scopes=manifest_bot_scopes(),
+                                   limits=SlackLimits(post_per_channel_per_s=self.options.slack_rate_per_s,
+                                                      post_burst=self.options.slack_burst))
+        self.limits.register("slack", self.workspace.limits)
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
         self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
                                          config.region)

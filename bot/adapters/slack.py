@@ -1,12 +1,19 @@
 """Slack Web API and response_url, as the rest of the bot needs them: post, update, thread, ephemeral.
 
-Slack answers 429 with Retry-After when a channel is posted to faster than about once a second; the
-client waits and retries instead of losing the message.
+Slack answers 429 with Retry-After past a method's rate limit (about one post a second per channel, 50 updates
+a minute, ...: https://docs.slack.dev/apis/web-api/rate-limits); slack_sdk's rate-limit retry handler sleeps
+that long and tries again, so a message is late rather than lost.
+
+A response_url takes five posts within 30 minutes
+(https://api.slack.com/interactivity/handling#message_responses). While a command runs, its answers go there;
+once Slack refuses the URL, they go to the invoker as ephemeral messages in the same channel instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +36,14 @@ class Posted:
     ts: str
 
 
+@dataclass(frozen=True)
+class Invoker:
+    """Who a response_url answers, and where: the fallback once the URL is spent or expired."""
+
+    channel: str
+    user: str
+
+
 class SlackGateway:
     def __init__(self, token: str, *, base_url: str | None = None, http: httpx.AsyncClient | None = None) -> None:
         kwargs: dict[str, Any] = {"token": token, "timeout": 10}
@@ -40,6 +55,7 @@ class SlackGateway:
             AsyncRateLimitErrorRetryHandler(max_retry_count=6),
         ]
         self._http = http or httpx.AsyncClient(timeout=10)
+        self._invokers: dict[str, Invoker] = {}
 
     async def post(self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None,
                    attachments: Blocks | None = None) -> Posted:
@@ -55,6 +71,15 @@ class SlackGateway:
     async def ephemeral(self, channel: str, user: str, text: str, blocks: Blocks | None = None) -> None:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
 
+    @contextlib.contextmanager
+    def answering(self, response_url: str, channel: str, user: str) -> Iterator[None]:
+        """Within this block, answers to `response_url` that Slack refuses reach `user` in `channel` ephemerally."""
+        self._invokers[response_url] = Invoker(channel, user)
+        try:
+            yield
+        finally:
+            self._invokers.pop(response_url, None)
+
     async def respond(self, response_url: str, text: str, blocks: Blocks | None = None, *,
                       in_channel: bool = False, replace_original: bool = False) -> None:
         """Answer through the command's response_url: works even where the bot is not a channel member."""
@@ -63,8 +88,19 @@ class SlackGateway:
         if blocks:
             body["blocks"] = blocks
         response = await self._http.post(response_url, json=body)
-        if response.status_code >= 300:
+        if response.status_code < 300:
+            return
+        invoker = self._invokers.get(response_url)
+        if invoker is None or response.status_code == 400:  # 400: the reply itself is malformed, not the URL
             log.warning("response_url refused the reply: HTTP %s %s", response.status_code, response.text[:200])
+            return
+        log.info("response_url refused the reply (HTTP %s %s); telling %s in %s ephemerally instead",
+                 response.status_code, response.text[:200], invoker.user, invoker.channel)
+        try:
+            await self.ephemeral(invoker.channel, invoker.user, text, blocks)
+        except SlackApiError as exc:
+            log.warning("could not tell %s in %s either: %s", invoker.user, invoker.channel,
+                        exc.response.get("error"))
 
     async def post_or_respond(self, channel: str, response_url: str, text: str,
                               blocks: Blocks | None = None) -> Posted | None:

@@ -25,14 +25,10 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox.serving import Listener, start, stop
-from sandbox.slack_api import slack_api_app
 from sandbox.slack_user import USER_AGENT, slack_user_app
-from sandbox.slack_workspace import Workspace
 from tests.contract.schemas import assert_slack
+from tests.contract.slack_stage import CHANNELS, DEPLOYS, LEAD, ONCALL, VIEWER, Slack, api_error, slack_api
 
-CHANNELS = {"deploys": "C07DEPLOYS1", "alerts": "C07ALERTS01"}
-DEPLOYS = CHANNELS["deploys"]
-ONCALL, VIEWER, LEAD = "U07ONCALL01", "U07VIEWER01", "U07LEAD0001"
 SPEC = Path(__file__).parent / "specs" / "slack_web_openapi_v2.json"
 PAGING = "response_metadata"
 APPROVAL: list[dict[str, Any]] = [
@@ -60,24 +56,9 @@ def assert_first_variant(definition: str, body: dict[str, Any]) -> None:
     assert not errors, [e.message for e in errors]
 
 
-@dataclass
-class Slack:
-    workspace: Workspace
-    url: str
-
-    def client(self, token: str | None = None) -> AsyncWebClient:
-        return AsyncWebClient(token=token or self.workspace.bot_token, base_url=f"{self.url}/api/")
-
-
-async def slack_api(**options: Any) -> tuple[Slack, Listener]:
-    workspace = Workspace(bot_token=f"xoxb-{secrets.token_hex(12)}", channels=CHANNELS, **options)
-    listener = await start(Listener("slack_api", slack_api_app(workspace)))
-    return Slack(workspace, listener.url), listener
-
-
 @pytest.fixture
 async def slack() -> AsyncIterator[Slack]:
-    emulator, listener = await slack_api(post_rate_per_s=100, post_burst=100)
+    emulator, listener = await slack_api(post_per_channel_per_s=100, post_burst=100)
     yield emulator
     await stop(listener)
 
@@ -85,13 +66,6 @@ async def slack() -> AsyncIterator[Slack]:
 @pytest.fixture
 def client(slack: Slack) -> AsyncWebClient:
     return slack.client()
-
-
-async def api_error(call: Any) -> dict[str, Any]:
-    with pytest.raises(SlackApiError) as raised:
-        await call
-    data: dict[str, Any] = raised.value.response.data
-    return data
 
 
 # --- Web API ------------------------------------------------------------------------------------------
@@ -305,7 +279,10 @@ async def test_a_reaction_is_added_once(slack: Slack, client: AsyncWebClient) ->
 
 
 async def test_posting_too_fast_is_429_and_slack_sdk_retries_after_retry_after() -> None:
-    slack, listener = await slack_api(post_rate_per_s=1, post_burst=1)
+    """chat.postMessage "will generally allow an app to post 1 message per second to a specific channel"
+    (https://docs.slack.dev/reference/methods/chat.postMessage#rate-limiting); 429 and Retry-After as
+    https://docs.slack.dev/apis/web-api/rate-limits says."""
+    slack, listener = await slack_api(post_per_channel_per_s=1, post_burst=1)
     try:
         client = slack.client()
         await client.chat_postMessage(channel=DEPLOYS, text="first")
@@ -490,6 +467,8 @@ async def test_an_in_channel_answer_is_seen_by_everyone(people: People) -> None:
 
 async def test_replace_original_replaces_the_ephemeral_and_a_response_url_is_spent_after_five(
         people: People) -> None:
+    """"you can use a response_url up to five times within 30 minutes"
+    (https://api.slack.com/interactivity/handling#message_responses); the 404 `used_url` is an assumption."""
     people.bot.ack = {"text": "Checking…"}
     answer = await people.do("/commands", user="oncall", channel="deploys", command="/health", text="")
     async with httpx.AsyncClient() as http:

@@ -4,11 +4,14 @@ block limits and response_urls."""
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import pytest
 
-from sandbox.slack_workspace import BOT, SLACKBOT, TOMBSTONE, RateLimited, SlackError, Workspace
+from sandbox.slack_errors import RateLimited, SlackError
+from sandbox.slack_limits import SlackLimits
+from sandbox.slack_workspace import BOT, SLACKBOT, TOMBSTONE, Workspace
 
 DEPLOYS = "C07DEPLOYS1"
 ONCALL, VIEWER, LEAD = "U07ONCALL01", "U07VIEWER01", "U07LEAD0001"
@@ -48,7 +51,7 @@ def test_every_ts_is_unique_and_sorts_in_posting_order() -> None:
 
 
 def test_a_channel_takes_a_burst_then_about_the_configured_rate() -> None:
-    slack = workspace(post_rate_per_s=0.25, post_burst=3)
+    slack = workspace(limits=SlackLimits(post_per_channel_per_s=0.25, post_burst=3))
     for _ in range(3):
         slack.check_post_rate(DEPLOYS)
     with pytest.raises(RateLimited) as limited:
@@ -156,6 +159,8 @@ def test_an_in_channel_response_is_a_bot_post_everyone_sees_and_may_go_in_a_thre
 
 
 def test_a_response_url_takes_five_posts_and_the_ack_is_not_one_of_them() -> None:
+    """"you can use a response_url up to five times within 30 minutes"
+    (https://api.slack.com/interactivity/handling#message_responses)"""
     slack = workspace()
     url = slack.open_response_url(DEPLOYS, ONCALL)
     slack.acknowledge(url, {"text": "ack"})
@@ -167,3 +172,27 @@ def test_a_response_url_takes_five_posts_and_the_ack_is_not_one_of_them() -> Non
         slack.respond("unknown", {"text": "x"})
     with pytest.raises(SlackError, match="no_text"):
         slack.respond(slack.open_response_url(DEPLOYS, ONCALL), {"response_type": "ephemeral"})
+
+
+def test_the_response_url_figures_come_from_the_limit_group_as_it_is_now() -> None:
+    slack = workspace()
+    url = slack.open_response_url(DEPLOYS, ONCALL)
+    slack.limits.response_url_uses = 1
+    slack.respond(url, {"text": "one"})
+    with pytest.raises(SlackError, match="used_url"):
+        slack.respond(url, {"text": "two"})
+
+
+def test_a_response_url_expires_after_its_lifetime_however_little_it_was_used() -> None:
+    slack = workspace(limits=SlackLimits(response_url_lifetime_s=0.05))
+    url = slack.open_response_url(DEPLOYS, ONCALL)
+    slack.respond(url, {"text": "in time"})
+    time.sleep(0.06)
+    with pytest.raises(SlackError, match="expired_url"):
+        slack.respond(url, {"text": "too late"})
+    assert [s["text"] for s in slack.seen_by(DEPLOYS, ONCALL)] == ["in time"]
+
+
+def test_a_workspace_grants_no_scope_unless_told() -> None:
+    assert workspace().scopes == ()
+    assert workspace(scopes=["commands", "chat:write"]).scopes == ("commands", "chat:write")
