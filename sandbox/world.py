@@ -61,6 +61,7 @@ class World:
         self._signing_secret = secrets.token_hex(16)
         self.behaviours = Behaviours(default=Behaviour(latency_ms=self.options.latency_ms))
         self.logs = LogStore()
+        self.limits.register("logging", self.logs.limits)
         self._tasks: list[asyncio.Task[None]] = []
         self._fleet_url = ""
         self.run = CloudRun(config.project, config.region, url_for=lambda host: f"{self._fleet_url}/{host}",
@@ -112,7 +113,7 @@ class World:
         apps = {
             "cloud_run": cloudrun_app(self.run),
             "secret_manager": secretmanager_app(self.secret_manager),
-            "logging": logging_app(self.logs),
+            "logging": logging_app(self.logs, consumer_number=self.run.project_number),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region),
             "slack_api": slack_api_app(self.workspace),
