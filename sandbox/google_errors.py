@@ -46,17 +46,21 @@ RPC_CODE = {
 class GoogleError(Exception):
     """Raised by an emulator's logic; the route turns it into Google's error JSON."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: str, message: str, details: list[dict[str, object]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.details = details or []  # google.rpc detail messages in their JSON form, each with an "@type"
 
     @property
     def http_status(self) -> int:
         return _HTTP_STATUS.get(self.status, 500)
 
     def body(self) -> dict[str, object]:
-        return {"error": {"code": self.http_status, "message": self.message, "status": self.status}}
+        error: dict[str, object] = {"code": self.http_status, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
 
     def response(self) -> web.Response:
         return web.json_response(self.body(), status=self.http_status)

@@ -3,6 +3,11 @@
 The client POSTs `{"resourceNames", "filter", "orderBy", "pageSize", "pageToken"}` to /v2/entries:list
 (it sends pageToken only from the second page on); the answer is `{"entries", "nextPageToken"}` with
 empty fields left out, as Google's JSON does.
+
+Before a call is answered it is charged to the consumer project's read quota (LoggingLimits.reads_per_minute),
+and the caller must hold logging.logEntries.list on every parent it names ("Authorization requires one or
+more of the following IAM permissions on the specified resource resourceNames",
+https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list).
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ import binascii
 import hashlib
 import json
 import re
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from sandbox.google_errors import GoogleError, google_errors
+from sandbox.iam import Authorize, allow_all
 from sandbox.logfilter import FilterError
-from sandbox.logstore import LogStore, SortKey, sort_key
+from sandbox.logstore import LoggingLimits, LogStore, SortKey, sort_key
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -153,13 +162,71 @@ def _first_after(entries: list[dict[str, Any]], last: SortKey, order_desc: bool)
     return low
 
 
-def logging_app(store: LogStore) -> web.Application:
+QUOTA_WINDOW_S = 60.0
+REQUEST_INCREASE_URL = "https://cloud.google.com/docs/quotas/help/request_increase"
+
+
+class ReadQuota:
+    """Logging's per-project read quota (https://cloud.google.com/logging/quotas#api-limits), counted over a
+    sliding 60 s window of the calls it let through.
+
+    Google does not say whether a per-minute quota is a calendar minute or a sliding window; the sliding
+    window is the stricter (a calendar minute lets 2x the limit through across a minute boundary) and is
+    what Google documents for the per-minute quotas it does describe ("Quotas are calculated per minute
+    using a sliding window", https://developers.google.com/calendar/api/guides/quota). Refused calls are not
+    counted, so a client that backs off gets through once the window has moved on.
+    """
+
+    def __init__(self, limits: LoggingLimits, consumer_number: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.consumer_number = consumer_number
+        self.clock = clock
+        self._calls: deque[float] = deque()
+
+    def charge(self) -> None:
+        now = self.clock()
+        while self._calls and self._calls[0] <= now - QUOTA_WINDOW_S:
+            self._calls.popleft()
+        if len(self._calls) >= self.limits.reads_per_minute:
+            raise self.exceeded()
+        self._calls.append(now)
+
+    def exceeded(self) -> GoogleError:
+        """Google's words and details for this quota, from the errors users have posted:
+        DefangLabs/defang#1268 and #2020 (ErrorInfo metadata, Help link), snarfed/bridgy-fed#620."""
+        consumer = self.consumer_number
+        return GoogleError(
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service "
+            f"'logging.googleapis.com' for consumer 'project_number:{consumer}'.",
+            [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+                 "domain": "googleapis.com", "metadata": {
+                     "consumer": f"projects/{consumer}", "quota_limit": "ReadRequestsPerMinutePerProject",
+                     "quota_limit_value": str(self.limits.reads_per_minute), "quota_location": "global",
+                     "quota_metric": "logging.googleapis.com/read_requests", "quota_unit": "1/min/{project}",
+                     "service": "logging.googleapis.com"}},
+                {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                    {"description": "Request a higher quota limit.", "url": REQUEST_INCREASE_URL}]},
+            ],
+        )
+
+
+def logging_app(store: LogStore, *, consumer_number: str, authorize: Authorize = allow_all,
+                clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """`consumer_number` is the project number the calls are billed to, the one quota errors name."""
+    quota = ReadQuota(store.limits, consumer_number, clock)
+
     async def list_entries(request: web.Request) -> web.Response:
+        quota.charge()  # every call that reaches the API counts, even one it then refuses (an assumption)
         try:
             body = await request.json() if await request.read() else {}
         except ValueError:
             raise _invalid("Invalid JSON payload received. Unexpected token.") from None
         query = ListRequest.from_json(body)
+        for parent in query.resource_names:
+            authorize("logging.logEntries.list", parent)
         after = _resume_after(query)
         try:
             found = store.select(query.resource_names, query.filter, query.order_desc)

@@ -12,12 +12,16 @@ left out):
 - `run.googleapis.com/request_count`: DELTA INT64, unit "1";
 - `run.googleapis.com/request_latencies`: DELTA DISTRIBUTION in ms, exponential buckets (below).
 
-Sampling: Cloud Run writes a point per series every 60 s; this emulator writes one every
-`sample_period` (1 s by default) so the sandbox's few-second canary windows have data. A raw point is the
-DELTA over [t, t + sample_period) and is returned once its end is within the interval; there is no
-ingestion delay. Aligned periods end at `interval.endTime` and step back by `alignmentPeriod` until
-they cover `interval.startTime`; a point counts in the period its end falls in, (end - period, end].
-Google documents a 60 s minimum alignment period; the sandbox accepts 1 s and more.
+Sampling and latency, as https://cloud.google.com/monitoring/api/metrics_gcp states for both metrics:
+"Sampled every 60 seconds. After sampling, data is not visible for up to 180 seconds." A raw point is the
+DELTA over one sample interval [t, t + 60 s), t on a whole minute, and it is not returned until 180 s after
+its end (the whole "up to", the stricter reading). Aligned periods end at `interval.endTime` and step back by
+`alignmentPeriod` until they cover `interval.startTime`; a point counts in the period its end falls in,
+(end - period, end]. An alignment period under 60 s is refused (MonitoringLimits).
+
+The caller must hold monitoring.timeSeries.list on the project it names ("Authorization requires the following
+IAM permission on the specified resource name: monitoring.timeSeries.list",
+https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.timeSeries/list).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import hashlib
 import json
 import math
 import statistics
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,6 +46,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sandbox.google_errors import GoogleError, google_errors
+from sandbox.iam import Authorize, allow_all
 from sandbox.monitoring_filter import FilterError, MonitoringFilter, Subject, compile_filter
 from sandbox.traffic import RequestRecord
 
@@ -60,6 +66,27 @@ _WELL_KNOWN = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration"
 _SCALAR_TYPES = {FieldDescriptor.TYPE_INT32: "TYPE_INT32", FieldDescriptor.TYPE_STRING: "TYPE_STRING"}
 
 CALLS = web.AppKey("calls", list[list[tuple[str, str]]])  # the query of every request, as sent
+
+
+@dataclass
+class MonitoringLimits:
+    """Cloud Monitoring's figures, registered by the world as the limit group `monitoring`."""
+
+    # Aggregation.alignment_period: "The value must be at least 60 seconds."
+    # (https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.timeSeries/list#Aggregation)
+    min_alignment_period_s: float = 60.0
+    # run.googleapis.com/request_count and request_latencies: "Sampled every 60 seconds. After sampling, data
+    # is not visible for up to 180 seconds." (https://cloud.google.com/monitoring/api/metrics_gcp, run)
+    sample_period_s: float = 60.0
+    visibility_delay_s: float = 180.0
+
+
+def _period_words(seconds: float) -> str:
+    """As Google writes the minimum in its refusal: "1 minute" for 60 s."""
+    if seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} seconds"
 
 
 def _invalid(message: str) -> GoogleError:
@@ -318,7 +345,7 @@ class Aggregation:
         return self.aligner != "ALIGN_NONE" or self.reducer != "REDUCE_NONE"
 
     @classmethod
-    def from_proto(cls, field: str, message: Any) -> Aggregation:
+    def from_proto(cls, field: str, message: Any, min_period: float) -> Aggregation:
         period = message.alignment_period.ToTimedelta().total_seconds()
         aggregation = cls(field, period, monitoring_v3.Aggregation.Aligner(message.per_series_aligner).name,
                           monitoring_v3.Aggregation.Reducer(message.cross_series_reducer).name,
@@ -331,9 +358,12 @@ class Aggregation:
             if period <= 0:
                 raise _invalid(f'Field {field}.alignmentPeriod had an invalid value of "{text}": an alignment '
                                f"period is required with {aggregation.aligner}.")
-            if not 1 <= period <= MAX_ALIGNMENT_PERIOD:
+            if period < min_period:  # Google's words: spinnaker/spinnaker#3025
+                raise _invalid(f'Field {field}.alignmentPeriod had an invalid value of "{text}": The alignment '
+                               f"period must be greater than or equal to {_period_words(min_period)}.")
+            if period > MAX_ALIGNMENT_PERIOD:
                 raise _invalid(f'Field {field}.alignmentPeriod had an invalid value of "{text}": it must be '
-                               "at least 1s (Google: 60s) and at most 104 weeks.")
+                               "at most 104 weeks.")
         return aggregation
 
     def shapes(self, before: Shape) -> tuple[Shape, Shape]:
@@ -379,7 +409,7 @@ class Query:
     digest: str  # what a page token is bound to: the request without its paging fields
 
     @classmethod
-    def from_proto(cls, message: Any) -> Query:
+    def from_proto(cls, message: Any, limits: MonitoringLimits) -> Query:
         if not message.filter:
             raise _invalid('Field filter is required: name one metric type, e.g. metric.type = '
                            '"run.googleapis.com/request_count"')
@@ -395,12 +425,13 @@ class Query:
             raise _invalid(f'Field pageSize had an invalid value of "{message.page_size}": it must not be negative.')
         primary = None
         if message.HasField("aggregation"):
-            primary = Aggregation.from_proto("aggregation", message.aggregation)
+            primary = Aggregation.from_proto("aggregation", message.aggregation, limits.min_alignment_period_s)
         secondary = None
         if message.HasField("secondary_aggregation"):
             if primary is None or not primary.aligns:
                 raise _invalid("Field secondaryAggregation may only be given after an aggregation.")
-            secondary = Aggregation.from_proto("secondaryAggregation", message.secondary_aggregation)
+            secondary = Aggregation.from_proto("secondaryAggregation", message.secondary_aggregation,
+                                               limits.min_alignment_period_s)
         unpaged = _REQUEST()
         unpaged.CopyFrom(message)
         unpaged.ClearField("page_size")
@@ -486,12 +517,24 @@ class _Source:
     """Turns request records into the series a query asks for."""
 
     def __init__(self, records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str,
-                 region: str, sample_period: float) -> None:
+                 region: str, limits: MonitoringLimits, authorize: Authorize, clock: Callable[[], float]) -> None:
         self.records = records
         self.project = project
         self.project_number = project_number
         self.region = region
-        self.sample_period = sample_period
+        self.limits = limits
+        self.authorize = authorize
+        self.clock = clock
+
+    def answer(self, message: Message) -> dict[str, Any]:
+        """One ListTimeSeries request, as its protobuf, to the response's JSON."""
+        name = str(getattr(message, "name", ""))
+        self.authorize("monitoring.timeSeries.list", name)
+        if name.removeprefix("projects/") not in (self.project, self.project_number):
+            raise GoogleError("PERMISSION_DENIED", "Permission monitoring.timeSeries.list denied (or the resource "
+                              "may not exist).")
+        query = Query.from_proto(message, self.limits)
+        return _page(query, self.series(query))
 
     def series(self, query: Query) -> list[Series]:
         metric_type = query.filter.metric_type
@@ -507,7 +550,7 @@ class _Source:
                 aligned, shape = step.shapes(shape)
                 plan.append((step, aligned, shape))
         if not plan:
-            since = query.start if query.start < query.end else query.end - self.sample_period
+            since = query.start if query.start < query.end else query.end - self.limits.sample_period_s
             return sorted(self._raw(query, metric, since), key=Series.order)
         first = plan[0][0]
         series = self._raw(query, metric, query.end - self._periods(query, first) * first.period)
@@ -522,13 +565,16 @@ class _Source:
         return max(1, math.ceil(round((query.end - query.start) / step.period, 9)))
 
     def _raw(self, query: Query, metric: _Metric, since: float) -> list[Series]:
-        """Raw points with end in (since, query.end]: one per series and sampling period with requests."""
-        period = self.sample_period
+        """Raw points with end in (since, query.end], one per series and sample interval with requests, of
+        the intervals that ended at least the visibility delay ago."""
+        period = self.limits.sample_period_s
+        visible = self.clock() - self.limits.visibility_delay_s
         selected: dict[tuple[str, str, int], bool] = {}
         samples: dict[tuple[str, str, int], dict[int, list[float]]] = {}
         for record in self.records():
             index = math.floor(record.at / period)
-            if not since < (index + 1) * period <= query.end:
+            end = (index + 1) * period
+            if not since < end <= query.end or end > visible:
                 continue
             key = (record.service, record.revision, record.status)
             if key not in selected:
@@ -690,17 +736,14 @@ def _encode(request: web.Request, body: dict[str, Any]) -> web.Response:
 
 
 def monitoring_app(records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str, region: str,
-                   *, sample_period: float = 1.0) -> web.Application:
-    source = _Source(records, project, project_number, region, sample_period)
+                   *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
+                   clock: Callable[[], float] = time.time) -> web.Application:
+    source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize, clock)
 
     async def list_time_series(request: web.Request) -> web.Response:
         request.app[CALLS].append(list(request.query.items()))
-        name = request.match_info["project"]
-        if name not in (project, project_number):
-            raise GoogleError("PERMISSION_DENIED", "Permission monitoring.timeSeries.list denied (or the resource "
-                              "may not exist).")
-        query = Query.from_proto(_request_message(name, request.query.items()))
-        return _encode(request, _page(query, source.series(query)))
+        message = _request_message(request.match_info["project"], request.query.items())
+        return _encode(request, source.answer(message))
 
     app = web.Application(middlewares=[google_errors])
     app[CALLS] = []
@@ -716,22 +759,17 @@ class MonitoringGrpc:
     """
 
     def __init__(self, records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str,
-                 region: str, *, sample_period: float = 1.0) -> None:
-        self.source = _Source(records, project, project_number, region, sample_period)
-        self.project = project
-        self.project_number = project_number
+                 region: str, *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize,
+                              clock)
         self.calls: list[Message] = []
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
     def answer(self, request: Message) -> Message:
-        name = str(getattr(request, "name", "")).removeprefix("projects/")
-        if name not in (self.project, self.project_number):
-            raise GoogleError("PERMISSION_DENIED", "Permission monitoring.timeSeries.list denied (or the resource "
-                              "may not exist).")
-        query = Query.from_proto(request)
         message = _RESPONSE()
-        json_format.ParseDict(_page(query, self.source.series(query)), message)
+        json_format.ParseDict(self.source.answer(request), message)
         return message
 
     async def _list_time_series(self, request: Message, context: grpc.aio.ServicerContext[Message, Message]) -> Message:

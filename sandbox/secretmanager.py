@@ -2,6 +2,15 @@
 
 Names in responses carry the project *number*, as the real service returns them; requests may use
 the project id or the number. Payload checksums are CRC32C, checked on :addVersion as Google does.
+
+`latest` is "an alias to the most recently created SecretVersion" whatever its state, so accessing it fails
+when that version is disabled or destroyed instead of falling back to an older one
+(https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access); Google's
+refusal is FAILED_PRECONDITION "Secret Version [projects/N/secrets/S/versions/V] is in DISABLED state."
+(external-secrets/external-secrets#4042, google-github-actions/get-secretmanager-secrets#268). Access needs
+secretmanager.versions.access on the version named ("Authorization requires the following IAM permission on
+the specified resource name", same page), checked before the secret is looked up, so a caller without it
+learns nothing of what exists.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from bot.checksum import crc32c
 from sandbox.cloudrun import rfc3339
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.google_json import parse_body, respond
+from sandbox.iam import Authorize, allow_all
 
 _PATH = re.compile(
     r"^/v1/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?/secrets"
@@ -48,9 +58,10 @@ class Secret:
 
 
 class SecretManager:
-    def __init__(self, project: str, project_number: str) -> None:
+    def __init__(self, project: str, project_number: str, authorize: Authorize = allow_all) -> None:
         self.project = project
         self.project_number = project_number
+        self.authorize = authorize
         self.secrets: dict[str, Secret] = {}
         self.accesses: list[tuple[float, str]] = []
 
@@ -67,12 +78,10 @@ class SecretManager:
         return found
 
     def version(self, secret: Secret, ref: str) -> Version:
-        live = [v for v in secret.versions if v.state != "DESTROYED"]
-        if ref == "latest":
-            enabled = [v for v in live if v.state == "ENABLED"]
-            if not enabled:
+        if ref == "latest":  # the most recently created, whatever its state
+            if not secret.versions:
                 raise GoogleError("NOT_FOUND", f"Secret [{self.secret_path(secret)}] not found or has no versions.")
-            return enabled[-1]
+            return secret.versions[-1]
         if not ref.isdigit() or not 0 < int(ref) <= len(secret.versions):
             raise GoogleError("NOT_FOUND", f"Secret Version [{self.secret_path(secret)}/versions/{ref}] not found.")
         return secret.versions[int(ref) - 1]
@@ -125,6 +134,9 @@ def secretmanager_app(manager: SecretManager) -> web.Application:
                               f"resource 'projects/{match['project']}' (or it may not exist).")
         name, version_ref, verb = match["secret"], match["version"], match["verb"]
         method = request.method
+        if verb == "access":
+            resource = request.path.removeprefix("/v1/").removesuffix(":access")
+            manager.authorize("secretmanager.versions.access", resource)
         if name is None:
             if method == "GET":
                 items = [manager.secret_json(s) for _, s in sorted(manager.secrets.items())]

@@ -1,7 +1,28 @@
 """Simulated production traffic: each service receives requests at its rate, split by routed traffic.
 
-Every request becomes a Cloud Run request log (and, when it fails, an ERROR application log), and a
+Every request becomes a Cloud Run request log (and, when it fails, a line the service's own code logs), and a
 RequestRecord for the metrics the Monitoring emulator serves. This is what a canary's analysis reads.
+
+Entries are written as Cloud Run writes them (https://cloud.google.com/run/docs/logging): request logs to
+`run.googleapis.com/requests` with `httpRequest`, container output to `run.googleapis.com/stdout` and
+`.../stderr`, on resource `cloud_run_revision`. Logging stamps `receiveTimestamp` on arrival (LogStore).
+
+Severity is what production would show, so a check counting `severity>=ERROR` sees only that:
+- A plain-text line has none (DEFAULT), on stdout and on stderr alike: "Logs to standard output or standard
+  error do not have an associated log level" (https://cloud.google.com/functions/docs/monitoring/logging,
+  Cloud Run functions, which run on Cloud Run). A text line that starts with "ERROR" is still DEFAULT.
+- A JSON line is a structured log: its `severity` field becomes the entry's severity and the rest its
+  `jsonPayload`, `message` included (https://cloud.google.com/logging/docs/structured-logging; the Cloud Run
+  sample prints `{"severity": "NOTICE", "message": ...}`, GoogleCloudPlatform/python-docs-samples
+  run/logging-manual/main.py).
+- A request log is ERROR for a 5xx answer, WARNING for a 4xx, INFO otherwise. Google's pages do not state
+  this rule; it is what Cloud Run's request logs show (e.g. a 404 listed as WARNING in projects that
+  document their Cloud Run noise, GoogleCloudPlatform/functions-framework-dart#80). An assumption.
+
+Which services log JSON: those whose operators query them as such in the fleet's own notes (the handoff
+seeds: `jsonPayload.message=~'Heartbeat'` for nba-phase3-analytics-processors, `severity>=ERROR` for the
+coordinator's batch errors). The rest print plain text through Python's logging module, whose default
+handler writes "LEVEL message" lines to stderr; an assumption, changeable per simulator (`structured`).
 """
 
 from __future__ import annotations
@@ -35,6 +56,12 @@ _INFO_LOGS: dict[str, str] = {
     "nba-phase3-analytics-processors": "Heartbeat: PlayerGameSummaryProcessor alive",
     "prediction-coordinator": "batch dispatched: 412 players queued",
 }
+STRUCTURED_LOGGING = frozenset({"nba-phase3-analytics-processors", "prediction-coordinator"})
+
+
+def request_severity(status: int) -> str:
+    """The severity Cloud Run gives the request log of an answer with this status (see the module notes)."""
+    return "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
 
 
 @dataclass(frozen=True)
@@ -50,9 +77,11 @@ class TrafficSimulator:
     """Ticks every `tick` seconds; keeps `retention` seconds of request records."""
 
     def __init__(self, fleet: Fleet, logs: LogStore, *, tick: float = 0.5, retention: float = 900.0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 structured: frozenset[str] = STRUCTURED_LOGGING) -> None:
         self.fleet = fleet
         self.logs = logs
+        self.structured = structured  # services that log JSON lines; the others log plain text
         self.tick = tick
         self.retention = retention
         self.records: deque[RequestRecord] = deque()
@@ -95,8 +124,9 @@ class TrafficSimulator:
         self._serial += 1
         trace = uuid.uuid4().hex
         url = f"{self.fleet.run.url_for(service)}/predict"
-        self.logs.append(self._entry(service, revision, at, "requests", trace, {
-            "severity": "ERROR" if status >= 500 else "INFO",
+        self.logs.append(self._entry(service, revision, at, "requests", {
+            "severity": request_severity(status),
+            "trace": f"projects/{self.fleet.run.project}/traces/{trace}",
             "httpRequest": {"requestMethod": "POST", "requestUrl": url, "status": status,
                             "latency": f"{latency / 1000:.6f}s", "responseSize": "211",
                             "userAgent": "Google-Cloud-Scheduler", "remoteIp": "10.8.0.3",
@@ -104,10 +134,7 @@ class TrafficSimulator:
         }))
         if status >= 500 and not behaviour.down:
             message = _APP_ERRORS.get(service, "request {n} failed: RuntimeError: upstream error")
-            self.logs.append(self._entry(service, revision, at, "stderr", trace, {
-                "severity": "ERROR",
-                "textPayload": "ERROR " + message.format(n=self._serial),
-            }))
+            self._app_line(service, revision, at, "ERROR", message.format(n=self._serial))
 
     def _info_logs(self, service: str, now: float) -> None:
         message = _INFO_LOGS.get(service)
@@ -115,11 +142,17 @@ class TrafficSimulator:
             return
         self._last_info[service] = now
         for revision in self.fleet.run.routed_share(service):
-            self.logs.append(self._entry(service, revision, now, "stdout", uuid.uuid4().hex, {
-                "severity": "INFO", "textPayload": message}))
+            self._app_line(service, revision, now, "INFO", message)
 
-    def _entry(self, service: str, revision: str, at: float, log: str, trace: str,
-               extra: dict[str, Any]) -> dict[str, Any]:
+    def _app_line(self, service: str, revision: str, at: float, level: str, message: str) -> None:
+        """A line the service's code logs at `level`, as Cloud Run turns it into an entry."""
+        if service in self.structured:
+            self.logs.append(self._entry(service, revision, at, "stdout", {
+                "severity": level, "jsonPayload": {"message": message}}))
+        else:
+            self.logs.append(self._entry(service, revision, at, "stderr", {"textPayload": f"{level} {message}"}))
+
+    def _entry(self, service: str, revision: str, at: float, log: str, extra: dict[str, Any]) -> dict[str, Any]:
         run = self.fleet.run
         return {
             "logName": f"projects/{run.project}/logs/run.googleapis.com%2F{log}",
@@ -127,9 +160,7 @@ class TrafficSimulator:
                 "project_id": run.project, "service_name": service, "revision_name": revision,
                 "location": run.region, "configuration_name": service}},
             "timestamp": rfc3339(at),
-            "receiveTimestamp": rfc3339(at + 0.05),
             "insertId": uuid.uuid4().hex[:16],
-            "trace": f"projects/{run.project}/traces/{trace}",
             "labels": {"instanceId": f"00{abs(hash(revision)) % 10**12:012d}"},
             **extra,
         }

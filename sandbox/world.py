@@ -25,7 +25,7 @@ from sandbox.fleet import Fleet, ServiceSpec, fleet_app
 from sandbox.limits import Limits
 from sandbox.logging_api import logging_app
 from sandbox.logstore import LogStore
-from sandbox.monitoring_api import MonitoringGrpc, monitoring_app
+from sandbox.monitoring_api import MonitoringGrpc, MonitoringLimits, monitoring_app
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
 from sandbox.slack_api import slack_api_app
@@ -63,6 +63,9 @@ class World:
         self._signing_secret = secrets.token_hex(16)
         self.behaviours = Behaviours(default=Behaviour(latency_ms=self.options.latency_ms))
         self.logs = LogStore()
+        self.limits.register("logging", self.logs.limits)
+        self.monitoring_limits = MonitoringLimits()
+        self.limits.register("monitoring", self.monitoring_limits)
         self._tasks: list[asyncio.Task[None]] = []
         self._fleet_url = ""
         self.run = CloudRun(config.project, config.region, url_for=lambda host: f"{self._fleet_url}/{host}",
@@ -86,7 +89,7 @@ class World:
         self.limits.register("slack", self.workspace.limits)
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
         self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
-                                         config.region)
+                                         config.region, limits=self.monitoring_limits)
 
     @property
     def signing_secret(self) -> str:
@@ -115,9 +118,9 @@ class World:
         apps = {
             "cloud_run": cloudrun_app(self.run),
             "secret_manager": secretmanager_app(self.secret_manager),
-            "logging": logging_app(self.logs),
+            "logging": logging_app(self.logs, consumer_number=self.run.project_number),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
-                                         self.config.region),
+                                         self.config.region, limits=self.monitoring_limits),
             "slack_api": slack_api_app(self.workspace),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state),
         }

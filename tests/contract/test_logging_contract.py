@@ -1,5 +1,10 @@
 """The Cloud Logging emulator, driven by google-cloud-logging's HTTP transport and by raw REST calls whose
-JSON is checked against the logging.v2 discovery document."""
+JSON is checked against the logging.v2 discovery document (https://cloud.google.com/logging/docs/reference/v2/
+rest/v2/entries/list).
+
+Most of this module is about queries, so its emulator allows more reads than Google's 60 a minute; the quota,
+the ingestion delay and IAM have tests of their own, each on an emulator of its own.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,14 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import logging
 
+from sandbox.google_errors import GoogleError
 from sandbox.logging_api import logging_app
-from sandbox.logstore import LogStore
+from sandbox.logstore import LoggingLimits, LogStore
 from sandbox.serving import Listener, start, stop
 from tests.contract.schemas import assert_google
 
 PROJECT = "nba-props-platform"
+NUMBER = "123456789012"
 NOW = datetime.now(UTC).replace(microsecond=0)
 START = NOW - timedelta(minutes=30)
 
@@ -57,14 +64,15 @@ def request_log(service: str, revision: str, second: int, status: int,
 
 def fleet_logs() -> list[dict[str, Any]]:
     """Half an hour of two services: a worker whose new revision fails a third of its requests, and a
-    coordinator that logs JSON. Each failed request also writes a stderr line."""
+    coordinator that logs JSON. Each failed request also writes a plain-text stderr line, which Cloud Run
+    gives no severity however it starts (https://cloud.google.com/functions/docs/monitoring/logging)."""
     entries: list[dict[str, Any]] = []
     for second in range(0, 1200, 10):
         worker = "prediction-worker-00008-xyz" if second >= 600 else "prediction-worker-00007-abc"
         status = 503 if worker.endswith("xyz") and second % 30 == 0 else 404 if second % 100 == 0 else 200
         entries.append(request_log("prediction-worker", worker, second, status))
         if status == 503:
-            entries.append(cloud_run("prediction-worker", worker, second, "stderr", severity="ERROR",
+            entries.append(cloud_run("prediction-worker", worker, second, "stderr",
                                      textPayload=f"ERROR prediction failed for player_lookup={second}: NaN"))
         if second % 60 == 0:
             payload = {"message": "batch dispatched", "players": 412}
@@ -78,11 +86,17 @@ STALE = request_log("prediction-worker", "prediction-worker-00001-old", -2 * 86_
 ELSEWHERE = request_log("prediction-worker", "prediction-worker-00008-xyz", 5, 503, project="someone-else")
 
 
+def severity(entry: dict[str, Any]) -> str:
+    """Logging's JSON leaves out a DEFAULT severity."""
+    value: str = entry.get("severity", "DEFAULT")
+    return value
+
+
 @pytest.fixture(scope="module")
 async def endpoint() -> AsyncIterator[str]:
-    store = LogStore()
+    store = LogStore(limits=LoggingLimits(reads_per_minute=10_000))
     store.extend([*LOGS, STALE, ELSEWHERE])
-    listener = await start(Listener("logging", logging_app(store)))
+    listener = await start(Listener("logging", logging_app(store, consumer_number=NUMBER)))
     yield listener.url
     await stop(listener)
 
@@ -118,13 +132,15 @@ def service(entry: dict[str, Any]) -> str:
 
 
 async def test_entries_of_a_service_at_or_above_a_severity(client: logging.Client) -> None:
+    """Only the 503 request logs are ERROR: the worker's plain-text "ERROR ..." lines have no severity."""
     found = await listed(client, filter_='resource.labels.service_name="prediction-worker" severity>=ERROR')
-    expected = [e for e in LOGS if service(e) == "prediction-worker" and e["severity"] == "ERROR"]
+    expected = [e for e in LOGS if service(e) == "prediction-worker" and severity(e) == "ERROR"]
     assert insert_ids(found) == ids(expected)
-    assert {type(entry).__name__ for entry in found} == {"LogEntry", "TextEntry"}
-    stderr = [entry for entry in found if isinstance(entry, logging.TextEntry)]
-    assert stderr and all("prediction failed" in entry.payload for entry in stderr)
-    assert all(entry.severity == "ERROR" for entry in found)
+    assert {type(entry).__name__ for entry in found} == {"LogEntry"}
+    assert all(entry.severity == "ERROR" and entry.http_request["status"] == 503 for entry in found)
+    text = await listed(client, filter_='resource.labels.service_name="prediction-worker" textPayload:"ERROR"')
+    assert text and all(isinstance(entry, logging.TextEntry) and entry.severity is None for entry in text)
+    assert len(await listed(client, filter_='textPayload:"ERROR" severity=DEFAULT')) == len(text)
 
 
 async def test_failed_requests_of_one_revision(client: logging.Client) -> None:
@@ -158,7 +174,7 @@ async def test_entries_come_oldest_first_unless_asked_newest_first(client: loggi
 
 async def test_small_pages_add_up_to_the_whole_answer(client: logging.Client, endpoint: str) -> None:
     text = 'resource.labels.service_name="prediction-worker" severity>=WARNING'
-    expected = [e for e in LOGS if service(e) == "prediction-worker" and e["severity"] != "INFO"]
+    expected = [e for e in LOGS if service(e) == "prediction-worker" and severity(e) not in ("INFO", "DEFAULT")]
     assert insert_ids(await listed(client, filter_=text, page_size=7, max_results=1000)) == ids(expected)
     assert insert_ids(await listed(client, filter_=text, page_size=7, max_results=10)) == ids(expected[:10])
 
@@ -250,7 +266,7 @@ async def test_a_page_resumes_after_its_last_entry_even_when_newer_entries_arriv
     store = LogStore()
     revision = "nba-admin-dashboard-00001-aaa"
     store.extend(request_log("nba-admin-dashboard", revision, second, 200) for second in range(5))
-    listener = await start(Listener("logging", logging_app(store)))
+    listener = await start(Listener("logging", logging_app(store, consumer_number=NUMBER)))
     try:
         body: dict[str, Any] = {"resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc",
                                 "pageSize": 2}
@@ -298,3 +314,119 @@ def test_the_store_keeps_logging_order_and_drops_the_oldest_beyond_capacity() ->
     store.append(tie_a)
     assert len(store) == 3
     assert ids(store.select([f"projects/{PROJECT}"], "", order_desc=False)) == ["a", "b", late["insertId"]]
+
+
+# --- quota, ingestion delay, IAM ----------------------------------------------------------------------
+
+
+class Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_defaults_are_the_published_figures() -> None:
+    """https://cloud.google.com/logging/quotas#api-limits: "Number of entries.list requests: 60 per minute, per
+    Google Cloud project". The ingestion delay has no published figure: 2 s, TailLogEntries' default buffer
+    for late arriving entries, is the sandbox's assumption."""
+    assert LoggingLimits() == LoggingLimits(reads_per_minute=60, ingestion_delay_s=2.0)
+
+
+async def test_reads_past_the_quota_are_refused_with_googles_quota_error() -> None:
+    """Past the per-minute read quota (https://cloud.google.com/logging/quotas#api-limits) Google answers 429
+    RESOURCE_EXHAUSTED, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute'",
+    with ErrorInfo and Help details (as posted in DefangLabs/defang#1268, snarfed/bridgy-fed#620). The window
+    slides: a call is let through again 60 s after the oldest one counted."""
+    clock = Clock(1000.0)
+    store = LogStore(limits=LoggingLimits(reads_per_minute=3))
+    store.extend(LOGS)
+    listener = await start(Listener("logging", logging_app(store, consumer_number=NUMBER, clock=clock)))
+    try:
+        client = logging.Client(project=PROJECT, credentials=AnonymousCredentials(), _use_grpc=False,
+                                client_options={"api_endpoint": listener.url})
+        def one_entry() -> Any:  # one call: the pager reads a second page only once the first is used up
+            return listed(client, filter_="jsonPayload:*", page_size=5, max_results=1)
+
+        for moment in (1000.0, 1030.0, 1059.0):
+            clock.now = moment
+            assert await one_entry()
+        clock.now = 1059.9
+        with pytest.raises(exceptions.TooManyRequests) as refused:
+            await one_entry()
+        clock.now = 1060.0  # the call at 1000.0 has left the window
+        assert await one_entry()
+        clock.now = 1061.0
+        raw = await post(listener.url, {"resourceNames": [f"projects/{PROJECT}"]})
+    finally:
+        await stop(listener)
+    assert refused.value.message.endswith(  # after the method and URL google-api-core puts first
+        ": Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service "
+        f"'logging.googleapis.com' for consumer 'project_number:{NUMBER}'.")
+    assert refused.value.reason == "RATE_LIMIT_EXCEEDED" and refused.value.domain == "googleapis.com"
+    assert refused.value.metadata == {
+        "consumer": f"projects/{NUMBER}", "quota_limit": "ReadRequestsPerMinutePerProject",
+        "quota_limit_value": "3", "quota_location": "global", "quota_metric": "logging.googleapis.com/read_requests",
+        "quota_unit": "1/min/{project}", "service": "logging.googleapis.com"}
+    assert (raw.status_code, raw.json()["error"]["status"]) == (429, "RESOURCE_EXHAUSTED")
+    help_link = raw.json()["error"]["details"][1]
+    assert help_link == {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+        {"description": "Request a higher quota limit.", "url": "https://cloud.google.com/docs/quotas/help/request_increase"}]}
+
+
+async def test_an_entry_is_listed_only_once_the_ingestion_delay_has_passed() -> None:
+    """Logging stamps receiveTimestamp ("The time the log entry was received by Logging",
+    https://cloud.google.com/logging/docs/reference/v2/rest/v2/LogEntry) and an entry is not searchable at once."""
+    clock = Clock(datetime(2026, 11, 25, 8, 0, tzinfo=UTC).timestamp())
+    store = LogStore(limits=LoggingLimits(ingestion_delay_s=2.0), clock=clock)
+    listener = await start(Listener("logging", logging_app(store, consumer_number=NUMBER)))
+    written = {**request_log("nba-grading-service", "nba-grading-service-00003-grd", 0, 200),
+               "timestamp": "2026-11-25T07:59:59.500000Z"}
+    del written["receiveTimestamp"]
+    body = {"resourceNames": [f"projects/{PROJECT}"], "filter": 'timestamp>="2026-11-25T07:00:00Z"'}
+    try:
+        store.append(written)
+        clock.now += 1.9
+        early = (await post(listener.url, body)).json()
+        clock.now += 0.1
+        late = (await post(listener.url, body)).json()
+    finally:
+        await stop(listener)
+    assert early == {}
+    [entry] = late["entries"]
+    assert entry["receiveTimestamp"] == "2026-11-25T08:00:00.000000Z"
+    assert entry["timestamp"] == written["timestamp"]
+
+
+async def test_a_caller_without_logging_log_entries_list_is_refused() -> None:
+    """entries.list needs logging.logEntries.list on each parent in resourceNames
+    (https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list); the refusal reaches the client."""
+    asked: list[tuple[str, str]] = []
+
+    def only_our_project(permission: str, resource: str) -> None:
+        asked.append((permission, resource))
+        if resource != f"projects/{PROJECT}":
+            raise GoogleError("PERMISSION_DENIED", f"Permission '{permission}' denied on resource '{resource}' "
+                                                   "(or it may not exist).")
+
+    store = LogStore()
+    store.extend(LOGS)
+    listener = await start(Listener("logging", logging_app(store, consumer_number=NUMBER,
+                                                            authorize=only_our_project)))
+    try:
+        ours = logging.Client(project=PROJECT, credentials=AnonymousCredentials(), _use_grpc=False,
+                              client_options={"api_endpoint": listener.url})
+        theirs = logging.Client(project="someone-else", credentials=AnonymousCredentials(), _use_grpc=False,
+                                client_options={"api_endpoint": listener.url})
+        assert await listed(ours, filter_="jsonPayload:*")
+        with pytest.raises(exceptions.Forbidden, match=r"logging\.logEntries\.list' denied on resource "
+                                                       r"'projects/someone-else'") as refused:
+            await listed(theirs, filter_="jsonPayload:*")
+    finally:
+        await stop(listener)
+    assert refused.value.code == 403 and refused.value.response.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert asked == [("logging.logEntries.list", f"projects/{PROJECT}"),
+                     ("logging.logEntries.list", "projects/someone-else")]

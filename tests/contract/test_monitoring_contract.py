@@ -1,6 +1,11 @@
 """The Cloud Monitoring emulator: over gRPC, driven by google-cloud-monitoring's own client (it has no REST
 transport); over REST, by google-api-python-client's Monitoring v3 client and by raw calls whose JSON is
 checked against the monitoring.v3 discovery document. Both protocols answer from the same engine.
+
+The emulator runs with Google's figures: Cloud Run's request metrics are "Sampled every 60 seconds. After
+sampling, data is not visible for up to 180 seconds." (https://cloud.google.com/monitoring/api/metrics_gcp),
+and an alignment period "must be at least 60 seconds" (https://cloud.google.com/monitoring/api/ref_v3/rest/v3/
+projects.timeSeries/list#Aggregation). The traffic below is days old, so all of it is visible.
 """
 
 from __future__ import annotations
@@ -8,19 +13,24 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from aiohttp import web
+from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 from googleapiclient import discovery
 
-from sandbox.monitoring_api import CALLS, monitoring_app
+from sandbox.google_errors import GoogleError
+from sandbox.monitoring_api import CALLS, MonitoringGrpc, MonitoringLimits, monitoring_app
 from sandbox.serving import Listener, start, stop
 from sandbox.traffic import RequestRecord
 from tests.contract.schemas import assert_google
@@ -74,6 +84,16 @@ def aggregated(period: str, aligner: str, reducer: str | None = None, group_by: 
     if group_by:
         params["aggregation.groupByFields"] = list(group_by)
     return params
+
+
+class Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass
@@ -192,32 +212,50 @@ async def test_percentile_aligner_gives_one_gauge_per_series(emulator: Emulator)
     assert failing["points"][0]["value"]["doubleValue"] == pytest.approx(900, rel=0.15)
 
 
-async def test_raw_points_are_per_sampling_period_newest_first(emulator: Emulator) -> None:
+def test_the_defaults_are_the_published_figures() -> None:
+    """metrics_gcp, run: "Sampled every 60 seconds. After sampling, data is not visible for up to 180 seconds.";
+    Aggregation.alignment_period: "The value must be at least 60 seconds."."""
+    assert MonitoringLimits() == MonitoringLimits(min_alignment_period_s=60.0, sample_period_s=60.0,
+                                                  visibility_delay_s=180.0)
+
+
+async def test_raw_points_are_one_per_minute_newest_first(emulator: Emulator) -> None:
+    """Cloud Run samples request metrics every 60 s (https://cloud.google.com/monitoring/api/metrics_gcp): a raw
+    point is the DELTA of one minute, however many requests it holds."""
     filter_text = worker(LATENCIES, f'AND resource.labels.revision_name = "{CANARY}" '
                                     'AND metric.labels.response_code = "503"')
     body = await listed(emulator, query(LATENCIES, filter=filter_text))
     [series] = body["timeSeries"]
     assert series["metricKind"] == "DELTA" and series["valueType"] == "DISTRIBUTION"
-    ends = [point["interval"]["endTime"] for point in series["points"]]
-    assert ends == sorted(ends, reverse=True) and len(ends) == 24  # one 503 every 5 s
-    newest = series["points"][0]
-    assert newest["interval"] == {"startTime": "2026-11-25T08:01:55Z", "endTime": "2026-11-25T08:01:56Z"}
-    distribution = newest["value"]["distributionValue"]
-    assert distribution["count"] == "1" and distribution["mean"] == 900
-    assert sum(int(c) for c in distribution["bucketCounts"]) == 1
-
-
-async def test_cloud_run_sampling_gives_per_minute_points() -> None:
-    app = monitoring_app(lambda: RECORDS, PROJECT, NUMBER, REGION, sample_period=60.0)
-    listener = await start(Listener("monitoring", app))
+    assert [point["interval"] for point in series["points"]] == [
+        {"startTime": "2026-11-25T08:01:00Z", "endTime": "2026-11-25T08:02:00Z"},
+        {"startTime": "2026-11-25T08:00:00Z", "endTime": "2026-11-25T08:01:00Z"}]
+    distribution = series["points"][0]["value"]["distributionValue"]
+    assert distribution["count"] == "12" and distribution["mean"] == 900  # one slow 503 every 5 s
     extra = f'AND resource.labels.revision_name = "{STABLE}" AND metric.labels.response_code = "200"'
+    [counts] = (await listed(emulator, query(filter=worker(extra=extra))))["timeSeries"]
+    assert [(p["interval"]["startTime"], p["value"]["int64Value"]) for p in counts["points"]] == [
+        ("2026-11-25T08:01:00Z", "115"), ("2026-11-25T08:00:00Z", "115")]
+
+
+async def test_a_minute_is_visible_only_180_seconds_after_it_ends() -> None:
+    """"After sampling, data is not visible for up to 180 seconds" (https://cloud.google.com/monitoring/api/
+    metrics_gcp): the emulator always takes the full 180 s, the stricter reading."""
+    clock = Clock(T0 + 120 + 179)
+    app = monitoring_app(lambda: RECORDS, PROJECT, NUMBER, REGION, clock=clock)
+    listener = await start(Listener("monitoring", app))
+    params = query(start=T0, end=T0 + 600, filter=worker(extra=f'AND resource.labels.revision_name = "{STABLE}"'),
+                   **aggregated("60s", "ALIGN_DELTA", "REDUCE_SUM"))
     try:
-        body = await listed(Emulator(listener.url, app), query(filter=worker(extra=extra)))
+        early = await listed(Emulator(listener.url, app), params)
+        clock.now = T0 + 120 + 180
+        late = await listed(Emulator(listener.url, app), params)
     finally:
         await stop(listener)
-    [series] = body["timeSeries"]
-    assert [(p["interval"]["startTime"], p["value"]["int64Value"]) for p in series["points"]] == [
-        ("2026-11-25T08:01:00Z", "115"), ("2026-11-25T08:00:00Z", "115")]
+    assert [p["interval"]["endTime"] for p in early["timeSeries"][0]["points"]] == ["2026-11-25T08:01:00Z"]
+    assert [p["interval"]["endTime"] for p in late["timeSeries"][0]["points"]] == [
+        "2026-11-25T08:02:00Z", "2026-11-25T08:01:00Z"]
+    assert {p["value"]["int64Value"] for p in late["timeSeries"][0]["points"]} == {"120"}
 
 
 async def test_rates_means_and_cross_series_reducers(emulator: Emulator) -> None:
@@ -227,14 +265,14 @@ async def test_rates_means_and_cross_series_reducers(emulator: Emulator) -> None
         assert series["unit"] == "1/s" and series["metricKind"] == "GAUGE" and len(series["points"]) == 2
     assert {s["resource"]["labels"]["revision_name"]: [p["value"]["doubleValue"] for p in s["points"]]
             for s in rates["timeSeries"]} == {STABLE: [2.0, 2.0], CANARY: [1.0, 1.0]}
-    one_second = {"aggregation.alignmentPeriod": "120s", "aggregation.groupByFields": "resource.labels.revision_name"}
-    counts = await listed(emulator, query(**one_second, **{"aggregation.perSeriesAligner": "ALIGN_COUNT",
-                                                          "aggregation.crossSeriesReducer": "REDUCE_SUM"}))
-    assert by_label(counts, "revision_name") == {STABLE: 120 + 10, CANARY: 96 + 24}  # sample points, not requests
-    means = await listed(emulator, query(**one_second, **{"aggregation.perSeriesAligner": "ALIGN_MEAN",
-                                                         "aggregation.crossSeriesReducer": "REDUCE_MAX"}))
-    # the stable 200s: two a second, but one in the ten seconds with a 404
-    assert by_label(means, "revision_name") == {STABLE: pytest.approx(230 / 120), CANARY: 1.0}
+    two_minutes = {"aggregation.alignmentPeriod": "120s", "aggregation.groupByFields": "resource.labels.revision_name"}
+    counts = await listed(emulator, query(**two_minutes, **{"aggregation.perSeriesAligner": "ALIGN_COUNT",
+                                                           "aggregation.crossSeriesReducer": "REDUCE_SUM"}))
+    assert by_label(counts, "revision_name") == {STABLE: 2 + 2, CANARY: 2 + 2}  # sample points, not requests
+    means = await listed(emulator, query(**two_minutes, **{"aggregation.perSeriesAligner": "ALIGN_MEAN",
+                                                          "aggregation.crossSeriesReducer": "REDUCE_MAX"}))
+    # per series, the mean of its two one-minute counts; then the largest series of each revision
+    assert by_label(means, "revision_name") == {STABLE: 115.0, CANARY: 48.0}
     series_count = await listed(emulator, query(**aggregated("120s", "ALIGN_DELTA", "REDUCE_COUNT")))
     assert by_label(series_count, "project_id") == {PROJECT: 4}
     mean = await listed(emulator, query(LATENCIES, **aggregated("120s", "ALIGN_DELTA", "REDUCE_MEAN")))
@@ -243,11 +281,11 @@ async def test_rates_means_and_cross_series_reducers(emulator: Emulator) -> None
 
 
 async def test_secondary_aggregation_applies_to_the_first_ones_output(emulator: Emulator) -> None:
-    params = query(**aggregated("10s", "ALIGN_DELTA", "REDUCE_SUM"), **{
-        "secondaryAggregation.alignmentPeriod": "60s", "secondaryAggregation.perSeriesAligner": "ALIGN_MAX"})
+    params = query(**aggregated("60s", "ALIGN_DELTA", "REDUCE_SUM"), **{
+        "secondaryAggregation.alignmentPeriod": "120s", "secondaryAggregation.perSeriesAligner": "ALIGN_MAX"})
     [series] = (await listed(emulator, params))["timeSeries"]
     assert series["metricKind"] == "GAUGE" and series["valueType"] == "INT64"
-    assert [p["value"]["int64Value"] for p in series["points"]] == ["30", "30"]
+    assert [p["value"]["int64Value"] for p in series["points"]] == ["180"]  # the busier minute, not their sum
 
 
 @pytest.mark.parametrize(("condition", "revisions"), [
@@ -271,9 +309,7 @@ async def test_filters_select_series(emulator: Emulator, condition: str, revisio
 
 async def test_series_without_points_in_the_interval_are_left_out(emulator: Emulator) -> None:
     assert await listed(emulator, query(start=T0 - 600, end=T0 - 60)) == {}
-    later = await listed(emulator, query(start=T0 + 116, end=T0 + 120, filter=worker(
-        extra='AND metric.labels.response_code != "200"')))
-    assert later == {}  # the last 404 and 503 were in the second before 08:01:56
+    assert await listed(emulator, query(start=T0 + 120, end=T0 + 600)) == {}  # the last minute ended at 08:02
 
 
 async def test_paging_counts_points_and_continues_a_series(emulator: Emulator) -> None:
@@ -281,12 +317,12 @@ async def test_paging_counts_points_and_continues_a_series(emulator: Emulator) -
     whole = await listed(emulator, base)
     pages, token = [], ""
     while True:
-        page = await listed(emulator, {**base, "pageSize": "50", **({"pageToken": token} if token else {})})
+        page = await listed(emulator, {**base, "pageSize": "3", **({"pageToken": token} if token else {})})
         pages.append(page)
         token = page.get("nextPageToken", "")
         if not token:
             break
-    assert [[len(s["points"]) for s in page["timeSeries"]] for page in pages] == [[50], [46, 4], [20]]
+    assert [[len(s["points"]) for s in page["timeSeries"]] for page in pages] == [[2, 1], [1]]
     merged: dict[str, list[Any]] = {}
     for page in pages:
         for series in page["timeSeries"]:
@@ -321,7 +357,12 @@ async def test_a_project_is_named_by_id_or_number(emulator: Emulator) -> None:
      "The reducer cannot be applied to metrics with kind DELTA and value type DISTRIBUTION"),
     ({"aggregation.perSeriesAligner": "ALIGN_DELTA"}, "INVALID_ARGUMENT", "an alignment period is required"),
     ({"aggregation.crossSeriesReducer": "REDUCE_SUM"}, "INVALID_ARGUMENT", "needs an aligner other than ALIGN_NONE"),
-    (aggregated("0.5s", "ALIGN_DELTA"), "INVALID_ARGUMENT", "at least 1s"),
+    (aggregated("59s", "ALIGN_DELTA"), "INVALID_ARGUMENT",
+     'Field aggregation.alignmentPeriod had an invalid value of "59s": The alignment period must be greater than '
+     "or equal to 1 minute."),  # Google's words, spinnaker/spinnaker#3025
+    ({**aggregated("60s", "ALIGN_DELTA"), "secondaryAggregation.alignmentPeriod": "30s",
+      "secondaryAggregation.perSeriesAligner": "ALIGN_MAX"}, "INVALID_ARGUMENT",
+     'Field secondaryAggregation.alignmentPeriod had an invalid value of "30s"'),
     ({"aggregation.perSeriesAligner": "ALIGN_FASTEST"}, "INVALID_ARGUMENT",
      "Invalid value at 'aggregation.per_series_aligner' "
      "(type.googleapis.com/google.monitoring.v3.Aggregation.Aligner)"),
@@ -373,17 +414,16 @@ async def test_every_request_is_recorded(emulator: Emulator) -> None:
     assert ("$alt", "json;enum-encoding=int") in calls[0] and ("filter", worker()) in calls[0]
 
 
+def grpc_client(port: int) -> monitoring_v3.MetricServiceClient:
+    return monitoring_v3.MetricServiceClient(
+        transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(f"127.0.0.1:{port}")))
+
+
 async def test_the_real_grpc_client_gets_what_rest_answers(emulator: Emulator) -> None:
-    import grpc
-    from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
-
-    from sandbox.monitoring_api import MonitoringGrpc
-
     server = MonitoringGrpc(lambda: RECORDS, PROJECT, NUMBER, REGION)
     port = await server.start()
     try:
-        client = monitoring_v3.MetricServiceClient(
-            transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(f"127.0.0.1:{port}")))
+        client = grpc_client(port)
         request = {
             "name": f"projects/{PROJECT}", "filter": worker(),
             "interval": {"start_time": datetime.fromtimestamp(T0, UTC),
@@ -408,7 +448,40 @@ async def test_the_real_grpc_client_gets_what_rest_answers(emulator: Emulator) -
                 code_class = f"{record.status // 100}xx"
                 expected[code_class] = expected.get(code_class, 0) + 1
         assert by_class == expected
-        with pytest.raises(Exception, match=r"monitoring\.timeSeries\.list denied"):
+        with pytest.raises(exceptions.PermissionDenied, match=r"monitoring\.timeSeries\.list denied"):
             await asyncio.to_thread(lambda: list(client.list_time_series(request={**request, "name": "projects/x"})))
+        short = {**request, "aggregation": {**request["aggregation"], "alignment_period": {"seconds": 30}}}
+        refusal = ('Field aggregation.alignmentPeriod had an invalid value of "30s": The alignment period must be '
+                   "greater than or equal to 1 minute.")
+        with pytest.raises(exceptions.InvalidArgument, match=re.escape(refusal)):
+            await asyncio.to_thread(lambda: list(client.list_time_series(request=short)))
     finally:
         await server.stop()
+
+
+async def test_a_caller_without_monitoring_time_series_list_is_refused_on_both_protocols() -> None:
+    """timeSeries.list needs monitoring.timeSeries.list on the project named (https://cloud.google.com/monitoring/
+    api/ref_v3/rest/v3/projects.timeSeries/list); the refusal reaches the gRPC client as PermissionDenied and a
+    REST caller as 403 PERMISSION_DENIED."""
+    asked: list[tuple[str, str]] = []
+
+    def nobody(permission: str, resource: str) -> None:
+        asked.append((permission, resource))
+        raise GoogleError("PERMISSION_DENIED", f"Permission {permission} denied (or the resource may not exist).")
+
+    server = MonitoringGrpc(lambda: RECORDS, PROJECT, NUMBER, REGION, authorize=nobody)
+    port = await server.start()
+    app = monitoring_app(lambda: RECORDS, PROJECT, NUMBER, REGION, authorize=nobody)
+    listener = await start(Listener("monitoring", app))
+    request = {"name": f"projects/{NUMBER}", "filter": worker(),
+               "interval": {"end_time": datetime.fromtimestamp(T0 + 120, UTC)}}
+    try:
+        with pytest.raises(exceptions.PermissionDenied, match=r"monitoring\.timeSeries\.list denied"):
+            await asyncio.to_thread(lambda: list(grpc_client(port).list_time_series(request=request)))
+        over_rest = await get(Emulator(listener.url, app), query())
+    finally:
+        await server.stop()
+        await stop(listener)
+    assert (over_rest.status_code, over_rest.json()["error"]["status"]) == (403, "PERMISSION_DENIED")
+    assert asked == [("monitoring.timeSeries.list", f"projects/{NUMBER}"),
+                     ("monitoring.timeSeries.list", f"projects/{PROJECT}")]

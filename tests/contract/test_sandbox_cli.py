@@ -44,8 +44,12 @@ def test_headless_sandbox_writes_endpoints_keeps_secrets_and_exits_0_on_sigterm(
                          f"{name}/versions/latest:access").json()["payload"]["data"]
                 for name in ("slack-bot-token", "slack-signing-secret")
             ]
-            logged = http.post(f"{endpoints['logging_endpoint']}/v2/entries:list",
-                               json={"resourceNames": ["projects/nba-props-platform"], "pageSize": 5}).json()
+            # the simulated traffic's first entries are searchable once Logging's ingestion delay has passed
+            deadline = time.monotonic() + 10
+            while not (logged := http.post(f"{endpoints['logging_endpoint']}/v2/entries:list", json={
+                    "resourceNames": ["projects/nba-props-platform"], "pageSize": 5}).json()):
+                assert time.monotonic() < deadline, "no log entry became searchable"
+                time.sleep(0.5)
             assert logged["entries"][0]["resource"]["type"] == "cloud_run_revision"
     finally:
         process.send_signal(signal.SIGTERM)

@@ -1,4 +1,5 @@
-"""The Secret Manager emulator, driven by google-cloud-secret-manager's REST transport."""
+"""The Secret Manager emulator, driven by google-cloud-secret-manager's REST transport
+(https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1
 
 from bot.checksum import crc32c
+from sandbox.google_errors import GoogleError
+from sandbox.secretmanager import SecretManager, secretmanager_app
+from sandbox.serving import Listener, start, stop
 from sandbox.world import World
 from tests.conftest import client_options
 from tests.contract.schemas import assert_google
@@ -63,14 +67,74 @@ async def test_versions_are_added_accessed_by_number_and_disabled(
     await asyncio.to_thread(client.disable_secret_version, name=f"{secret.name}/versions/2")
     with pytest.raises(exceptions.BadRequest, match="DISABLED"):
         await asyncio.to_thread(client.access_secret_version, name=f"{secret.name}/versions/2")
-    latest = await asyncio.to_thread(client.access_secret_version, name=f"{secret.name}/versions/latest")
-    assert latest.payload.data == first
+    one = await asyncio.to_thread(client.access_secret_version, name=f"{secret.name}/versions/1")
+    assert one.payload.data == first
     versions = await asyncio.to_thread(lambda: list(client.list_secret_versions(parent=secret.name)))
     assert [(v.name.rsplit("/", 1)[1], v.state.name) for v in versions] == [("2", "DISABLED"), ("1", "ENABLED")]
 
     with pytest.raises(exceptions.BadRequest, match="checksum"):
         await asyncio.to_thread(client.add_secret_version, parent=secret.name,
                                 payload={"data": b"x", "data_crc32c": crc32c(b"y")})
+
+
+async def test_latest_is_the_newest_version_even_when_it_cannot_be_read(
+    world: World, client: secretmanager_v1.SecretManagerServiceClient
+) -> None:
+    """`latest` is "an alias to the most recently created SecretVersion" (https://cloud.google.com/secret-manager/
+    docs/reference/rest/v1/projects.secrets.versions/access): once that version is disabled or destroyed, reading
+    `latest` fails with FAILED_PRECONDITION, Google's "Secret Version [...] is in DISABLED state."
+    (external-secrets/external-secrets#4042), rather than falling back to the older, enabled version."""
+    secret = await asyncio.to_thread(client.create_secret, parent="projects/nba-props-platform",
+                                     secret_id="latest-test", secret={"replication": {"automatic": {}}})
+    for _ in range(2):
+        value = secrets.token_bytes(16)
+        await asyncio.to_thread(client.add_secret_version, parent=secret.name,
+                                payload={"data": value, "data_crc32c": crc32c(value)})
+    await asyncio.to_thread(client.disable_secret_version, name=f"{secret.name}/versions/2")
+    latest = "projects/nba-props-platform/secrets/latest-test/versions/latest"
+    with pytest.raises(exceptions.BadRequest) as disabled:
+        await asyncio.to_thread(client.access_secret_version, name=latest)
+    await asyncio.to_thread(client.destroy_secret_version, name=f"{secret.name}/versions/2")
+    with pytest.raises(exceptions.BadRequest) as destroyed:
+        await asyncio.to_thread(client.access_secret_version, name=latest)
+    number = world.run.project_number
+    assert disabled.value.message.endswith(
+        f": Secret Version [projects/{number}/secrets/latest-test/versions/2] is in DISABLED state.")
+    assert destroyed.value.message.endswith(
+        f": Secret Version [projects/{number}/secrets/latest-test/versions/2] is in DESTROYED state.")
+    assert disabled.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    described = await asyncio.to_thread(client.get_secret_version, name=latest)
+    assert (described.name.rsplit("/", 1)[1], described.state.name) == ("2", "DESTROYED")
+
+
+async def test_a_caller_without_versions_access_is_refused_before_any_lookup() -> None:
+    """:access needs secretmanager.versions.access on the version named (same page); the refusal reaches the
+    client, also for a secret that does not exist."""
+    asked: list[tuple[str, str]] = []
+
+    def nobody(permission: str, resource: str) -> None:
+        asked.append((permission, resource))
+        raise GoogleError("PERMISSION_DENIED", f"Permission '{permission}' denied for resource '{resource}' "
+                                               "(or it may not exist).")
+
+    manager = SecretManager("nba-props-platform", "123456789012", authorize=nobody)
+    manager.put("slack-bot-token", secrets.token_bytes(16))
+    listener = await start(Listener("secret_manager", secretmanager_app(manager)))
+    try:
+        client = secretmanager_v1.SecretManagerServiceClient(
+            transport="rest", credentials=AnonymousCredentials(), client_options=client_options(listener.url))
+        for name in ("slack-bot-token", "no-such-secret"):
+            with pytest.raises(exceptions.Forbidden, match=r"secretmanager\.versions\.access' denied"):
+                await asyncio.to_thread(client.access_secret_version,
+                                        name=f"projects/nba-props-platform/secrets/{name}/versions/latest")
+        described = await asyncio.to_thread(client.get_secret, name="projects/nba-props-platform/secrets/"
+                                                                   "slack-bot-token")
+    finally:
+        await stop(listener)
+    assert described.name == "projects/123456789012/secrets/slack-bot-token"  # only :access is guarded here
+    assert asked == [("secretmanager.versions.access", f"projects/nba-props-platform/secrets/{name}/versions/latest")
+                     for name in ("slack-bot-token", "no-such-secret")]
+    assert manager.accesses == []
 
 
 async def test_a_missing_secret_is_not_found(client: secretmanager_v1.SecretManagerServiceClient) -> None:
