@@ -32,16 +32,17 @@ class SignalCollector:
     async def collect(self, rollout: Rollout, view: ServiceView, now: datetime) -> Signals:
         start = rollout.stage_started_at or rollout.created_at
         url = view.uri if rollout.new_service else view.tag_urls.get(TAG)
+        audience = view.uri or None  # the service URL opens its tag URLs too
         analysing = rollout.state is State.ANALYSING
         complete = not analysing or now >= start + timedelta(seconds=rollout.plan.window_s)
         health, errors, requests, log_checks, http_checks = await asyncio.gather(
-            self._health(rollout, url),
+            self._health(rollout, url, audience),
             self._errors(rollout, start, now),
             self._requests(rollout, start, now, analysing),
             # A revision without traffic writes no application logs: log checks start with the first stage.
             asyncio.gather(*(self._log_check(rollout, spec, start, now) for spec in rollout.plan.log_checks
                              if analysing)),
-            asyncio.gather(*(self._http_check(rollout, spec, url) for spec in rollout.plan.http_checks)),
+            asyncio.gather(*(self._http_check(rollout, spec, url, audience) for spec in rollout.plan.http_checks)),
         )
         error_count, top, logs_problem = errors
         stats, metrics_problem = requests
@@ -50,10 +51,11 @@ class SignalCollector:
                        unavailable=tuple(p for p in (logs_problem, metrics_problem) if p),
                        expects_traffic=analysing)
 
-    async def _health(self, rollout: Rollout, url: str | None) -> ServiceHealth | None:
+    async def _health(self, rollout: Rollout, url: str | None, audience: str | None) -> ServiceHealth | None:
         if not url:
             return None
-        return classify(rollout.service, await self.prober.probe_service(url, self.paths[rollout.service]))
+        probes = await self.prober.probe_service(url, self.paths[rollout.service], audience=audience)
+        return classify(rollout.service, probes)
 
     async def _errors(self, rollout: Rollout, start: datetime,
                       now: datetime) -> tuple[int | None, tuple[str, ...], str]:
@@ -83,8 +85,10 @@ class SignalCollector:
             count, detail = None, str(exc)
         return LogCheckResult(spec.name, count, spec.at_least, spec.at_most, detail)
 
-    async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str | None) -> HttpCheckResult:
+    async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str | None,
+                          audience: str | None) -> HttpCheckResult:
         if not url:
             return HttpCheckResult(spec.name, spec.path, None, spec.expect_status, "no URL to call yet")
-        probe = await self.prober.probe("deep", url, spec.path, self.paths[rollout.service].timeout)
+        probe = await self.prober.probe("deep", url, spec.path, self.paths[rollout.service].timeout,
+                                        audience=audience)
         return HttpCheckResult(spec.name, spec.path, probe.status, spec.expect_status, probe.error)
