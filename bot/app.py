@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from starlette.applications import Starlette
 
 from bot.adapters.cloudrun import CloudRunGateway
+from bot.adapters.idtokens import IdTokens
 from bot.adapters.logs import LogsGateway
 from bot.adapters.metrics import MetricsGateway
 from bot.adapters.prober import Prober
@@ -58,7 +59,7 @@ def _listener(command: Command[Any], runtime: Runtime) -> Any:
 def build(config: Config, env: Environment, credentials: SlackCredentials, store: Store, runbooks: Runbooks,
           *, public_url: str, owner: str) -> Bot:
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
-    prober = Prober(concurrency=config.defaults.probe_concurrency)
+    prober = Prober(concurrency=config.defaults.probe_concurrency, tokens=IdTokens(env.metadata_host))
     engine = config.engine
     cloudrun = CloudRunGateway(config.project, config.region, env, call_timeout=engine.google_timeout)
     linker = RunbookLinker(config, runbooks, config.runbook_base_url or public_url)

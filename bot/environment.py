@@ -16,6 +16,7 @@ VARIABLES = {
     "google_credentials": "CHATOPS_GOOGLE_CREDENTIALS",
     "database_url": "CHATOPS_DATABASE_URL",
     "public_url": "CHATOPS_PUBLIC_URL",
+    "metadata_host": "GCE_METADATA_HOST",  # google-auth's own variable: the metadata server's host:port
 }
 
 
@@ -29,6 +30,7 @@ class Environment:
     google_credentials: str | None = None
     database_url: str | None = None
     public_url: str | None = None
+    metadata_host: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Environment:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.adapters.cloudrun import CloudRunUnavailable
+from bot.adapters.prober import Target
 from bot.config import Config
 from bot.domain.health import FleetHealth, Probe, ServiceHealth, Status, classify
 from bot.render.health import fleet_report, service_report
@@ -63,7 +64,9 @@ class Health(Command[HealthRequest]):
         started = time.perf_counter()
         names = list(runtime.config.services)
         known = [name for name in names if name in urls]
-        probed = await runtime.prober.probe_many([(urls[name], runtime.config.health_for(name)) for name in known])
+        # A service's URL is also the audience of the ID token that opens it.
+        probed = await runtime.prober.probe_many([Target(urls[name], runtime.config.health_for(name), urls[name])
+                                                  for name in known])
         found = {name: classify(name, probes) for name, probes in zip(known, probed, strict=True)}
         fleet = FleetHealth(tuple(found.get(name) or _missing(runtime, name) for name in names))
         messages = fleet_report(fleet, project=runtime.config.project, region=runtime.config.region,
@@ -93,5 +96,5 @@ async def _probe(runtime: Runtime, service: str, urls: dict[str, str]) -> tuple[
     url = urls.get(service)
     if url is None:
         return _missing(runtime, service), []
-    probes = await runtime.prober.probe_service(url, runtime.config.health_for(service))
+    probes = await runtime.prober.probe_service(url, runtime.config.health_for(service), audience=url)
     return classify(service, probes), probes

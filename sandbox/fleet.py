@@ -4,13 +4,21 @@ A service's URL is `<fleet>/<service>` and a tag's is `<fleet>/<tag>---<service>
 Run's `<tag>---<service>-<hash>.a.run.app`. Requests to the service URL are split by the routed
 traffic percentages; a tag URL always reaches its revision. Bodies follow the seeds' health module:
 overall status, the revision that answered (what `K_REVISION` says), and one entry per check.
+
+In front of every service sits Cloud Run's IAM check (https://cloud.google.com/run/docs/securing/managing-access,
+https://cloud.google.com/run/docs/authenticating/service-to-service): a service whose invoker policy does not
+admit allUsers answers, on its URL and on its tag URLs alike, only requests whose `Authorization: Bearer` ID
+token is valid, is meant for the service (its URL, https://cloud.google.com/run/docs/configuring/custom-audiences)
+and names a member that may invoke it. The simulated background traffic does not pass through here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +26,14 @@ from aiohttp import web
 
 from sandbox.behaviour import Behaviour, Behaviours
 from sandbox.cloudrun import CloudRun, rfc3339
+from sandbox.idtoken import InvalidToken
+
+MayInvoke = Callable[[str, str | None], bool]
+"""(service, the caller's email, or None for a caller without a token) -> may the caller invoke the service.
+`may_invoke(service, None)` is true exactly when the service's invoker policy admits allUsers."""
+
+Verify = Callable[[str], Mapping[str, Any]]
+"""A bearer token -> its claims, or InvalidToken when it is not a valid Google-signed ID token."""
 
 DEEP_ONLY = frozenset({"vegas_line_coverage", "heartbeat", "grading_completeness", "recent_predictions"})
 """Data-quality checks are too slow for a readiness probe; the seeds run them only at /health/deep."""
@@ -57,13 +73,42 @@ class ServiceSpec:
     requests_per_s: float = 2.0
 
 
+def _front_end_error(status: int, title: str, message: str) -> web.Response:
+    """Cloud Run's front end answers a refused request with an HTML page, never reaching the container.
+    Bodies as Cloud Run sends them: google/adk-python#3814 (401) and
+    GoogleCloudPlatform/cloud-code-intellij#3133 (403)."""
+    return web.Response(status=status, content_type="text/html", charset="utf-8", text=(
+        '<html><head>\n<meta http-equiv="content-type" content="text/html;charset=utf-8">\n'
+        f"<title>{status} {title}</title>\n</head>\n<body text=#000000 bgcolor=#ffffff>\n"
+        f"<h1>Error: {title}</h1>\n<h2>{message}</h2>\n<h2></h2>\n</body></html>\n"))
+
+
+def forbidden(path: str) -> web.Response:
+    """403: no credentials at all, or a valid token of a member without run.routes.invoke. Cloud Run logs the
+    first as "The request was not authenticated. Either allow unauthenticated invocations or set the proper
+    Authorization header." (kkom/gdrive-backup#36, a GET answered 403)."""
+    return _front_end_error(403, "Forbidden", f"Your client does not have permission to get URL "
+                                              f"<code>{html.escape(path)}</code> from this server.")
+
+
+def unauthorized(path: str) -> web.Response:
+    """401: a bearer token that cannot be accepted: not Google-signed, expired, or for another audience
+    (GoogleCloudPlatform/cloud-run-proxy#10: audience "demo" fails with 401;
+    GoogleCloudPlatform/cloud-networking-solutions#78: an `aud` that is not the service's URL gets 401)."""
+    return _front_end_error(401, "Unauthorized", f"Your client does not have permission to the requested URL "
+                                                 f"<code>{html.escape(path)}</code>.")
+
+
 @dataclass
 class Fleet:
     run: CloudRun
     behaviours: Behaviours
     specs: dict[str, ServiceSpec]
+    verify: Verify
+    may_invoke: MayInvoke
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     probes: int = 0
+    refused: int = 0
 
     def spec(self, service: str) -> ServiceSpec:
         return self.specs.get(service, ServiceSpec())
@@ -71,6 +116,33 @@ class Fleet:
     def behaviour(self, revision: str) -> Behaviour:
         found = self.run.revisions.get(revision)
         return self.behaviours.of(revision, found.image if found else "")
+
+    def audiences(self, service: str) -> frozenset[str]:
+        """What `aud` the service accepts: its URL, with or without the trailing slash Google's samples use
+        ("Example `audience` value (Cloud Run): https://my-cloud-run-service.run.app/",
+        https://cloud.google.com/run/docs/authenticating/service-to-service). The same audience serves the
+        tag URLs: audiences are set per service and apply to all its revisions (custom-audiences page).
+        Assumption, the stricter reading: a tag URL is not itself an accepted audience."""
+        url = self.run.url_for(service)
+        return frozenset({url, url + "/"})
+
+    def refusal(self, service: str, path: str, authorization: str | None) -> web.Response | None:
+        """Cloud Run's IAM check in front of a service: None lets the request through."""
+        if self.may_invoke(service, None):
+            return None
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return forbidden(path)
+        try:
+            claims = self.verify(token.strip())
+        except InvalidToken:
+            return unauthorized(path)
+        if claims.get("aud") not in self.audiences(service):
+            return unauthorized(path)
+        email = claims.get("email")
+        if not isinstance(email, str) or not self.may_invoke(service, email):
+            return forbidden(path)
+        return None
 
     def pick_revision(self, service: str) -> str | None:
         """A request to the service URL lands on a revision in proportion to the routed percentages."""
@@ -125,6 +197,10 @@ def fleet_app(fleet: Fleet) -> web.Application:
                                 text="<html><body><h1>Error: Page not found</h1><p>The requested URL was "
                                      "not found on this server.</p></body></html>")
         service, tagged = resolved
+        refused = fleet.refusal(service, path, request.headers.get("Authorization"))
+        if refused is not None:
+            fleet.refused += 1
+            return refused
         revision = tagged or fleet.pick_revision(service)
         if revision is None:
             return web.Response(status=503, text="Service Unavailable: no revision is serving traffic.")

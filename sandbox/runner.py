@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sandbox.world import World, WorldOptions
 
 PORT_NAMES = ("cloud_run", "secret_manager", "logging", "monitoring", "monitoring_grpc", "slack_api", "slack_user",
-              "control", "fleet")
+              "control", "fleet", "metadata")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,8 +95,13 @@ def free_port() -> int:
 
 
 def bot_environment(world: World, database_url: str) -> dict[str, str]:
-    """What `chatops serve` needs to live in this world instead of Google's and Slack's."""
+    """What `chatops serve` needs to live in this world instead of Google's and Slack's.
+
+    GCE_METADATA_HOST and GCE_METADATA_IP are the variables google-auth reads to find the metadata server
+    (google/auth/environment_vars.py): host:port, no scheme.
+    """
     urls = world.endpoints()
+    metadata = urls["metadata_url"].removeprefix("http://")
     return {
         "CHATOPS_SLACK_API_URL": urls["slack_api_url"],
         "CHATOPS_CLOUD_RUN_ENDPOINT": urls["cloud_run_endpoint"],
@@ -105,6 +110,8 @@ def bot_environment(world: World, database_url: str) -> dict[str, str]:
         "CHATOPS_MONITORING_ENDPOINT": urls["monitoring_endpoint"],
         "CHATOPS_GOOGLE_CREDENTIALS": "anonymous",
         "CHATOPS_DATABASE_URL": database_url,
+        "GCE_METADATA_HOST": metadata,
+        "GCE_METADATA_IP": metadata,
     }
 
 

@@ -22,9 +22,11 @@ from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
 from sandbox.control import control_app
 from sandbox.fleet import Fleet, ServiceSpec, fleet_app
+from sandbox.idtoken import IdentityLimits, IdTokenIssuer
 from sandbox.limits import Limits
 from sandbox.logging_api import logging_app
 from sandbox.logstore import LogStore
+from sandbox.metadata import MetadataServer, metadata_app
 from sandbox.monitoring_api import MonitoringGrpc, MonitoringLimits, monitoring_app
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
@@ -49,6 +51,20 @@ class WorldOptions:
     slack_burst: int = 5
 
 
+@dataclass
+class InvokerStandIn:
+    """STAND-IN, to be replaced by the invoker policies of sandbox/iam.py (`Iam.may_invoke`): every service is
+    private, as Cloud Run deploys them ("All Cloud Run services are deployed privately by default",
+    https://cloud.google.com/run/docs/securing/authenticating), unless a test lists it in `public` (allUsers
+    holds roles/run.invoker); `members` may invoke every private service."""
+
+    members: set[str]
+    public: set[str] = field(default_factory=set)
+
+    def may_invoke(self, service: str, email: str | None) -> bool:
+        return service in self.public or (email is not None and email in self.members)
+
+
 def _bot_token() -> str:
     return f"xoxb-{secrets.randbelow(10**12):012d}-{secrets.randbelow(10**13):013d}-{secrets.token_urlsafe(18)}"
 
@@ -66,6 +82,12 @@ class World:
         self.limits.register("logging", self.logs.limits)
         self.monitoring_limits = MonitoringLimits()
         self.limits.register("monitoring", self.monitoring_limits)
+        # The bot's identity, until the IAM helper's `world.iam.email` takes it over.
+        self.service_account = f"chatops@{config.project}.iam.gserviceaccount.com"
+        self.identity_limits = IdentityLimits()
+        self.limits.register("identity", self.identity_limits)
+        self.id_tokens = IdTokenIssuer(self.identity_limits)
+        self.invokers = InvokerStandIn(members={self.service_account})
         self._tasks: list[asyncio.Task[None]] = []
         self._fleet_url = ""
         self.run = CloudRun(config.project, config.region, url_for=lambda host: f"{self._fleet_url}/{host}",
@@ -78,7 +100,9 @@ class World:
                               deep=config.health_for(name).deep,
                               requests_per_s=self.options.requests_per_s)
             for name, service in config.services.items()
-        })
+        }, verify=self.id_tokens.verify, may_invoke=self.invokers.may_invoke)
+        self.metadata = MetadataServer(config.project, self.run.project_number, config.region, self.service_account,
+                                       self.id_tokens)
         self.secret_manager = SecretManager(config.project, self.run.project_number)
         self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
         self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
@@ -122,6 +146,7 @@ class World:
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region, limits=self.monitoring_limits),
             "slack_api": slack_api_app(self.workspace),
+            "metadata": metadata_app(self.metadata),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state),
         }
         for name, app in apps.items():
@@ -136,6 +161,7 @@ class World:
     def _extra_state(self) -> dict[str, Any]:
         return {"log_entries": len(self.logs), "secret_accesses": len(self.secret_manager.accesses),
                 "monitoring_queries": len(self.monitoring.calls),
+                "id_tokens_issued": self.metadata.identity_requests, "fleet_refused": self.fleet.refused,
                 "slack_api": dict(self.workspace.calls)}
 
     def endpoints(self) -> dict[str, Any]:
@@ -150,6 +176,7 @@ class World:
             "monitoring_rest_endpoint": urls["monitoring"],
             "control_url": urls["control"],
             "fleet_url": urls["fleet"],
+            "metadata_url": urls["metadata"],
             "project": self.config.project,
             "region": self.config.region,
             "channels": {c.name: c.id for c in self.workspace.channels.values()},

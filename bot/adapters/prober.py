@@ -2,6 +2,11 @@
 
 httpx's API on aiohttp's connection pool: httpx's own async pool collapses above a few dozen
 connections (encode/httpx#3215), and `/health all` over a large fleet needs a hundred in flight.
+
+Private services answer only callers that send an ID token for the service's URL, on the service URL and
+on its tag URLs alike (https://cloud.google.com/run/docs/authenticating/service-to-service): each probe
+names that audience and carries a token when one can be had. Cloud Run's own refusals (401, 403, an HTML
+page from its front end) are described in words that say what to do.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -21,21 +28,40 @@ from bot.domain.health import Endpoint, Probe
 _MAX_BODY = 256 * 1024
 
 
+class TokenSource(Protocol):
+    async def token(self, audience: str) -> str | None:
+        """An ID token for the audience, or None when none can be had; never raises."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One service to probe: where, which paths, and the audience its ID token must name (None: send none)."""
+
+    url: str
+    paths: HealthPaths
+    audience: str | None
+
+
 class Prober:
-    def __init__(self, concurrency: int = 100, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, concurrency: int = 100, transport: httpx.AsyncBaseTransport | None = None,
+                 tokens: TokenSource | None = None) -> None:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(transport=transport or AiohttpTransport(limits=limits),
                                          headers={"User-Agent": "chatops-prober/1"}, follow_redirects=False)
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
+        self._tokens = tokens
 
-    async def probe(self, endpoint: Endpoint, base_url: str, path: str, limit_s: float, *, audience: str = "") -> Probe:
+    async def probe(self, endpoint: Endpoint, base_url: str, path: str, limit_s: float, *,
+                    audience: str | None) -> Probe:
         url = base_url.rstrip("/") + path
+        token = await self._tokens.token(audience) if self._tokens is not None and audience else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with self._slots:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(limit_s):
-                    response = await self._client.get(url, timeout=limit_s)
+                    response = await self._client.get(url, timeout=limit_s, headers=headers)
             except TimeoutError:
                 return Probe(endpoint, path, url, None, limit_s * 1000, error=f"timed out after {limit_s:g} s")
             except httpx.HTTPError as exc:
@@ -50,15 +76,16 @@ class Prober:
             except ValueError:
                 parsed = None
             body = parsed if isinstance(parsed, dict) else None
-        return Probe(endpoint, path, url, response.status_code, elapsed, body)
+        refused = _refusal(response.status_code, sent_token=token is not None) if body is None else ""
+        return Probe(endpoint, path, url, response.status_code, elapsed, body, error=refused)
 
-    async def probe_service(self, base_url: str, paths: HealthPaths, *, audience: str = "") -> list[Probe]:
+    async def probe_service(self, base_url: str, paths: HealthPaths, *, audience: str | None) -> list[Probe]:
         endpoints: Sequence[tuple[Endpoint, str]] = (
             ("liveness", paths.liveness), ("readiness", paths.readiness), ("deep", paths.deep))
         return list(await asyncio.gather(*(
-            self.probe(endpoint, base_url, path, paths.timeout) for endpoint, path in endpoints)))
+            self.probe(endpoint, base_url, path, paths.timeout, audience=audience) for endpoint, path in endpoints)))
 
-    async def probe_many(self, targets: Sequence[tuple[str, HealthPaths]]) -> list[list[Probe]]:
+    async def probe_many(self, targets: Sequence[Target]) -> list[list[Probe]]:
         """Probe many services from a fixed pool of workers, in the order given.
 
         A thousand services then start a few dozen tasks rather than four thousand at once: creating those
@@ -68,14 +95,32 @@ class Prober:
         pending = iter(enumerate(targets))
 
         async def worker() -> None:
-            for index, (url, paths) in pending:  # one iterator shared by every worker: each target taken once
-                results[index] = await self.probe_service(url, paths)
+            for index, target in pending:  # one iterator shared by every worker: each target taken once
+                results[index] = await self.probe_service(target.url, target.paths, audience=target.audience)
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(len(targets), self._concurrency // 3)))))
         return results
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _refusal(status: int, *, sent_token: bool) -> str:
+    """Cloud Run's front end refusing the bot, in words that say what to do; "" for any other answer.
+
+    403 without a token: the service is private (https://cloud.google.com/run/docs/securing/managing-access);
+    403 with one: the token's member lacks roles/run.invoker; 401: the token itself was not accepted (another
+    audience, expired), https://cloud.google.com/run/docs/authenticating/service-to-service.
+    """
+    if status == 403 and sent_token:
+        return ("403 Forbidden: the bot's service account may not invoke this service "
+                "(grant it roles/run.invoker on it)")
+    if status == 403:
+        return ("403 Forbidden: the service is private and the bot had no ID token to send "
+                "(is the metadata server reachable?)")
+    if status == 401:
+        return "401 Unauthorized: Cloud Run did not accept the bot's ID token for this service"
+    return ""
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -30,7 +30,8 @@ class Status(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Probe:
-    """One HTTP request to one health endpoint. `status` is None when no HTTP answer came back."""
+    """One HTTP request to one health endpoint. `status` is None when no HTTP answer came back; `error` says
+    why there is no usable answer: none came, or Cloud Run refused the bot (then `status` is its 401 or 403)."""
 
     endpoint: Endpoint
     path: str
@@ -109,8 +110,10 @@ def checks_of(probe: Probe) -> list[Check]:
 
 def _probe_problem(probe: Probe) -> Check:
     """A probe that failed without naming a check still needs a line in the report."""
-    if probe.status is None:
-        detail = probe.error or "no answer"
+    if probe.error:
+        detail = probe.error
+    elif probe.status is None:
+        detail = "no answer"
     elif probe.body is None:
         detail = f"HTTP {probe.status} without a JSON body"
     else:
@@ -121,10 +124,11 @@ def _probe_problem(probe: Probe) -> Check:
 def classify(service: str, probes: Sequence[Probe]) -> ServiceHealth:
     by_endpoint = {p.endpoint: p for p in probes}
     liveness = by_endpoint.get("liveness")
-    answered = [p for p in probes if p.status is not None]
+    # An answer with an error is Cloud Run's front end refusing the bot: the service itself said nothing.
+    answered = [p for p in probes if p.status is not None and not p.error]
     latency = max((p.latency_ms for p in probes), default=0.0)
     revision = next((str(p.body["revision"]) for p in answered if p.body and p.body.get("revision")), "")
-    if liveness is None or liveness.status is None:
+    if liveness is None or liveness.status is None or liveness.error:
         why = liveness.error if liveness is not None and liveness.error else "no answer"
         if not answered:
             return ServiceHealth(service, Status.UNREACHABLE, why, (), revision, latency)

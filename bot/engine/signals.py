@@ -111,7 +111,7 @@ class SignalCollector:
     async def _signals(self, window: _Window, now: datetime) -> Collected:
         rollout = window.rollout
         url = window.view.uri if rollout.new_service else window.view.tag_urls.get(TAG)
-        audience = window.view.uri
+        audience = window.view.uri or None  # the service URL opens its tag URLs too
         logs_in = window.tally.read_until >= (window.end if window.analysing
                                               else (rollout.progress_at or rollout.created_at))
         gave_up = bool(window.problem) and now >= window.end + self.log_lag
@@ -135,7 +135,7 @@ class SignalCollector:
             second_opinion=second[0], second_opinion_note=second[1])
         return Collected(signals, tally)
 
-    async def _health(self, rollout: Rollout, url: str | None, audience: str) -> ServiceHealth | None:
+    async def _health(self, rollout: Rollout, url: str | None, audience: str | None) -> ServiceHealth | None:
         if not url:
             return None
         return classify(rollout.service, await self.prober.probe_service(url, self.paths[rollout.service],
@@ -157,7 +157,7 @@ class SignalCollector:
         return LogCheckResult(spec.name, count, spec.at_least, spec.at_most, detail)
 
     async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str | None,
-                          audience: str) -> HttpCheckResult:
+                          audience: str | None) -> HttpCheckResult:
         if not url:
             return HttpCheckResult(spec.name, spec.path, None, spec.expect_status, "no URL to call yet")
         probe = await self.prober.probe("deep", url, spec.path, self.paths[rollout.service].timeout,

@@ -28,8 +28,15 @@ async def raw(world: World, method: str, path: str, **kwargs: Any) -> httpx.Resp
         return await client.request(method, path, **kwargs)
 
 
-async def fleet_json(url: str) -> tuple[int, dict[str, Any]]:
-    async with httpx.AsyncClient() as client:
+def as_the_bot(world: World, service: str) -> dict[str, str]:
+    """The fleet's services are private (Cloud Run's default): callers send an ID token for the service's URL,
+    https://cloud.google.com/run/docs/authenticating/service-to-service."""
+    token = world.id_tokens.mint(audience=world.run.url_for(service), email=world.service_account)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def fleet_json(world: World, service: str, url: str) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(headers=as_the_bot(world, service)) as client:
         response = await client.get(url)
         return response.status_code, response.json()
 
@@ -105,10 +112,10 @@ async def test_canary_deploy_creates_a_tagged_revision_at_zero_percent(
     tag_url = next(s.uri for s in after.traffic_statuses if s.tag == "canary")
     assert tag_url == f"{world.url('fleet')}/canary---prediction-coordinator"
 
-    status, body = await fleet_json(f"{tag_url}/health")
+    status, body = await fleet_json(world, "prediction-coordinator", f"{tag_url}/health")
     assert (status, body["revision"], body["version"]) == (200, candidate, "v3")
     for _ in range(5):
-        _, body = await fleet_json(f"{after.uri}/health")
+        _, body = await fleet_json(world, "prediction-coordinator", f"{after.uri}/health")
         assert body["revision"] == stable
 
 
@@ -183,21 +190,21 @@ async def test_health_endpoints_reflect_what_the_control_api_declares(world: Wor
         response = await control.patch(f"/revisions/{revision}",
                                        json={"failing_checks": ["firestore", "redis"]})
         assert response.status_code == 200
-        status, body = await fleet_json(f"{url}/ready")
+        status, body = await fleet_json(world, "nba-admin-dashboard", f"{url}/ready")
         assert status == 503 and body["status"] == "unhealthy" and body["revision"] == revision
         failing = {c["name"]: c["detail"] for c in body["checks"] if c["status"] == "fail"}
         assert set(failing) == {"firestore", "redis"}
         assert "Deadline Exceeded" in failing["firestore"]
 
         assert (await control.patch(f"/revisions/{revision}", json={"failing_checks": [], "down": True})).is_success
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(headers=as_the_bot(world, "nba-admin-dashboard")) as client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.get(f"{url}/health")
 
         refused = await control.patch(f"/revisions/{revision}", json={"error_rate": 3})
         assert refused.status_code == 400 and "error_rate" in refused.json()["error"]
         assert (await control.patch(f"/revisions/{revision}", json={"down": False})).is_success
-        status, body = await fleet_json(f"{url}/ready")
+        status, body = await fleet_json(world, "nba-admin-dashboard", f"{url}/ready")
         assert status == 200 and {c["status"] for c in body["checks"]} == {"pass"}
 
 

@@ -1,4 +1,5 @@
-"""The prober over real HTTP: bounded concurrency, order kept, failures described rather than raised."""
+"""The prober over real HTTP: bounded concurrency, order kept, failures described rather than raised, and
+private services called with the bot's ID token."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from google.cloud import run_v2
 
-from bot.adapters.prober import Prober
+from bot.adapters.idtokens import IdTokens
+from bot.adapters.prober import Prober, Target
 from bot.config import HealthPaths
+from bot.domain.health import Status, classify
+from sandbox.runner import bot_environment
 from sandbox.serving import Listener, start, stop
+from sandbox.world import World
 
 
 class Counting:
@@ -47,7 +53,7 @@ async def test_many_services_are_probed_in_order_never_above_the_limit(server: t
     url, counting = server
     prober = Prober(concurrency=9)
     try:
-        results = await prober.probe_many([(f"{url}/svc-{i}", HealthPaths()) for i in range(40)])
+        results = await prober.probe_many([Target(f"{url}/svc-{i}", HealthPaths(), None) for i in range(40)])
     finally:
         await prober.aclose()
     assert [probes[0].body["revision"] for probes in results if probes[0].body] == [f"svc-{i}" for i in range(40)]
@@ -59,11 +65,74 @@ async def test_a_dropped_connection_and_a_timeout_are_described(server: tuple[st
     url, _ = server
     prober = Prober(concurrency=4)
     try:
-        dropped = await prober.probe("liveness", f"{url}/dead", "/health", 2.0)
-        slow = await prober.probe("liveness", f"{url}/slow", "/health", 0.005)
-        refused = await prober.probe("liveness", "http://127.0.0.1:1", "/health", 2.0)
+        dropped = await prober.probe("liveness", f"{url}/dead", "/health", 2.0, audience=None)
+        slow = await prober.probe("liveness", f"{url}/slow", "/health", 0.005, audience=None)
+        refused = await prober.probe("liveness", "http://127.0.0.1:1", "/health", 2.0, audience=None)
     finally:
         await prober.aclose()
     assert dropped.status is None and dropped.error.startswith("no answer")
     assert slow.status is None and slow.error == "timed out after 0.005 s"
     assert refused.status is None and refused.error.startswith("connection failed")
+
+
+@pytest.fixture
+async def bot_prober(world: World) -> AsyncIterator[Prober]:
+    """The prober as the bot builds it in the sandbox: ID tokens from the world's metadata server."""
+    prober = Prober(concurrency=6, tokens=IdTokens(bot_environment(world, "sqlite://")["GCE_METADATA_HOST"]))
+    yield prober
+    await prober.aclose()
+
+
+@pytest.fixture
+async def tagged(services_client: run_v2.ServicesClient) -> AsyncIterator[str]:
+    """A private service deployed with a tag on its revision, as a canary deploy tags its candidate."""
+    parent = "projects/nba-props-platform/locations/us-west2"
+    template = run_v2.RevisionTemplate(containers=[run_v2.Container(image="us-docker.pkg.dev/p/r/tagged:v1")])
+    latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    service = run_v2.Service(template=template, traffic=[run_v2.TrafficTarget(type_=latest, percent=100, tag="probe")])
+    await asyncio.to_thread(lambda: services_client.create_service(
+        parent=parent, service=service, service_id="tagged-prober").result(timeout=30))
+    yield "tagged-prober"
+    await asyncio.to_thread(lambda: services_client.delete_service(
+        name=f"{parent}/services/tagged-prober").result(timeout=30))
+
+
+async def test_a_private_service_is_probed_with_the_bots_id_token_on_its_url_and_its_tag_url(
+        world: World, bot_prober: Prober, tagged: str) -> None:
+    """The audience is the service URL for both (https://cloud.google.com/run/docs/configuring/custom-audiences:
+    audiences are per service); one token serves all three endpoints and both URLs."""
+    url, tag_url = world.run.url_for(tagged), world.run.tag_url(tagged, "probe")
+    minted = world.metadata.identity_requests
+    on_url = await bot_prober.probe_service(url, HealthPaths(), audience=url)
+    on_tag = await bot_prober.probe_service(tag_url, HealthPaths(), audience=url)
+    assert [p.status for p in on_url + on_tag] == [200] * 6, [p.error for p in on_url + on_tag]
+    assert classify(tagged, on_url).status is Status.HEALTHY
+    assert world.metadata.identity_requests == minted + 1
+
+
+async def test_a_403_says_to_grant_the_bot_run_invoker(world: World, bot_prober: Prober) -> None:
+    """A valid token of a member without roles/run.invoker is refused with 403
+    (https://cloud.google.com/run/docs/securing/managing-access): /health says what to grant, and does not
+    call the service unhealthy, since the service itself never answered."""
+    service = "nba-grading-service"
+    url = world.run.url_for(service)
+    world.invokers.members.discard(world.service_account)
+    try:
+        probes = await bot_prober.probe_service(url, HealthPaths(), audience=url)
+    finally:
+        world.invokers.members.add(world.service_account)
+    assert {p.status for p in probes} == {403}
+    health = classify(service, probes)
+    assert health.status is Status.UNREACHABLE
+    assert health.reason == ("403 Forbidden: the bot's service account may not invoke this service "
+                             "(grant it roles/run.invoker on it)")
+
+
+async def test_without_a_metadata_server_probes_go_out_without_a_token_and_say_so(world: World) -> None:
+    url = world.run.url_for("nba-admin-dashboard")
+    prober = Prober(concurrency=3, tokens=IdTokens("127.0.0.1:1"))
+    try:
+        probe = await prober.probe("liveness", url, "/health", 2.0, audience=url)
+    finally:
+        await prober.aclose()
+    assert probe.status == 403 and "no ID token" in probe.error

@@ -37,7 +37,14 @@ def test_headless_sandbox_writes_endpoints_keeps_secrets_and_exits_0_on_sigterm(
             assert len(state["services"]) == 7
             service = http.get(f"{endpoints['cloud_run_endpoint']}/v2/projects/nba-props-platform/locations/"
                                "us-west2/services/prediction-worker").json()
-            assert http.get(f"{service['uri']}/health").json()["status"] == "healthy"
+            # The fleet is private (Cloud Run's default): an ID token for the service URL from the metadata
+            # server opens it (https://cloud.google.com/run/docs/authenticating/service-to-service).
+            assert http.get(f"{service['uri']}/health").status_code == 403
+            token = http.get(f"{endpoints['metadata_url']}/computeMetadata/v1/instance/service-accounts/default/"
+                             "identity", params={"audience": service["uri"], "format": "full"},
+                             headers={"Metadata-Flavor": "Google"}).text
+            answer = http.get(f"{service['uri']}/health", headers={"Authorization": f"Bearer {token}"})
+            assert answer.json()["status"] == "healthy"
             assert http.post(f"{endpoints['slack_api_url']}auth.test").json()["error"] == "not_authed"
             secrets = [
                 http.get(f"{endpoints['secret_manager_endpoint']}/v1/projects/nba-props-platform/secrets/"

@@ -90,6 +90,39 @@ async def test_health_of_one_service_shows_every_check_latency_and_revision(flee
     assert "*/health/deep* · HTTP 200" in text and " ms" in text
 
 
+async def test_a_private_service_is_healthy_to_the_bot_and_closed_to_a_caller_without_a_token(
+        fleet: Scenario) -> None:
+    """The fleet's services are private (Cloud Run's default, https://cloud.google.com/run/docs/securing/authenticating):
+    the bot gets an ID token for the service URL from the metadata server and is let in
+    (https://cloud.google.com/run/docs/authenticating/service-to-service); a caller without one gets 403."""
+    service = "prediction-coordinator"
+    assert service not in fleet.world.invokers.public
+    before = await fleet.latest_ts()
+    await fleet.command("oncall", f"/health {service}")
+    report = await fleet.wait_for("oncall", lambda m: m["kind"] == "message"
+                                  and m["text"].startswith(f"{service} is"), after=before)
+    assert report["text"].startswith(f"{service} is healthy")
+    assert fleet.world.metadata.identity_requests >= 1
+    anonymous = await fleet.http.get(fleet.world.run.url_for(service) + "/health")
+    assert anonymous.status_code == 403
+
+
+async def test_when_the_bot_may_not_invoke_a_service_health_says_what_to_grant(fleet: Scenario) -> None:
+    """A valid token of a member without roles/run.invoker gets 403
+    (https://cloud.google.com/run/docs/securing/managing-access); the service is not called unhealthy."""
+    service = "nba-admin-dashboard"
+    fleet.world.invokers.members.discard(fleet.world.service_account)
+    try:
+        before = await fleet.latest_ts()
+        await fleet.command("oncall", f"/health {service}")
+        report = await fleet.wait_for("oncall", lambda m: m["kind"] == "message"
+                                      and m["text"].startswith(f"{service} is"), after=before)
+    finally:
+        fleet.world.invokers.members.add(fleet.world.service_account)
+    assert report["text"].startswith(f"{service} is unreachable")
+    assert "grant it roles/run.invoker on it" in text_of(report)
+
+
 @pytest.mark.parametrize(("typed", "says"), [
     ("/health nope", "there is no service `nope`"),
     ("/health", "which service?"),

@@ -84,3 +84,12 @@ def test_a_fleet_orders_worst_first() -> None:
     ))
     assert [s.service for s in fleet.ordered()] == ["b", "c", "a"]
     assert fleet.count(Status.HEALTHY) == 1
+
+
+def test_a_refusal_by_cloud_runs_front_end_is_unreachable_with_its_words_not_unhealthy() -> None:
+    """Cloud Run answered 403 for the service: the service itself said nothing, so nothing is known of its health."""
+    words = "403 Forbidden: the bot's service account may not invoke this service (grant it roles/run.invoker on it)"
+    refused = [Probe(e, PATHS[e], "http://svc" + PATHS[e], 403, 5.0, None, words)
+               for e in ("liveness", "readiness", "deep")]
+    health = classify("svc", refused)
+    assert health.status is Status.UNREACHABLE and health.reason == words
