@@ -103,6 +103,13 @@ class HttpCheck(Strict):
     runbook_step: str | None = None
 
 
+DEFAULT_ERROR_FILTER = ('severity>=ERROR OR (log_id("run.googleapis.com/stderr") AND '
+                        'textPayload=~"^(ERROR|CRITICAL|Traceback)")')
+"""Error lines as Cloud Run records them: a JSON line carries its own severity, but a plain-text line gets none
+(DEFAULT), stderr included (https://cloud.google.com/logging/docs/structured-logging), so a service that prints
+`ERROR ...` or a traceback is only seen by what the line says."""
+
+
 class InsufficientTraffic(Strict):
     """What a window with fewer than `min_requests` requests leads to."""
 
@@ -120,7 +127,7 @@ class CanaryPolicy(Strict):
     max_error_logs: int = Field(default=0, ge=0)
     progress_deadline: Seconds = 600.0
     insufficient_traffic: InsufficientTraffic = InsufficientTraffic()
-    error_filter: str = Field(default="severity>=ERROR", min_length=1,
+    error_filter: str = Field(default=DEFAULT_ERROR_FILTER, min_length=1,
                               description="a Logging filter: which of the candidate's entries are error lines")
     log_checks: tuple[LogCheck, ...] = ()
     http_checks: tuple[HttpCheck, ...] = ()

@@ -78,7 +78,7 @@ def sandbox_config(config_path: Path, workdir: Path, window_s: float) -> Path:
         for service in data.get("services", {}).values():
             if isinstance(service.get("canary"), dict):
                 service["canary"].pop("window", None)
-        data["engine"] = {"interval": min(1.0, window_s / 8), "lease": 10.0, "google_timeout": 4.0, "log_lag": 1.0}
+        data["engine"] = {"interval": min(1.0, window_s / 8), "lease": 10.0, "google_timeout": 4.0, "log_lag": 2.5}
     target = workdir / "chatops.yaml"
     target.write_text(yaml.safe_dump(data, sort_keys=False))
     runbooks = workdir / "runbooks"

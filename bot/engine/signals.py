@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.adapters.cloudrun import ServiceView
 from bot.adapters.logs import DEFAULT_ERRORS, EvidenceWindow, LogsGateway, LogsQuotaExceeded, LogsUnavailable
@@ -51,6 +51,7 @@ class _Window:
     end: datetime  # the window's end, or far ahead while verifying
     tally: Tally
     until: datetime  # how far this tick may read: the window's end, or now minus the ingestion lag
+    needed: datetime  # how far the logs must be read for the window to be judged
     problem: str = ""
 
     @property
@@ -71,10 +72,12 @@ class SignalCollector:
         self.metrics_delay = timedelta(seconds=metrics_delay_s)
         self.error_filters = dict(error_filters or {})
         self._second: dict[tuple[int, int], tuple[datetime, Requests | None, str]] = {}
+        self._early_every = timedelta(seconds=120 / budget.per_minute)
+        self._last_read = datetime.min.replace(tzinfo=UTC)
 
     async def collect(self, due: Sequence[tuple[Rollout, ServiceView]], now: datetime) -> list[Collected]:
         windows = [self._window(rollout, view, now) for rollout, view in due]
-        await self._read_evidence(windows)
+        await self._read_evidence(windows, now)
         return list(await asyncio.gather(*(self._signals(window, now) for window in windows)))
 
     def _window(self, rollout: Rollout, view: ServiceView, now: datetime) -> _Window:
@@ -82,13 +85,21 @@ class SignalCollector:
         start = (rollout.stage_started_at if analysing else None) or rollout.created_at
         end = rollout.window_end if analysing else now + timedelta(days=1)
         tally = rollout.evidence if rollout.evidence is not None else Tally(read_until=start)
-        return _Window(rollout, view, start, end, tally, min(end, now - self.log_lag))
+        needed = end if analysing else (rollout.progress_at or rollout.created_at)
+        return _Window(rollout, view, start, end, tally, min(end, now - self.log_lag), needed)
 
-    async def _read_evidence(self, windows: list[_Window]) -> None:
-        """One query for every window with something new to read, when the budget allows a read."""
+    async def _read_evidence(self, windows: list[_Window], now: datetime) -> None:
+        """One query for every window with something new to read, when the budget allows a read.
+
+        A read that lets a window finish goes first, whenever there is budget; a read that only looks early for
+        trouble waits its turn (twice the budget's pace) and leaves one read in reserve for the next finish.
+        """
         wanted = [w for w in windows if w.until > w.tally.read_until]
-        if not wanted or not self.budget.take():
+        finishing = any(w.tally.read_until < w.needed <= w.until for w in wanted)
+        early = now - self._last_read >= self._early_every and self.budget.available() >= 2
+        if not wanted or not (finishing or early) or not self.budget.take():
             return
+        self._last_read = now
         fraction = _fraction(wanted)
         query = [EvidenceWindow(w.rollout.service, w.rollout.candidate, w.tally.read_until, w.until,
                                 self.error_filters.get(w.rollout.service, DEFAULT_ERRORS)) for w in wanted]
@@ -112,8 +123,7 @@ class SignalCollector:
         rollout = window.rollout
         url = window.view.uri if rollout.new_service else window.view.tag_urls.get(TAG)
         audience = window.view.uri or None  # the service URL opens its tag URLs too
-        logs_in = window.tally.read_until >= (window.end if window.analysing
-                                              else (rollout.progress_at or rollout.created_at))
+        logs_in = window.tally.read_until >= window.needed
         gave_up = bool(window.problem) and now >= window.end + self.log_lag
         checks_due = window.analysing and logs_in and not window.problem
         health, log_checks, http_checks, second = await asyncio.gather(

@@ -142,7 +142,7 @@ def fast(config: Config, window_s: float = 1.5, **canary: Any) -> Config:
         update={"window": window_s, "progress_deadline": 20.0, **canary})})
     services = {name: service.model_copy(update={"canary": service.canary.model_copy(update={"window": None})})
                 for name, service in config.services.items()}
-    engine = config.engine.model_copy(update={"interval": 0.1, "lease": 5.0, "google_timeout": 2.0, "log_lag": 1.0})
+    engine = config.engine.model_copy(update={"interval": 0.1, "lease": 5.0, "google_timeout": 2.0, "log_lag": 2.5})
     return config.model_copy(update={"defaults": defaults, "services": services, "engine": engine})
 
 

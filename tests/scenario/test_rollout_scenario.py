@@ -20,7 +20,11 @@ PROJECT = "projects/nba-props-platform/locations/us-west2"
 
 @pytest.fixture(scope="module")
 async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scenario]:
-    config = fast(example_config, min_requests=5, progress_deadline=6.0)
+    config = fast(example_config, min_requests=5)
+    hasty = config.services["mlb-prediction-worker"]  # the deadline test's service gives up sooner
+    services = {**config.services, "mlb-prediction-worker": hasty.model_copy(
+        update={"canary": hasty.canary.model_copy(update={"progress_deadline": 8.0})})}
+    config = config.model_copy(update={"services": services})
     async with scenario(config, tmp_path_factory.mktemp("rollouts"), requests_per_s=60) as running:
         yield running
 
@@ -190,7 +194,7 @@ async def test_a_revision_that_never_becomes_ready_fails_at_the_deadline(fleet: 
     await fleet.declare(image(fleet, service, "v8-hangs"), start="hang")
     await fleet.command("oncall", f"/deploy {service} tag=v8-hangs")
     done = await fleet.rollout_state(service, "failed", timeout=20)
-    assert "was not ready within 6 s: Waiting for the container to become healthy." in done.rollout.reason
+    assert "was not ready within 8 s: Waiting for the container to become healthy." in done.rollout.reason
     assert fleet.routed(service) == {stable: 100} and fleet.tags(service) == {}
     replies = thread_text(await fleet.thread(done))
     assert "was not ready within" in replies
