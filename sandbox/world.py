@@ -20,8 +20,10 @@ from bot.config import Config
 from sandbox.behaviour import Behaviour, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
+from sandbox.cloudrun_rules import CloudRunLimits
 from sandbox.control import control_app
 from sandbox.fleet import Fleet, ServiceSpec, fleet_app
+from sandbox.iam import Iam
 from sandbox.limits import Limits
 from sandbox.logging_api import logging_app
 from sandbox.logstore import LogStore
@@ -38,13 +40,21 @@ from sandbox.traffic import TrafficSimulator
 class WorldOptions:
     ports: dict[str, int] = field(default_factory=dict)
     bot_urls: list[str] = field(default_factory=list)
-    start_ms: float = 300.0
-    route_ms: float = 100.0
+    # Overrides of the cloud_run limit figures revision_start_ms / route_ms (None: the published defaults).
+    start_ms: float | None = None
+    route_ms: float | None = None
     latency_ms: float = 20.0
     requests_per_s: float = 4.0
     traffic_tick: float = 0.5
     slack_rate_per_s: float = 1.0
     slack_burst: int = 5
+
+
+PUBLIC_SERVICES = frozenset({"nba-admin-dashboard"})
+"""Services open to allUsers. The seeds do not say which services are public, so this is a realistic mix:
+the admin dashboard is a web UI guarded by its own API key (seeds: ADMIN_DASHBOARD_API_KEY); the workers and
+processors are triggered by Pub/Sub push or Cloud Scheduler and the coordinator checks "GCP identity
+tokens", so they stay private, Cloud Run's default."""
 
 
 def _bot_token() -> str:
@@ -63,9 +73,15 @@ class World:
         self.logs = LogStore()
         self._tasks: list[asyncio.Task[None]] = []
         self._fleet_url = ""
+        self.iam = Iam(config.project, config.region)
+        self.cloud_run_limits = CloudRunLimits()
+        if self.options.start_ms is not None:
+            self.cloud_run_limits.revision_start_ms = self.options.start_ms
+        if self.options.route_ms is not None:
+            self.cloud_run_limits.route_ms = self.options.route_ms
+        self.limits.register("cloud_run", self.cloud_run_limits)
         self.run = CloudRun(config.project, config.region, url_for=lambda host: f"{self._fleet_url}/{host}",
-                            behaviour_of=self.behaviours.of, start_ms=self.options.start_ms,
-                            route_ms=self.options.route_ms)
+                            behaviour_of=self.behaviours.of, limits=self.cloud_run_limits, iam=self.iam)
         self.fleet = Fleet(self.run, self.behaviours, {
             name: ServiceSpec(checks=tuple(service.checks) or ("bigquery",),
                               liveness=config.health_for(name).liveness,
@@ -98,6 +114,11 @@ class World:
         for name, service in self.config.services.items():
             self.run.seed_service(name, [f"{service.image}:v1", f"{service.image}:v2"],
                                   description=service.description)
+            if name in PUBLIC_SERVICES:
+                self.iam.bind(name, "roles/run.invoker", "allUsers")
+            else:
+                # An operator grants the bot's account the invoker role on each private service it probes.
+                self.iam.bind(name, "roles/run.invoker", self.iam.member)
 
     def url(self, name: str) -> str:
         return self.listeners[name].url
@@ -116,7 +137,8 @@ class World:
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region),
             "slack_api": slack_api_app(self.workspace),
-            "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state),
+            "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,
+                                   iam=self.iam),
         }
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
