@@ -179,7 +179,8 @@ def cloudrun_app(run: CloudRun) -> web.Application:
             updated = run.iam.set_policy(path, policy.get("bindings", []), policy.get("etag", ""))
             return respond(request, _PROTO["Policy"], updated.to_json())
         if verb == ":testIamPermissions" and request.method == "POST":
-            # No permission is needed to ask; the answer is the subset the caller holds.
+            # "There are no permissions required for making this API call"; "Permissions with wildcards (such as
+            # `*` or `storage.*`) are not allowed" (run.v2 discovery document, services.testIamPermissions).
             run.record("TestIamPermissions", service)
             body = await parse_body(request, _PROTO["TestIamPermissionsRequest"])
             asked = list(body.get("permissions", []))

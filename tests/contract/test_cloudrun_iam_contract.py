@@ -162,13 +162,22 @@ async def test_set_iam_policy_needs_run_admin_and_a_fresh_etag(
     assert stale.value.response.json()["error"]["status"] == "ABORTED"
 
 
-async def test_test_iam_permissions_answers_the_subset_held(services_client: run_v2.ServicesClient) -> None:
+async def test_test_iam_permissions_answers_the_subset_held(
+    world: World, services_client: run_v2.ServicesClient
+) -> None:
     """testIamPermissions returns "A subset of TestPermissionsRequest.permissions that the caller is allowed"."""
     asked = iam_policy_pb2.TestIamPermissionsRequest(
         resource=name_of("prediction-worker"),
         permissions=["run.services.update", "run.services.setIamPolicy", "run.routes.invoke"])
     answer = await asyncio.to_thread(services_client.test_iam_permissions, request=asked)
     assert list(answer.permissions) == ["run.services.update", "run.routes.invoke"]
+    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+        body = (await client.post(f"/v2/{name_of('prediction-worker')}:testIamPermissions",
+                                  json={"permissions": ["run.services.get"]})).json()
+        wildcard = await client.post(f"/v2/{name_of('prediction-worker')}:testIamPermissions",
+                                     json={"permissions": ["run.*"]})
+    assert_google("run.v2", "GoogleIamV1TestIamPermissionsResponse", body)
+    assert body == {"permissions": ["run.services.get"]} and wildcard.status_code == 400
 
 
 async def test_turning_the_invoker_check_off_needs_set_iam_policy(world: World) -> None:

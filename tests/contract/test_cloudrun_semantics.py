@@ -16,6 +16,7 @@ from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
 from sandbox.world import World
+from tests.contract.schemas import assert_google
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
@@ -61,7 +62,7 @@ async def test_the_cloud_run_figures_are_a_limit_group_with_world_overrides(worl
 
 
 async def test_a_traffic_target_naming_a_missing_revision_fails_the_operation_not_the_request(
-    services_client: run_v2.ServicesClient,
+    world: World, services_client: run_v2.ServicesClient,
 ) -> None:
     """The write is accepted; the operation fails with code 13: "Error code 13, message: Revision '...' does not
     exist or is deleted. Update all traffic to route to currently available revisions."
@@ -76,6 +77,10 @@ async def test_a_traffic_target_naming_a_missing_revision_fails_the_operation_no
     with pytest.raises(exceptions.InternalServerError, match="Revision 'sem-missing-gone' does not exist or is "
                        "deleted"):
         await asyncio.to_thread(operation.result, timeout=30)
+    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+        failed = (await client.get(f"/v2/{operation.operation.name}")).json()
+    assert_google("run.v2", "GoogleLongrunningOperation", failed)
+    assert failed["error"]["code"] == 13 and "response" not in failed
     after = await asyncio.to_thread(services_client.get_service, name=name_of("sem-missing"))
     assert [t.revision for t in after.traffic] == ["sem-missing-gone"]
     assert [(s.revision, s.percent) for s in after.traffic_statuses] == [(serving, 100)]
