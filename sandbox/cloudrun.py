@@ -2,7 +2,16 @@
 
 Bodies are the API's JSON (camelCase, string enums, int64 as strings) so that what the emulator
 stores is what it serves. Spec and status are kept apart as Cloud Run keeps them: `traffic` is what
-was asked for, `trafficStatuses` what is routed, and the two differ until the operation finishes.
+was asked for, `trafficStatuses` what is routed, and the two differ until the operation finishes, or for
+good when it fails. The v2 reference for Service (https://cloud.google.com/run/docs/reference/rest/v2/
+projects.locations.services) is the contract:
+
+- `generation` "monotonically increases every time the user modifies the desired state": a write that
+  changes nothing leaves it alone;
+- `etag` is "a system-generated fingerprint for this version of the resource": it moves with the user's
+  changes and with the system's status writes (reconciliation starting and ending);
+- "If reconciliation failed, `traffic_statuses`, `observed_generation`, and `latest_ready_revision` will
+  have the state of the last serving revision"; `terminal_condition` says why.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ import copy
 import hashlib
 import json
 import random
-import re
 import string
 import time
 import uuid
@@ -24,17 +32,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.behaviour import Behaviour
-from sandbox.google_errors import RPC_CODE, GoogleError
+from sandbox.cloudrun_rules import (
+    LATEST,
+    REVISION,
+    CloudRunLimits,
+    check_service_id,
+    check_template,
+    check_traffic,
+    masked,
+)
+from sandbox.google_errors import GoogleError
+from sandbox.iam import Iam
 
-LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
-_TAG = re.compile(r"^[a-z]([-a-z0-9]{0,44}[a-z0-9])?$")
 _CONTAINER_FAILED = (
     "The user-provided container failed to start and listen on the port defined provided by the "
     "PORT=8080 environment variable within the allocated timeout. This can happen when the container "
     "port is misconfigured or if the timeout is too short."
 )
+_SPEC = ("template", "traffic", "labels", "annotations", "description", "ingress", "launch_stage", "client",
+         "client_version", "invoker_iam_disabled")
 
 
 def rfc3339(epoch: float | None = None) -> str:
@@ -71,6 +87,11 @@ def _template_key(template: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in template.items() if k != "revision"}, sort_keys=True)
 
 
+def _fingerprint(*parts: object) -> str:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:12]
+    return '"' + base64.urlsafe_b64encode(digest).decode().rstrip("=") + '"'
+
+
 @dataclass
 class Revision:
     name: str
@@ -88,6 +109,10 @@ class Revision:
     def image(self) -> str:
         containers = self.template.get("containers") or [{}]
         return str(containers[0].get("image", ""))
+
+    @property
+    def etag(self) -> str:
+        return _fingerprint(self.uid, self.state, self.delete_time)
 
 
 @dataclass
@@ -107,6 +132,7 @@ class Service:
     launch_stage: str = "GA"
     client: str = ""
     client_version: str = ""
+    invoker_iam_disabled: bool = False
     observed_generation: int = 0
     latest_created: str = ""
     latest_ready: str = ""
@@ -114,13 +140,17 @@ class Service:
     terminal_condition: dict[str, Any] = field(default_factory=dict)
     conditions: list[dict[str, Any]] = field(default_factory=list)
     revision_seq: int = 0
+    status_seq: int = 0
     creator: str = ""
     last_modifier: str = ""
 
     @property
     def etag(self) -> str:
-        digest = hashlib.sha256(f"{self.uid}:{self.generation}".encode()).digest()[:12]
-        return '"' + base64.urlsafe_b64encode(digest).decode().rstrip("=") + '"'
+        return _fingerprint(self.uid, self.generation, self.status_seq)
+
+    def spec(self) -> dict[str, Any]:
+        """The desired state the user writes; `generation` moves when it changes."""
+        return {key: copy.deepcopy(getattr(self, key)) for key in _SPEC}
 
 
 @dataclass
@@ -141,7 +171,13 @@ class AdminCall:
 
 
 class CloudRun:
-    """The state of one project's Cloud Run in one region, and the rules that change it."""
+    """The state of one project's Cloud Run in one region, and the rules that change it.
+
+    Every write is made by the IAM member `iam.member`; creating a revision also needs
+    `iam.serviceAccounts.actAs` on the revision's service account ("Certain operations, like creating or
+    updating a service or revision, require the deployer account to have permissions on the service identity
+    resource", https://cloud.google.com/run/docs/configuring/service-accounts).
+    """
 
     def __init__(
         self,
@@ -150,8 +186,8 @@ class CloudRun:
         *,
         url_for: Callable[[str], str],
         behaviour_of: Callable[[str, str], Behaviour],
-        start_ms: float = 300.0,
-        route_ms: float = 100.0,
+        limits: CloudRunLimits | None = None,
+        iam: Iam | None = None,
         principal: str = "deployer@nba-props-platform.iam.gserviceaccount.com",
     ) -> None:
         self.project = project
@@ -159,8 +195,8 @@ class CloudRun:
         self.project_number = str(int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12).zfill(12)
         self.url_for = url_for
         self.behaviour_of = behaviour_of
-        self.start_ms = start_ms
-        self.route_ms = route_ms
+        self.limits = limits or CloudRunLimits()
+        self.iam = iam or Iam(project, region, roles=("roles/owner",))
         self.principal = principal
         self.services: dict[str, Service] = {}
         self.revisions: dict[str, Revision] = {}
@@ -169,6 +205,7 @@ class CloudRun:
         self.splits: list[tuple[float, str, tuple[tuple[str, int], ...]]] = []
         self.counts: Counter[str] = Counter()
         self._rng = random.Random(f"{project}/{region}")
+        self._wait_rng = random.Random(f"{project}/{region}/wait")
         self._timers: set[asyncio.TimerHandle] = set()
 
     # -- names ------------------------------------------------------------------------------------
@@ -208,8 +245,15 @@ class CloudRun:
         return revision
 
     def revisions_of(self, service: str) -> list[Revision]:
+        """Newest first: the emulator's own view. The API lists in `listed_revisions` order."""
         found = [r for r in self.revisions.values() if r.service == service and not r.delete_time]
         return sorted(found, key=lambda r: (r.create_time, r.name), reverse=True)
+
+    def listed_revisions(self, service: str, show_deleted: bool = False) -> list[Revision]:
+        """ListRevisions promises no order (ListRevisionsRequest has no order_by), so this one is stable but
+        unrelated to creation: by uid. A client that wants the newest must sort by createTime itself."""
+        found = [r for r in self.revisions.values() if r.service == service and (show_deleted or not r.delete_time)]
+        return sorted(found, key=lambda r: r.uid)
 
     def routed_share(self, service: str) -> dict[str, int]:
         """Percent of live requests each revision receives, from what is routed now (the status)."""
@@ -239,27 +283,30 @@ class CloudRun:
     # -- writes -----------------------------------------------------------------------------------
 
     def create_service(self, service_id: str, body: dict[str, Any], validate_only: bool = False) -> Operation:
-        if not service_id:
-            raise GoogleError("INVALID_ARGUMENT", "service_id is required: pass ?serviceId=NAME.")
-        if not _NAME.match(service_id):
-            raise GoogleError("INVALID_ARGUMENT", f"service_id '{service_id}' is invalid: it must use only "
-                              "lowercase letters, digits and hyphens, begin with a letter, not end with a "
-                              "hyphen, and be at most 49 characters.")
+        check_service_id(service_id, self.limits)
         if body.get("name") not in (None, "", self.service_path(service_id)):
             raise GoogleError("INVALID_ARGUMENT", "service.name must be empty on create; the name comes "
                               "from service_id.")
         if service_id in self.services:
             raise GoogleError("ALREADY_EXISTS", f"Resource '{service_id}' already exists.")
-        template = self._checked_template(service_id, body)
+        template = _with_defaults(check_template(service_id, body, self.limits), self.project_number)
         traffic = body.get("traffic") or [{"type": LATEST, "percent": 100}]
-        self._check_traffic(service_id, traffic, creating=template.get("revision") or "__new__", first=True)
+        check_traffic(service_id, traffic, self.limits, first=True)
+        self._refuse_existing_revision_name(body)
+        self._check_invoker_switch(service_id, False, body)
+        self._act_as(template)
         now = rfc3339()
         service = Service(name=service_id, uid=str(uuid.uuid4()), create_time=now, update_time=now,
-                          creator=self.principal, last_modifier=self.principal)
+                          creator=self.iam.email, last_modifier=self.iam.email)
         self._assign(service, body, template, traffic)
         if validate_only:
             return self._finished_operation(service)
         self.services[service_id] = service
+        # "All Cloud Run services are deployed privately by default"
+        # (https://cloud.google.com/run/docs/authenticating/overview): a new service starts with no bindings.
+        self.iam.drop_policy(self.service_path(service_id))
+        self._sync_invoker_check(service)
+        self._record_split(service)
         return self._reconcile(service, template_changed=True)
 
     def update_service(
@@ -270,6 +317,7 @@ class CloudRun:
         update_mask: list[str] | None = None,
         validate_only: bool = False,
         allow_missing: bool = False,
+        force_new_revision: bool = False,
     ) -> Operation:
         if name not in self.services:
             if allow_missing:
@@ -280,33 +328,31 @@ class CloudRun:
         if etag and etag != service.etag:
             raise GoogleError("ABORTED", f"The service '{name}' was modified since it was read (etag "
                               f"{etag} is stale; current is {service.etag}). Read it again and retry.")
+        sent = body
         if update_mask:
-            body = self._masked(service, body, update_mask)
-        template = self._checked_template(name, body)
+            body = masked(self.service_json(service), body, update_mask)
+        template = _with_defaults(check_template(name, body, self.limits), self.project_number)
         traffic = body.get("traffic") or [{"type": LATEST, "percent": 100}]
-        changed = _template_key(template) != _template_key(service.template) or (
-            template.get("revision", "") not in ("", service.template.get("revision", ""))
-        )
-        existing = template.get("revision", "")
-        if existing and existing in self.revisions:
-            if _template_key(self.revisions[existing].template) != _template_key(template):
-                raise GoogleError("ALREADY_EXISTS", f"Revision named '{existing}' with different "
-                                  "configuration already exists.")
-            changed = False
-        self._check_traffic(name, traffic, creating=existing if changed and existing else
-                            ("__new__" if changed else None), first=False)
+        check_traffic(name, traffic, self.limits, first=False)
+        self._refuse_existing_revision_name(sent)
+        self._check_invoker_switch(name, service.invoker_iam_disabled, body)
+        template_changed = self._new_configuration(service, template, force_new_revision)
+        if template_changed:
+            self._act_as(template)
+        preview = copy.deepcopy(service)
+        self._assign(preview, body, template, traffic)
+        desired_changed = template_changed or preview.spec() != service.spec()
         if validate_only:
-            preview = copy.deepcopy(service)
-            self._assign(preview, body, template, traffic)
             return self._finished_operation(preview)
+        self._record_split(preview)
+        if not desired_changed:
+            return self._finished_operation(service)
         service.generation += 1
         service.update_time = rfc3339()
-        service.last_modifier = self.principal
+        service.last_modifier = self.iam.email
         self._assign(service, body, template, traffic)
-        latest = service.latest_ready
-        asked = tuple((t.get("revision") or latest, int(t.get("percent", 0))) for t in traffic)
-        self.splits.append((time.time(), name, asked))
-        return self._reconcile(service, template_changed=changed)
+        self._sync_invoker_check(service)
+        return self._reconcile(service, template_changed=template_changed)
 
     def delete_service(self, name: str, etag: str = "") -> Operation:
         service = self.get_service(name)
@@ -316,92 +362,94 @@ class CloudRun:
         now = rfc3339()
         for revision in self.revisions_of(name):
             revision.delete_time = now
+        self.iam.drop_policy(self.service_path(name))
+        self.iam.invoker_check_disabled.discard(self.service_path(name))
         return self._finished_operation(service)
 
-    def delete_revision(self, service: str, name: str) -> Operation:
+    def delete_revision(self, service: str, name: str, *, etag: str = "", validate_only: bool = False) -> Operation:
+        """DeleteRevisionRequest: `etag` "may be used to detect modification conflict", and `validate_only`
+        "Indicates that the request should be validated without actually deleting any resources" (the run.v2
+        discovery document, services.revisions.delete)."""
         revision = self.get_revision(service, name)
         owner = self.get_service(service)
+        if etag and etag != revision.etag:
+            raise GoogleError("ABORTED", f"etag {etag} is stale for revision '{name}' (current is {revision.etag}).")
         if any(t.get("revision") == name for t in owner.traffic + owner.traffic_statuses):
             raise GoogleError("FAILED_PRECONDITION", f"Revision '{name}' is referenced by the service's "
                               "traffic and cannot be deleted.")
         if name == owner.latest_created:
             raise GoogleError("FAILED_PRECONDITION", f"Revision '{name}' is the latest revision and cannot "
                               "be deleted.")
-        revision.delete_time = rfc3339()
         operation = Operation(name=f"{self.parent}/operations/{uuid.uuid4()}", service=service, done=True)
+        if not validate_only:
+            revision.delete_time = rfc3339()
         operation.snapshot = self.revision_json(revision)
         operation.finished.set()
         self.operations[operation.name] = operation
         return operation
 
+    def wait_seconds(self, operation: Operation, timeout: float | None) -> float:
+        """How long WaitOperation holds the request: "It may return the latest state before the specified
+        timeout (including immediately), meaning even an immediate response is no guarantee that the
+        operation is done" (google/longrunning/operations.proto). Never longer than asked."""
+        budget = min(self.limits.wait_max_s if timeout is None else timeout, self.limits.wait_max_s)
+        if operation.done or self._wait_rng.random() >= self.limits.wait_early_fraction:
+            return budget
+        return self._wait_rng.uniform(0.0, min(budget, self.limits.wait_early_max_ms / 1000))
+
     # -- rules ------------------------------------------------------------------------------------
 
-    def _masked(self, service: Service, body: dict[str, Any], mask: list[str]) -> dict[str, Any]:
-        """With an update mask, only the named top-level fields change; the rest come from the service."""
-        current = self.service_json(service)
-        for path in mask:
-            top = path.split(".")[0]
-            if top not in ("template", "traffic", "labels", "annotations", "description", "ingress",
-                           "launchStage", "client", "clientVersion", "scaling"):
-                raise GoogleError("INVALID_ARGUMENT", f"update_mask path '{path}' is not updatable.")
-            if top in body:
-                current[top] = body[top]
-            else:
-                current.pop(top, None)
-        return current
+    def _refuse_existing_revision_name(self, body: dict[str, Any]) -> None:
+        """A request whose template names a revision that already exists is refused with 409, even when
+        nothing in the template changed and even under an update mask that leaves the template out: that is
+        what a read-modify-write of a service deployed with a named revision gets back
+        (https://github.com/googleapis/google-cloud-python/issues/11870, traffic-only change;
+        https://github.com/googleapis/google-cloud-python/issues/14259, updateMask=scaling.minInstanceCount;
+        "updating the revision configuration for the same name will not be allowed",
+        https://github.com/pipe-cd/pipecd/pull/2480). Clearing `template.revision` lets Cloud Run name the
+        next revision, as Terraform's autogenerate_revision_name does
+        (https://github.com/hashicorp/terraform-provider-google/issues/9438)."""
+        named = (body.get("template") or {}).get("revision", "")
+        if named and named in self.revisions:
+            raise GoogleError("ALREADY_EXISTS", f"Revision named '{named}' with different configuration "
+                              "already exists.")
 
-    def _checked_template(self, service: str, body: dict[str, Any]) -> dict[str, Any]:
-        template = body.get("template")
-        if not template or not template.get("containers"):
-            raise GoogleError("INVALID_ARGUMENT", "service.template.containers: a service needs at least "
-                              "one container with an image.")
-        for index, container in enumerate(template["containers"]):
-            if not container.get("image"):
-                raise GoogleError("INVALID_ARGUMENT", f"service.template.containers[{index}].image is required.")
-        revision = template.get("revision", "")
-        if revision and not (revision.startswith(f"{service}-") and _NAME.match(revision)):
-            raise GoogleError("INVALID_ARGUMENT", f"template.revision '{revision}' must start with "
-                              f"'{service}-' and use only lowercase letters, digits and hyphens.")
-        return _with_defaults(template, self.project_number)
+    def _new_configuration(self, service: Service, template: dict[str, Any], force: bool) -> bool:
+        """Whether the write creates a revision. A new name always does; otherwise only a template that
+        differs from the previously deployed revision's: forceNewRevision exists to create one "even if the
+        system doesn't detect any changes from the previously deployed revision" (run.v2 services.patch), and
+        "When there is no perceived change in the service a new revision isn't being made"
+        (https://github.com/google-github-actions/deploy-cloudrun/pull/24). A template kept by an update mask
+        may still name an existing revision: changing its configuration under that name is refused too."""
+        named = template.get("revision", "")
+        if named and named not in self.revisions:
+            return True
+        latest = self.revisions.get(named or service.latest_created)
+        changed = force or _template_key(template) != _template_key(latest.template if latest else service.template)
+        if changed and named:
+            raise GoogleError("ALREADY_EXISTS", f"Revision named '{named}' with different configuration "
+                              "already exists.")
+        return changed
 
-    def _check_traffic(self, service: str, traffic: list[dict[str, Any]], *, creating: str | None,
-                       first: bool) -> None:
-        known = {r.name for r in self.revisions_of(service)}
-        tags: set[str] = set()
-        total = 0
-        for index, target in enumerate(traffic):
-            where = f"spec.traffic[{index}]"
-            kind = target.get("type", "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED")
-            percent = target.get("percent", 0)
-            revision = target.get("revision", "")
-            if not isinstance(percent, int) or not 0 <= percent <= 100:
-                raise GoogleError("INVALID_ARGUMENT", f"{where}.percent must be between 0 and 100.")
-            if kind == LATEST and revision:
-                raise GoogleError("INVALID_ARGUMENT", f"{where}: a LATEST target cannot name a revision.")
-            if kind == REVISION:
-                if not revision:
-                    raise GoogleError("INVALID_ARGUMENT", f"{where}.revision is required for a REVISION target.")
-                if revision not in known and revision != creating:
-                    raise GoogleError("INVALID_ARGUMENT", f"{where}: revision '{revision}' does not exist "
-                                      f"in service '{service}'.")
-            elif kind != LATEST:
-                raise GoogleError("INVALID_ARGUMENT", f"{where}.type must be TRAFFIC_TARGET_ALLOCATION_TYPE_"
-                                  "LATEST or TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION.")
-            tag = target.get("tag", "")
-            if tag:
-                if not _TAG.match(tag):
-                    raise GoogleError("INVALID_ARGUMENT", f"{where}.tag '{tag}' must use lowercase letters, "
-                                      "digits and hyphens and begin with a letter.")
-                if tag in tags:
-                    raise GoogleError("INVALID_ARGUMENT", f"{where}.tag '{tag}' is used more than once.")
-                tags.add(tag)
-            total += percent
-        if total != 100:
-            if first and total == 0:
-                raise GoogleError("INVALID_ARGUMENT", "A new service must send traffic to its first revision: "
-                                  "the traffic percentages sum to 0, not 100 (creating a service with no "
-                                  "traffic is not supported).")
-            raise GoogleError("INVALID_ARGUMENT", f"Traffic percentages must sum to 100, not {total}.")
+    def _act_as(self, template: dict[str, Any]) -> None:
+        self.iam.authorize("iam.serviceAccounts.actAs", f"projects/-/serviceAccounts/{template['serviceAccount']}")
+
+    def _check_invoker_switch(self, name: str, current: bool, body: dict[str, Any]) -> None:
+        """Turning the invoker check off or on needs run.services.setIamPolicy
+        (https://cloud.google.com/run/docs/authenticating/public, "Required roles")."""
+        if bool(body.get("invokerIamDisabled", False)) != current:
+            self.iam.authorize("run.services.setIamPolicy", self.service_path(name))
+
+    def _sync_invoker_check(self, service: Service) -> None:
+        path = self.service_path(service.name)
+        if service.invoker_iam_disabled:
+            self.iam.invoker_check_disabled.add(path)
+        else:
+            self.iam.invoker_check_disabled.discard(path)
+
+    def _record_split(self, service: Service) -> None:
+        asked = tuple((t.get("revision") or service.latest_ready, int(t.get("percent", 0))) for t in service.traffic)
+        self.splits.append((time.time(), service.name, asked))
 
     def _assign(self, service: Service, body: dict[str, Any], template: dict[str, Any],
                 traffic: list[dict[str, Any]]) -> None:
@@ -414,6 +462,7 @@ class CloudRun:
         service.launch_stage = body.get("launchStage", service.launch_stage) or "GA"
         service.client = body.get("client", "")
         service.client_version = body.get("clientVersion", "")
+        service.invoker_iam_disabled = bool(body.get("invokerIamDisabled", False))
 
     def _new_revision(self, service: Service) -> Revision:
         service.revision_seq += 1
@@ -433,6 +482,7 @@ class CloudRun:
         self.operations[operation.name] = operation
         service.reconciling = True
         service.terminal_condition = _condition("Ready", "CONDITION_RECONCILING", reason="")
+        service.status_seq += 1
         generation = service.generation
         created = ""
         if template_changed:
@@ -442,10 +492,10 @@ class CloudRun:
             if behaviour.start == "hang":
                 revision.message = "Waiting for the container to become healthy."
             else:
-                start = (self.start_ms if behaviour.start_ms is None else behaviour.start_ms) / 1000
-                self._later(start, self._revision_started, revision.name, behaviour.start == "ok")
+                start_ms = self.limits.revision_start_ms if behaviour.start_ms is None else behaviour.start_ms
+                self._later(start_ms / 1000, self._revision_started, revision.name, behaviour.start == "ok")
         operation.snapshot = self.service_json(service)
-        self._later(self.route_ms / 1000, self._settle, service.name, generation, operation.name, created)
+        self._later(self.limits.route_ms / 1000, self._settle, service.name, generation, operation.name, created)
         return operation
 
     def _later(self, seconds: float, callback: Callable[..., None], *args: Any) -> None:
@@ -479,32 +529,56 @@ class CloudRun:
             # A newer update superseded this one: its own operation reports the outcome.
             self._finish(operation, service, None)
             return
-        involved = [self.revisions[t["revision"]] for t in service.traffic if t.get("revision") in self.revisions]
+        missing = self._missing_revision(service, created)
+        if missing:
+            # The write was accepted; routing to a revision that is not there fails the operation with code 13
+            # ("Error code 13, message: Revision '...' does not exist or is deleted. Update all traffic to
+            # route to currently available revisions.",
+            # https://github.com/terraform-google-modules/terraform-docs-samples/pull/269).
+            self._fail(service, operation, "INTERNAL", "RoutesReady", f"Revision '{missing}' does not exist "
+                       "or is deleted. Update all traffic to route to currently available revisions.")
+            return
+        involved = [self.revisions[t["revision"]] for t in service.traffic if t.get("revision")]
         if created:
             involved.append(self.revisions[created])
         if any(r.state == "pending" for r in involved):
             # Routes wait for their revisions, as Cloud Run's do; a revision that hangs holds the operation.
             self._later(0.05, self._settle, name, generation, operation_name, created)
             return
-        ready = [r for r in self.revisions_of(name) if r.state == "ready"]
-        service.latest_ready = ready[0].name if ready else service.latest_ready
         failed = next((r for r in involved if r.state == "failed"), None)
         if failed is not None:
             message = f"Revision '{failed.name}' is not ready and cannot serve traffic. {failed.message}".strip()
-            service.terminal_condition = _condition("Ready", "CONDITION_FAILED", message)
-            service.conditions = [_condition("ConfigurationsReady", "CONDITION_FAILED", message),
-                                  _condition("RoutesReady", "CONDITION_SUCCEEDED")]
-            service.observed_generation = generation
-            service.reconciling = False
-            self._finish(operation, service, {"code": RPC_CODE["FAILED_PRECONDITION"], "message": message})
+            self._fail(service, operation, "FAILED_PRECONDITION", "ConfigurationsReady", message)
             return
+        ready = [r for r in self.revisions_of(name) if r.state == "ready"]
+        service.latest_ready = ready[0].name if ready else service.latest_ready
         service.traffic_statuses = self._route(service)
         service.terminal_condition = _condition("Ready", "CONDITION_SUCCEEDED")
         service.conditions = [_condition("RoutesReady", "CONDITION_SUCCEEDED"),
                               _condition("ConfigurationsReady", "CONDITION_SUCCEEDED")]
         service.observed_generation = generation
         service.reconciling = False
+        service.status_seq += 1
         self._finish(operation, service, None)
+
+    def _missing_revision(self, service: Service, created: str) -> str:
+        for target in service.traffic:
+            revision = target.get("revision", "")
+            if target.get("type") == REVISION and revision != created:
+                known = self.revisions.get(revision)
+                if known is None or known.service != service.name or known.delete_time:
+                    return str(revision)
+        return ""
+
+    def _fail(self, service: Service, operation: Operation, status: str, condition: str, message: str) -> None:
+        """Reconciliation failed: the status keeps the last serving state, the conditions say why."""
+        service.terminal_condition = _condition("Ready", "CONDITION_FAILED", message)
+        other = "RoutesReady" if condition == "ConfigurationsReady" else "ConfigurationsReady"
+        service.conditions = [_condition(condition, "CONDITION_FAILED", message),
+                              _condition(other, "CONDITION_SUCCEEDED")]
+        service.reconciling = False
+        service.status_seq += 1
+        self._finish(operation, service, GoogleError(status, message).rpc_status())
 
     def _route(self, service: Service) -> list[dict[str, Any]]:
         statuses = []
@@ -532,7 +606,10 @@ class CloudRun:
     # -- the world's starting point -----------------------------------------------------------------
 
     def seed_service(self, name: str, images: list[str], *, description: str = "") -> Service:
-        """A service that already ran `len(images)` deploys, the newest serving 100% (LATEST)."""
+        """A service that already ran `len(images)` deploys with `gcloud run deploy`, the newest serving 100%
+        (LATEST). gcloud names each revision itself, so the template carries the newest revision's name ("the
+        Cloud Console (as well as gcloud) will specify a revision name for the subsequent Cloud Run revision",
+        https://github.com/hashicorp/terraform-provider-google/issues/9438)."""
         now = time.time() - 86400 * len(images)
         service = Service(name=name, uid=str(uuid.uuid4()), create_time=rfc3339(now), description=description,
                           creator=self.principal, last_modifier=self.principal)
@@ -546,6 +623,7 @@ class CloudRun:
             revision.state = "ready"
             revision.ready_time = revision.create_time
             service.latest_ready = revision.name
+            service.template["revision"] = revision.name
         service.update_time = rfc3339(now + 86400 * (len(images) - 1))
         service.traffic_statuses = self._route(service)
         service.observed_generation = service.generation
@@ -585,7 +663,7 @@ class CloudRun:
         }
         optional = {"labels": service.labels, "annotations": service.annotations,
                     "description": service.description, "client": service.client,
-                    "clientVersion": service.client_version}
+                    "clientVersion": service.client_version, "invokerIamDisabled": service.invoker_iam_disabled}
         body.update({k: v for k, v in optional.items() if v})
         return {k: v for k, v in body.items() if v not in ("", [], {}) or k == "reconciling"}
 
@@ -617,7 +695,7 @@ class CloudRun:
             "logUri": f"https://console.cloud.google.com/logs/viewer?project={self.project}"
                       f"&resource=cloud_run_revision/service_name/{revision.service}/revision_name/{revision.name}",
             "reconciling": revision.state == "pending",
-            "etag": '"' + hashlib.sha256(revision.uid.encode()).hexdigest()[:16] + '"',
+            "etag": revision.etag,
         }
         for key in ("labels", "annotations"):
             if template.get(key):

@@ -6,6 +6,8 @@
     GET   /state               services, revisions and behaviours, Admin API calls, probe and log counts
     GET   /limits              the published figures every emulator enforces, by group
     PATCH /limits/<group>      {"figure": value, ...}: change some of them (tests and benches do)
+    GET   /iam                 {"member", "roles"}: the bot's service account and its project-level roles
+    PUT   /iam                 {"roles": [...]}: replace those roles (an unknown role is refused, naming it)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aiohttp import web
 from sandbox.behaviour import BehaviourError, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.fleet import Fleet
+from sandbox.iam import Iam, RoleError
 from sandbox.limits import LimitError, Limits
 
 
@@ -37,7 +40,7 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Limits,
-                extra_state: Callable[[], dict[str, Any]]) -> web.Application:
+                extra_state: Callable[[], dict[str, Any]], *, iam: Iam) -> web.Application:
     async def declare_image(request: web.Request) -> web.Response:
         body = await _json_object(request)
         if isinstance(body, web.Response):
@@ -89,6 +92,7 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Lim
                 "latest_created": service.latest_created,
                 "generation": service.generation,
                 "etag": service.etag,
+                "private": iam.private(name),
                 "requests_per_s": fleet.spec(name).requests_per_s,
                 "revisions": [{"name": r.name, "image": r.image, "state": r.state,
                                "behaviour": fleet.behaviour(r.name).to_json()} for r in run.revisions_of(name)],
@@ -119,7 +123,25 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Lim
             return _error(400, str(exc))
         return web.json_response(group)
 
+    async def get_iam(request: web.Request) -> web.Response:
+        return web.json_response({"member": iam.member, "roles": iam.roles})
+
+    async def put_iam(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        roles = body.get("roles")
+        if set(body) != {"roles"} or not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            return _error(400, "send {\"roles\": [\"roles/run.developer\", ...]}")
+        try:
+            iam.set_roles(roles)
+        except RoleError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"member": iam.member, "roles": iam.roles})
+
     app = web.Application()
+    app.router.add_get("/iam", get_iam)
+    app.router.add_put("/iam", put_iam)
     app.router.add_get("/limits", get_limits)
     app.router.add_patch("/limits/{group}", patch_limits)
     app.router.add_post("/images", declare_image)

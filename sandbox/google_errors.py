@@ -1,6 +1,13 @@
-"""Google's JSON error body, the shape google-api-core turns into typed exceptions."""
+"""Google's JSON error body, the shape google-api-core turns into typed exceptions.
+
+Google attaches typed details to many errors (google.rpc.ErrorInfo on PERMISSION_DENIED, BadRequest
+field violations on INVALID_ARGUMENT: https://cloud.google.com/apis/design/errors, "Error details");
+google-api-core exposes them as `exc.details`, and an ErrorInfo as `exc.reason`/`exc.domain`/`exc.metadata`.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -46,11 +53,11 @@ RPC_CODE = {
 class GoogleError(Exception):
     """Raised by an emulator's logic; the route turns it into Google's error JSON."""
 
-    def __init__(self, status: str, message: str, details: list[dict[str, object]] | None = None) -> None:
+    def __init__(self, status: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
-        self.details = details or []  # google.rpc detail messages in their JSON form, each with an "@type"
+        self.details = list(details or [])
 
     @property
     def http_status(self) -> int:
@@ -62,8 +69,27 @@ class GoogleError(Exception):
             error["details"] = self.details
         return {"error": error}
 
+    def rpc_status(self) -> dict[str, Any]:
+        """The google.rpc.Status a failed long-running operation carries in its `error` field."""
+        status: dict[str, Any] = {"code": RPC_CODE[self.status], "message": self.message}
+        if self.details:
+            status["details"] = self.details
+        return status
+
     def response(self) -> web.Response:
         return web.json_response(self.body(), status=self.http_status)
+
+
+def error_info(reason: str, domain: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """A google.rpc.ErrorInfo detail, as Google's JSON carries it."""
+    return {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": domain,
+            "metadata": metadata}
+
+
+def bad_request(field: str, description: str) -> dict[str, Any]:
+    """A google.rpc.BadRequest detail naming the offending field."""
+    return {"@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"field": field, "description": description}]}
 
 
 @web.middleware

@@ -20,8 +20,10 @@ from bot.config import Config
 from sandbox.behaviour import Behaviour, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
+from sandbox.cloudrun_rules import CloudRunLimits
 from sandbox.control import control_app
 from sandbox.fleet import Fleet, ServiceSpec, fleet_app
+from sandbox.iam import Iam
 from sandbox.idtoken import IdentityLimits, IdTokenIssuer
 from sandbox.limits import Limits
 from sandbox.logging_api import logging_app
@@ -42,8 +44,9 @@ from sandbox.traffic import TrafficSimulator
 class WorldOptions:
     ports: dict[str, int] = field(default_factory=dict)
     bot_urls: list[str] = field(default_factory=list)
-    start_ms: float = 300.0
-    route_ms: float = 100.0
+    # Overrides of the cloud_run limit figures revision_start_ms / route_ms (None: the published defaults).
+    start_ms: float | None = None
+    route_ms: float | None = None
     latency_ms: float = 20.0
     requests_per_s: float = 4.0
     traffic_tick: float = 0.5
@@ -51,18 +54,11 @@ class WorldOptions:
     slack_burst: int = 5
 
 
-@dataclass
-class InvokerStandIn:
-    """STAND-IN, to be replaced by the invoker policies of sandbox/iam.py (`Iam.may_invoke`): every service is
-    private, as Cloud Run deploys them ("All Cloud Run services are deployed privately by default",
-    https://cloud.google.com/run/docs/securing/authenticating), unless a test lists it in `public` (allUsers
-    holds roles/run.invoker); `members` may invoke every private service."""
-
-    members: set[str]
-    public: set[str] = field(default_factory=set)
-
-    def may_invoke(self, service: str, email: str | None) -> bool:
-        return service in self.public or (email is not None and email in self.members)
+PUBLIC_SERVICES = frozenset({"nba-admin-dashboard"})
+"""Services open to allUsers. The seeds do not say which services are public, so this is a realistic mix:
+the admin dashboard is a web UI guarded by its own API key (seeds: ADMIN_DASHBOARD_API_KEY); the workers and
+processors are triggered by Pub/Sub push or Cloud Scheduler and the coordinator checks "GCP identity
+tokens", so they stay private, Cloud Run's default."""
 
 
 def _bot_token() -> str:
@@ -82,17 +78,21 @@ class World:
         self.limits.register("logging", self.logs.limits)
         self.monitoring_limits = MonitoringLimits()
         self.limits.register("monitoring", self.monitoring_limits)
-        # The bot's identity, until the IAM helper's `world.iam.email` takes it over.
-        self.service_account = f"chatops@{config.project}.iam.gserviceaccount.com"
+        self.iam = Iam(config.project, config.region)
+        self.service_account = self.iam.email
         self.identity_limits = IdentityLimits()
         self.limits.register("identity", self.identity_limits)
         self.id_tokens = IdTokenIssuer(self.identity_limits)
-        self.invokers = InvokerStandIn(members={self.service_account})
         self._tasks: list[asyncio.Task[None]] = []
         self._fleet_url = ""
+        self.cloud_run_limits = CloudRunLimits()
+        if self.options.start_ms is not None:
+            self.cloud_run_limits.revision_start_ms = self.options.start_ms
+        if self.options.route_ms is not None:
+            self.cloud_run_limits.route_ms = self.options.route_ms
+        self.limits.register("cloud_run", self.cloud_run_limits)
         self.run = CloudRun(config.project, config.region, url_for=lambda host: f"{self._fleet_url}/{host}",
-                            behaviour_of=self.behaviours.of, start_ms=self.options.start_ms,
-                            route_ms=self.options.route_ms)
+                            behaviour_of=self.behaviours.of, limits=self.cloud_run_limits, iam=self.iam)
         self.fleet = Fleet(self.run, self.behaviours, {
             name: ServiceSpec(checks=tuple(service.checks) or ("bigquery",),
                               liveness=config.health_for(name).liveness,
@@ -100,10 +100,10 @@ class World:
                               deep=config.health_for(name).deep,
                               requests_per_s=self.options.requests_per_s)
             for name, service in config.services.items()
-        }, verify=self.id_tokens.verify, may_invoke=self.invokers.may_invoke)
+        }, verify=self.id_tokens.verify, may_invoke=self.iam.may_invoke)
         self.metadata = MetadataServer(config.project, self.run.project_number, config.region, self.service_account,
                                        self.id_tokens)
-        self.secret_manager = SecretManager(config.project, self.run.project_number)
+        self.secret_manager = SecretManager(config.project, self.run.project_number, authorize=self.iam.authorize)
         self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
         self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
         self.workspace = Workspace(bot_token=self._bot_token, channels=config.slack.channels,
@@ -113,7 +113,7 @@ class World:
         self.limits.register("slack", self.workspace.limits)
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
         self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
-                                         config.region, limits=self.monitoring_limits)
+                                         config.region, limits=self.monitoring_limits, authorize=self.iam.authorize)
 
     @property
     def signing_secret(self) -> str:
@@ -128,6 +128,11 @@ class World:
         for name, service in self.config.services.items():
             self.run.seed_service(name, [f"{service.image}:v1", f"{service.image}:v2"],
                                   description=service.description)
+            if name in PUBLIC_SERVICES:
+                self.iam.bind(name, "roles/run.invoker", "allUsers")
+            else:
+                # An operator grants the bot's account the invoker role on each private service it probes.
+                self.iam.bind(name, "roles/run.invoker", self.iam.member)
 
     def url(self, name: str) -> str:
         return self.listeners[name].url
@@ -142,12 +147,14 @@ class World:
         apps = {
             "cloud_run": cloudrun_app(self.run),
             "secret_manager": secretmanager_app(self.secret_manager),
-            "logging": logging_app(self.logs, consumer_number=self.run.project_number),
+            "logging": logging_app(self.logs, consumer_number=self.run.project_number, authorize=self.iam.authorize),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
-                                         self.config.region, limits=self.monitoring_limits),
+                                         self.config.region, limits=self.monitoring_limits,
+                                         authorize=self.iam.authorize),
             "slack_api": slack_api_app(self.workspace),
             "metadata": metadata_app(self.metadata),
-            "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state),
+            "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,
+                                   iam=self.iam),
         }
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))

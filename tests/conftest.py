@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,36 @@ async def world(example_config: Config) -> AsyncIterator[World]:
     await sandbox.start()
     yield sandbox
     await sandbox.stop()
+
+
+@contextlib.contextmanager
+def bot_may_not_invoke(world: World, service: str) -> Iterator[None]:
+    """For a while, the bot's service account holds no role with run.routes.invoke on the service: run.viewer
+    instead of run.developer at project level (run.developer includes run.routes.invoke,
+    https://cloud.google.com/run/docs/reference/iam/roles), and no roles/run.invoker binding on the service."""
+    iam = world.iam
+    roles = list(iam.roles)
+    bindings = iam.policy(iam.service_name(service)).bindings
+    invokers = list(bindings.get("roles/run.invoker", []))
+    iam.set_roles(["roles/run.viewer" if role == "roles/run.developer" else role for role in roles])
+    bindings["roles/run.invoker"] = [member for member in invokers if member != iam.member]
+    try:
+        yield
+    finally:
+        iam.set_roles(roles)
+        bindings["roles/run.invoker"] = invokers
+
+
+@contextlib.contextmanager
+def open_to_all_users(world: World, service: str) -> Iterator[None]:
+    """allUsers holds roles/run.invoker on the service (https://cloud.google.com/run/docs/authenticating/public)."""
+    bindings = world.iam.policy(world.iam.service_name(service)).bindings
+    invokers = list(bindings.get("roles/run.invoker", []))
+    bindings["roles/run.invoker"] = [*invokers, "allUsers"]
+    try:
+        yield
+    finally:
+        bindings["roles/run.invoker"] = invokers
 
 
 def client_options(endpoint: str) -> ClientOptions:

@@ -18,6 +18,7 @@ from google.cloud import run_v2
 
 from sandbox.idtoken import IdTokenIssuer
 from sandbox.world import World
+from tests.conftest import open_to_all_users
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
@@ -103,10 +104,7 @@ async def test_a_valid_token_of_a_member_without_run_invoker_is_forbidden(world:
 async def test_a_service_open_to_all_users_answers_without_a_token(world: World, private: Private) -> None:
     """allUsers holding roles/run.invoker makes a service public
     (https://cloud.google.com/run/docs/authenticating/public)."""
-    world.invokers.public.add(private.name)
-    try:
+    with open_to_all_users(world, private.name):
         response = await get(private.url)
-    finally:
-        world.invokers.public.discard(private.name)
     assert response.status_code == 200
     assert (await get(private.url)).status_code == 403

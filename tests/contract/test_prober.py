@@ -17,6 +17,7 @@ from bot.domain.health import Status, classify
 from sandbox.runner import bot_environment
 from sandbox.serving import Listener, start, stop
 from sandbox.world import World
+from tests.conftest import bot_may_not_invoke
 
 
 class Counting:
@@ -116,11 +117,8 @@ async def test_a_403_says_to_grant_the_bot_run_invoker(world: World, bot_prober:
     call the service unhealthy, since the service itself never answered."""
     service = "nba-grading-service"
     url = world.run.url_for(service)
-    world.invokers.members.discard(world.service_account)
-    try:
+    with bot_may_not_invoke(world, service):
         probes = await bot_prober.probe_service(url, HealthPaths(), audience=url)
-    finally:
-        world.invokers.members.add(world.service_account)
     assert {p.status for p in probes} == {403}
     health = classify(service, probes)
     assert health.status is Status.UNREACHABLE
@@ -129,7 +127,7 @@ async def test_a_403_says_to_grant_the_bot_run_invoker(world: World, bot_prober:
 
 
 async def test_without_a_metadata_server_probes_go_out_without_a_token_and_say_so(world: World) -> None:
-    url = world.run.url_for("nba-admin-dashboard")
+    url = world.run.url_for("nba-grading-service")
     prober = Prober(concurrency=3, tokens=IdTokens("127.0.0.1:1"))
     try:
         probe = await prober.probe("liveness", url, "/health", 2.0, audience=url)

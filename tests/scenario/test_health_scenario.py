@@ -14,7 +14,7 @@ import pytest
 from bot.adapters.store import Store
 from bot.config import Config, parse_config
 from sandbox.blockkit_text import text_of
-from tests.conftest import EXAMPLE_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, bot_may_not_invoke
 from tests.scenario.harness import Scenario, scenario
 
 SERVICES = ("prediction-coordinator", "prediction-worker", "mlb-prediction-worker", "nba-admin-dashboard",
@@ -96,7 +96,7 @@ async def test_a_private_service_is_healthy_to_the_bot_and_closed_to_a_caller_wi
     the bot gets an ID token for the service URL from the metadata server and is let in
     (https://cloud.google.com/run/docs/authenticating/service-to-service); a caller without one gets 403."""
     service = "prediction-coordinator"
-    assert service not in fleet.world.invokers.public
+    assert fleet.world.iam.private(service)
     before = await fleet.latest_ts()
     await fleet.command("oncall", f"/health {service}")
     report = await fleet.wait_for("oncall", lambda m: m["kind"] == "message"
@@ -110,15 +110,12 @@ async def test_a_private_service_is_healthy_to_the_bot_and_closed_to_a_caller_wi
 async def test_when_the_bot_may_not_invoke_a_service_health_says_what_to_grant(fleet: Scenario) -> None:
     """A valid token of a member without roles/run.invoker gets 403
     (https://cloud.google.com/run/docs/securing/managing-access); the service is not called unhealthy."""
-    service = "nba-admin-dashboard"
-    fleet.world.invokers.members.discard(fleet.world.service_account)
-    try:
+    service = "nba-grading-service"
+    with bot_may_not_invoke(fleet.world, service):
         before = await fleet.latest_ts()
         await fleet.command("oncall", f"/health {service}")
         report = await fleet.wait_for("oncall", lambda m: m["kind"] == "message"
                                       and m["text"].startswith(f"{service} is"), after=before)
-    finally:
-        fleet.world.invokers.members.add(fleet.world.service_account)
     assert report["text"].startswith(f"{service} is unreachable")
     assert "grant it roles/run.invoker on it" in text_of(report)
 
