@@ -175,7 +175,8 @@ async def _rollout_tour(tour: Tour) -> None:
         while time.monotonic() < deadline:
             for message in await tour.messages("oncall"):
                 text = str(message.get("text", ""))
-                if message["kind"] == "message" and text.startswith(f"{service}:") and any(e in text for e in ended):
+                if message["kind"] == "message" and text.startswith(f"{service}:") and any(e in text for e in ended) \
+                        and "(applying)" not in text:
                     tour.show(message)
                     for reply in await tour.messages("oncall"):
                         if reply.get("thread_ts") == message["ts"] and reply["ts"] != message["ts"]:

@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bot-port", type=int, default=0, help="port of the bot the sandbox starts")
     parser.add_argument("--user", default="oncall", help="the console's Slack user")
     parser.add_argument("--channel", default="deploys", help="the console's channel")
-    parser.add_argument("--start-ms", type=float, default=300.0, help="time a new revision takes to start")
+    parser.add_argument("--start-ms", type=float, default=300.0,
+                        help="time a new revision takes to start (Cloud Run's is seconds: the cloud_run limits say)")
+    parser.add_argument("--route-ms", type=float, default=1000.0,
+                        help="time Cloud Run takes to route a traffic change")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="response time of undeclared images")
     parser.add_argument("--requests-per-s", type=float, default=25.0, help="simulated traffic per service")
     parser.add_argument("--window", type=float, default=4.0,
@@ -61,6 +64,7 @@ def options_from(args: argparse.Namespace, bot_urls: list[str]) -> WorldOptions:
         ports={name: getattr(args, f"{name}_port") for name in PORT_NAMES if getattr(args, f"{name}_port")},
         bot_urls=bot_urls,
         start_ms=args.start_ms,
+        route_ms=args.route_ms,
         latency_ms=args.latency_ms,
         requests_per_s=args.requests_per_s,
         slack_rate_per_s=args.slack_rate,

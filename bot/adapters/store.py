@@ -268,6 +268,10 @@ class Store:
         else:
             raise StoreUnavailable(f"database at {self.url}: only sqlite and postgresql are supported")
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        # Writes take SQLite's write lock when they begin: a transaction that reads and then writes under a plain
+        # BEGIN gets "database is locked" at once, without waiting, when another writer came first.
+        self._writes = sessionmaker(self._engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"}),
+                                    expire_on_commit=False)
 
     @property
     def embedded(self) -> bool:
@@ -302,7 +306,7 @@ class Store:
             channel_id=entry.channel_id, command=entry.command, text=entry.text, action=entry.action,
             service=entry.service, outcome=entry.outcome, detail=entry.detail,
         )
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             session.add(row)
         return replace(entry, id=row.id, at=row.at.astimezone(UTC))
 
@@ -310,7 +314,7 @@ class Store:
         """End an accepted request's row as `ok` or `failed`; a finished row is never changed again."""
         if outcome not in ("ok", "failed"):
             raise ValueError(f"an accepted request ends ok or failed, not {outcome!r}")
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             session.execute(update(AuditRow).where(AuditRow.id == entry_id, AuditRow.outcome == "accepted")
                             .values(outcome=outcome, detail=detail[:500]))
 
@@ -336,7 +340,7 @@ class Store:
                          updated_at=now, requested_by=rollout.requested_by, image=rollout.image, channel=channel,
                          data=dumps(rollout))
         try:
-            with self._reachable(), self._sessions.begin() as session:
+            with self._reachable(), self._writes.begin() as session:
                 session.add(row)
                 session.flush()
                 row.data = dumps(replace(rollout, id=row.id))
@@ -357,7 +361,7 @@ class Store:
                          next_check_at=rollout.next_check_at, generation=0, created_at=rollout.created_at,
                          updated_at=now, ended_at=rollout.ended_at, requested_by=rollout.requested_by,
                          image=rollout.image, channel=channel, data=dumps(rollout))
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             session.add(row)
             session.flush()
             row.data = dumps(replace(rollout, id=row.id))
@@ -387,7 +391,7 @@ class Store:
     def request(self, rollout_id: int, command: Command) -> StoredRollout | None:
         """Leave a person's command for the reconciler and make the rollout due now; None if it has ended."""
         now = datetime.now(UTC)
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None or not row.open or loads(row.data).state.ended:
                 return None
@@ -397,7 +401,7 @@ class Store:
             return row.stored()
 
     def set_message(self, rollout_id: int, channel: str, ts: str) -> None:
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             session.execute(update(RolloutRow).where(RolloutRow.id == rollout_id)
                             .values(channel=channel, message_ts=ts))
 
@@ -413,7 +417,7 @@ class Store:
         query = (select(RolloutRow.id).where(RolloutRow.open, RolloutRow.next_check_at <= now, free)
                  .order_by(RolloutRow.next_check_at).limit(limit).with_for_update(skip_locked=True))
         claimed: list[StoredRollout] = []
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             for rollout_id in session.scalars(query).all():
                 result = session.execute(
                     update(RolloutRow).where(RolloutRow.id == rollout_id, free)
@@ -439,7 +443,7 @@ class Store:
             values.update(lease_owner=None, lease_expires_at=None)
         fenced = (RolloutRow.id == rollout.id) & (RolloutRow.generation == claim.generation) & (
             RolloutRow.lease_owner == claim.lease_owner)
-        with self._reachable(), self._sessions.begin() as session:
+        with self._reachable(), self._writes.begin() as session:
             result = session.execute(update(RolloutRow).where(fenced).values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False

@@ -290,7 +290,7 @@ def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None 
         unsettled = _settle(rollout, rollout.pending, live, now)
         if unsettled is not None:
             return unsettled
-        rollout = replace(rollout, pending=None, traffic=live.traffic, generation=live.generation, progress_at=now)
+        rollout = _routed(rollout, live.traffic, live.generation, now)
     if rollout.state.ended:
         return Decision(rollout)
     if rollout.command is not None:
@@ -346,6 +346,16 @@ def _settle(rollout: Rollout, write: Write, live: Live, now: datetime) -> Decisi
                                "chatops asked for", live, now)
 
 
+def _routed(rollout: Rollout, traffic: Split, generation: int, now: datetime) -> Rollout:
+    """The pending write is what Cloud Run routes now. A stage's window starts here, not when the write was
+    asked for: routing takes seconds, and until then the candidate has no share of the traffic to judge."""
+    done = replace(rollout, pending=None, traffic=traffic, generation=generation, progress_at=now)
+    if rollout.state is State.ANALYSING and rollout.pending is not None and rollout.pending.tagged:
+        done = replace(done, stage_started_at=now, evidence=None, extensions=0,
+                       next_check_at=now + timedelta(seconds=min(rollout.plan.interval_s, rollout.plan.window_s)))
+    return done
+
+
 def _overtaken(rollout: Rollout, changed: str, live: Live, now: datetime) -> Decision:
     """Someone else changed the service while a write of ours was in flight: leave it to them, and say so."""
     adopted = replace(rollout, pending=None, traffic=live.traffic, generation=live.generation)
@@ -360,8 +370,8 @@ def after_write(rollout: Rollout, result: WriteResult, now: datetime) -> Decisio
     if write is None:
         return Decision(rollout)
     if result.outcome == "done":
-        return Decision(replace(rollout, pending=None, traffic=result.traffic or write.traffic,
-                                generation=result.generation or rollout.generation, progress_at=now))
+        return Decision(_routed(rollout, result.traffic or write.traffic, result.generation or rollout.generation,
+                                now))
     if result.outcome == "started":
         return Decision(_later(replace(rollout, pending=replace(write, generation=result.generation, tries=0),
                                        generation=result.generation or rollout.generation), now,

@@ -86,7 +86,8 @@ def rollout_message(rollout: Rollout) -> Rendered:
                               button("Promote", "rollout_promote", value),
                               button("Roll back", "rollout_rollback", value, "danger")))
     blocks.append(context(f"requested by <@{rollout.requested_by}> · {rollout.image}"))
-    text = f"{rollout.service}: {tag} {label}" + (
+    applying = " (applying)" if rollout.state.ended and rollout.pending is not None else ""
+    text = f"{rollout.service}: {tag} {label}{applying}" + (
         f" at {rollout.percent}%" if rollout.state in (State.ANALYSING, State.PAUSED) else "")
     return Rendered(text, [], [{"color": color, "fallback": text, "blocks": blocks}])
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
+from google.protobuf import field_mask_pb2
 
 from bot.config import Config
 from sandbox.blockkit_text import text_of
@@ -142,12 +143,13 @@ async def test_traffic_changed_by_hand_pauses_the_rollout_and_says_what_changed(
                                    client_options=client_options(fleet.world.url("cloud_run")))
 
     def by_hand() -> None:
-        current = gcloud.get_service(name=f"{PROJECT}/services/{service}")
-        del current.traffic[:]
-        current.traffic.append(run_v2.TrafficTarget(
+        """As `gcloud run services update-traffic --to-revisions STABLE=100` does: traffic only, by mask."""
+        target = run_v2.TrafficTarget(
             type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION, revision=stable,
-            percent=100))
-        gcloud.update_service(service=current).result(timeout=10)
+            percent=100)
+        gcloud.update_service(request=run_v2.UpdateServiceRequest(
+            service=run_v2.Service(name=f"{PROJECT}/services/{service}", traffic=[target]),
+            update_mask=field_mask_pb2.FieldMask(paths=["traffic"]))).result(timeout=30)
 
     await asyncio.to_thread(by_hand)
     paused = await fleet.rollout_state(service, "paused")
