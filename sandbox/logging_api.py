@@ -183,14 +183,18 @@ class ReadQuota:
         self.consumer_number = consumer_number
         self.clock = clock
         self._calls: deque[float] = deque()
+        self.served = 0  # calls let through, since the start: what benches and `GET /state` count
+        self.refused = 0  # calls answered 429
 
     def charge(self) -> None:
         now = self.clock()
         while self._calls and self._calls[0] <= now - QUOTA_WINDOW_S:
             self._calls.popleft()
         if len(self._calls) >= self.limits.reads_per_minute:
+            self.refused += 1
             raise self.exceeded()
         self._calls.append(now)
+        self.served += 1
 
     def exceeded(self) -> GoogleError:
         """Google's words and details for this quota, from the errors users have posted:
@@ -214,9 +218,10 @@ class ReadQuota:
 
 
 def logging_app(store: LogStore, *, consumer_number: str, authorize: Authorize = allow_all,
-                clock: Callable[[], float] = time.monotonic) -> web.Application:
-    """`consumer_number` is the project number the calls are billed to, the one quota errors name."""
-    quota = ReadQuota(store.limits, consumer_number, clock)
+                clock: Callable[[], float] = time.monotonic, quota: ReadQuota | None = None) -> web.Application:
+    """`consumer_number` is the project number the calls are billed to, the one quota errors name; `quota`, when
+    given, is the world's, so its counts can be read."""
+    quota = quota or ReadQuota(store.limits, consumer_number, clock)
 
     async def list_entries(request: web.Request) -> web.Response:
         quota.charge()  # every call that reaches the API counts, even one it then refuses (an assumption)

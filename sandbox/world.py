@@ -26,7 +26,7 @@ from sandbox.fleet import Fleet, ServiceSpec, fleet_app
 from sandbox.iam import Iam
 from sandbox.idtoken import IdentityLimits, IdTokenIssuer
 from sandbox.limits import Limits
-from sandbox.logging_api import logging_app
+from sandbox.logging_api import ReadQuota, logging_app
 from sandbox.logstore import LogStore
 from sandbox.metadata import MetadataServer, metadata_app
 from sandbox.monitoring_api import MonitoringGrpc, MonitoringLimits, monitoring_app
@@ -112,6 +112,7 @@ class World:
                                                       post_burst=self.options.slack_burst))
         self.limits.register("slack", self.workspace.limits)
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
+        self.logging_quota = ReadQuota(self.logs.limits, self.run.project_number)
         self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
                                          config.region, limits=self.monitoring_limits, authorize=self.iam.authorize)
 
@@ -147,7 +148,8 @@ class World:
         apps = {
             "cloud_run": cloudrun_app(self.run),
             "secret_manager": secretmanager_app(self.secret_manager),
-            "logging": logging_app(self.logs, consumer_number=self.run.project_number, authorize=self.iam.authorize),
+            "logging": logging_app(self.logs, consumer_number=self.run.project_number, authorize=self.iam.authorize,
+                                   quota=self.logging_quota),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region, limits=self.monitoring_limits,
                                          authorize=self.iam.authorize),
@@ -167,6 +169,7 @@ class World:
 
     def _extra_state(self) -> dict[str, Any]:
         return {"log_entries": len(self.logs), "secret_accesses": len(self.secret_manager.accesses),
+                "logging_reads": {"served": self.logging_quota.served, "refused": self.logging_quota.refused},
                 "monitoring_queries": len(self.monitoring.calls),
                 "id_tokens_issued": self.metadata.identity_requests, "fleet_refused": self.fleet.refused,
                 "slack_api": dict(self.workspace.calls)}
