@@ -32,7 +32,7 @@ async def test_a_bot_killed_mid_stage_resumes_from_the_row_and_finishes(tmp_path
     config_path = sandbox_config(EXAMPLE_CONFIG, tmp_path, window_s=3.0)
     port = free_port()
     world = World(load_config(config_path), WorldOptions(bot_urls=[f"http://127.0.0.1:{port}"], requests_per_s=40,
-                                                         start_ms=60, route_ms=20, slack_rate_per_s=50, slack_burst=50))
+                                                         start_ms=60, route_ms=20))
     await world.start()
     env = bot_environment(world, f"sqlite:///{tmp_path / 'chatops.db'}")
     bot = BotProcess(config_path, port, env, tmp_path / "bot.log")
@@ -62,13 +62,15 @@ async def test_a_bot_killed_mid_stage_resumes_from_the_row_and_finishes(tmp_path
             seen: list[dict[str, object]] = []
 
             async def promoted_said() -> bool:
+                """The message says promoted and its thread the promotion (Slack takes a post a second)."""
                 seen[:] = (await http.get(f"{world.url('slack_user')}/messages",
                                           params={"channel": "deploys", "user": "oncall"})).json()
-                return any(m["kind"] == "message" and "promoted" in str(m["text"]) for m in seen)
+                return any(m["kind"] == "message" and "promoted" in str(m["text"]) for m in seen) and any(
+                    "serves 100% of traffic" in str(m["text"]) for m in seen)
 
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while not await promoted_said():
-                assert time.monotonic() < deadline, "the rollout message never said promoted"
+                assert time.monotonic() < deadline, "the rollout message and thread never said promoted"
                 await asyncio.sleep(0.05)
     finally:
         bot.stop()
