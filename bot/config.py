@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.domain.rollout import TAG
+
 ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack")
 """Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
 keep even `/health` to its own people."""
@@ -51,6 +53,12 @@ Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
 ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{8,}$")]
 MemberId = Annotated[str, Field(pattern=r"^([UWS][A-Z0-9]{8,}|\*)$")]
 ServiceName = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")]
+"""Cloud Run's service id: fewer than 50 characters (https://cloud.google.com/run/docs/reference/rest/v2/
+projects.locations.services/create, serviceId)."""
+
+TAG_AND_SERVICE_MAX = 46
+"""A traffic tag and its service's name share 46 characters: Cloud Run builds `<tag>---<service>-<hash>` into a
+63-character DNS label (PolicyEngine/policyengine-api#3729 shows the refusal)."""
 
 
 class Strict(BaseModel):
@@ -329,7 +337,11 @@ class Config(Strict):
                     (("services", name, "alert_channel"), _unknown("channel", service.alert_channel, channels))
                 )
             try:
-                self.canary_for(name)
+                if self.canary_for(name).strategy == "canary" and len(name) + len(TAG) > TAG_AND_SERVICE_MAX:
+                    problems.append((("services", name), (
+                        f"Cloud Run allows a tag and its service name {TAG_AND_SERVICE_MAX} characters together, and "
+                        f"the canary's tag '{TAG}' leaves {TAG_AND_SERVICE_MAX - len(TAG)} for the name "
+                        f"({len(name)} here): deploy it with `canary: {{strategy: direct}}`")))
             except ValidationError as exc:
                 for item in exc.errors():
                     loc = ("services", name, "canary", *item["loc"])

@@ -93,3 +93,12 @@ def test_check_config_exits_0_or_2(tmp_path: Path, text: str, code: int) -> None
         assert "region: 'x' is not valid here; write a Cloud Run region such as us-west2" in result.stderr
     else:
         assert "OK: 7 services" in result.stdout and "7 runbooks, every link resolves" in result.stdout
+
+
+def test_a_service_name_too_long_for_the_canary_tag_is_refused_with_the_way_out() -> None:
+    """A tag and its service name share 46 characters in Cloud Run (PolicyEngine/policyengine-api#3729)."""
+    long_name = "nba-phase4-precompute-processors-for-playoffs"  # 45 characters: 6 more for `canary` is too many
+    text = EXAMPLE.replace("  nba-grading-service:\n", f"  {long_name}:\n")
+    text = text.replace("      strategy: direct\n", "      strategy: canary\n")
+    found = problems(text)
+    assert list(found) == [f"services.{long_name}"] and "strategy: direct" in found[f"services.{long_name}"]
