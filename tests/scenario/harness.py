@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bot.adapters.secrets import fetch_slack_credentials
+from bot.adapters.secrets import fetch_credentials
 from bot.adapters.store import Store, StoredRollout
 from bot.app import Bot, build
 from bot.config import Config
@@ -155,7 +155,7 @@ async def scenario(config: Config, tmp: Path, **options: Any) -> AsyncIterator[S
                                                                "slack_burst": 50, **options}))
     await world.start()
     env = Environment.from_env(bot_environment(world, f"sqlite:///{tmp / 'chatops.db'}"))
-    credentials = await asyncio.to_thread(fetch_slack_credentials, config, env)
+    credentials = await asyncio.to_thread(fetch_credentials, config, env)
     store = Store(str(env.database_url))
     await asyncio.to_thread(store.migrate)
     bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"), public_url=bot_url,
