@@ -67,7 +67,7 @@ from common import (
     workdir,
 )
 
-from bot.adapters.secrets import fetch_slack_credentials
+from bot.adapters.secrets import fetch_credentials
 from bot.adapters.store import Store, StoredRollout
 from bot.app import Bot, build
 from bot.config import Config, load_config
@@ -208,7 +208,7 @@ class Harness:
         await self.world.start()
         database = f"sqlite:///{self.directory / f'chatops-{time.time_ns()}.db'}"
         env = Environment.from_env(bot_environment(self.world, database))
-        credentials = await asyncio.to_thread(fetch_slack_credentials, self.config, env)
+        credentials = await asyncio.to_thread(fetch_credentials, self.config, env)
         store = Store(str(env.database_url))
         await asyncio.to_thread(store.migrate)
         self.bot = build(self.config, env, credentials, store, runbooks_beside(self.config_path),

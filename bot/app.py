@@ -18,7 +18,7 @@ from bot.adapters.idtokens import IdTokens
 from bot.adapters.logs import LogsGateway
 from bot.adapters.metrics import MetricsGateway
 from bot.adapters.prober import Prober
-from bot.adapters.secrets import SlackCredentials
+from bot.adapters.secrets import Credentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
@@ -27,6 +27,7 @@ from bot.engine.reconciler import Reconciler
 from bot.engine.reporter import RolloutReporter
 from bot.engine.signals import SignalCollector
 from bot.environment import Environment
+from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
 from bot.web import web_app
 from commands.buttons import ACTIONS, handle_button
@@ -56,13 +57,24 @@ def _listener(command: Command[Any], runtime: Runtime) -> Any:
     return listener
 
 
-def build(config: Config, env: Environment, credentials: SlackCredentials, store: Store, runbooks: Runbooks,
+def _runbook_pages(config: Config, credentials: Credentials, public_url: str) -> tuple[RunbookPages, LinkKey | None]:
+    """Links to the config's web view of the runbooks, or signed links to the bot's own pages."""
+    if config.runbook_base_url is not None:
+        return ExternalPages(config.runbook_base_url), None
+    if credentials.runbook_link_key is None:
+        raise ValueError("runbook links point at the bot, but no link key was read")
+    key = LinkKey(credentials.runbook_link_key.encode("utf-8"))
+    return SignedPages(public_url, key), key
+
+
+def build(config: Config, env: Environment, credentials: Credentials, store: Store, runbooks: Runbooks,
           *, public_url: str, owner: str) -> Bot:
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
     prober = Prober(concurrency=config.defaults.probe_concurrency, tokens=IdTokens(env.metadata_host))
     engine = config.engine
     cloudrun = CloudRunGateway(config.project, config.region, env, call_timeout=engine.google_timeout)
-    linker = RunbookLinker(config, runbooks, config.runbook_base_url or public_url)
+    pages, link_key = _runbook_pages(config, credentials, public_url)
+    linker = RunbookLinker(config, runbooks, pages)
     reporter = RolloutReporter(slack, store, linker)
     logs = LogsGateway(config.project, config.region, env, timeout=engine.google_timeout)
     budget = ReadBudget(engine.logging_reads_per_minute)
@@ -101,5 +113,5 @@ def build(config: Config, env: Environment, credentials: SlackCredentials, store
             await reporter.flush()
             await bot.aclose()
 
-    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan), reconciler)
+    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan, link_key=link_key), reconciler)
     return bot

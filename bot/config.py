@@ -70,6 +70,8 @@ class Strict(BaseModel):
 class SecretNames(Strict):
     slack_bot_token: str = "slack-bot-token"
     slack_signing_secret: str = "slack-signing-secret"
+    runbook_link_key: str = Field(default="chatops-runbook-link-key",
+                                  description="signs runbook links; not read when runbook_base_url is set")
 
 
 class HealthPaths(Strict):
@@ -322,7 +324,9 @@ class Config(Strict):
     services: dict[ServiceName, Service] = Field(min_length=1)
     roles: dict[str, Role] = Field(min_length=1)
     digests: tuple[Digest, ...] = ()
-    runbook_base_url: str | None = None
+    runbook_base_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="a web view of the runbooks directory; links then go there, unsigned, instead of to the bot")
     engine: EngineSettings = EngineSettings()
 
     @model_validator(mode="after")
@@ -491,6 +495,8 @@ def _pattern_hint(loc: tuple[str | int, ...], value: Any) -> str:
         "members": "a Slack user id (U...), user-group id (S...) or '*' for everyone",
         "owners": "a Slack user id (U...) or user-group id (S...)",
         "usergroups": "a Slack user id (U...)",
+        "runbook_base_url": "the web view of the runbooks directory, e.g. "
+                            "https://github.com/OWNER/REPO/blob/main/runbooks",
     }
     if loc and loc[0] == "services" and len(loc) == 2:
         rule = "lowercase letters, digits and hyphens, starting with a letter"
@@ -555,8 +561,15 @@ def load_config(path: str | Path) -> Config:
 
 def summary(config: Config) -> str:
     canary = sum(1 for name in config.services if config.canary_for(name).strategy == "canary")
+    names = config.secrets
+    secrets = [names.slack_bot_token, names.slack_signing_secret]
+    if config.runbook_base_url is None:
+        secrets.append(names.runbook_link_key)
+        links = "signed links to the bot's own pages"
+    else:
+        links = f"links to {config.runbook_base_url}"
     return (
         f"{len(config.services)} services in {config.project}/{config.region} ({canary} deploy by canary), "
         f"{len(config.slack.channels)} channels, {len(config.roles)} roles, {len(config.digests)} digests; "
-        f"secrets read from Secret Manager: {config.secrets.slack_bot_token}, {config.secrets.slack_signing_secret}"
+        f"secrets read from Secret Manager: {', '.join(secrets)}; runbooks: {links}"
     )

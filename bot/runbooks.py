@@ -1,4 +1,5 @@
-"""Runbooks: one Markdown file per service, served as small HTML pages that alerts link into.
+"""Runbooks: one Markdown file per service, served as small HTML pages that alerts link into (to Slack's
+readers only: bot/runbook_links.py decides where links point and signs them).
 
 A link in a 3 a.m. alert is only useful if it lands on the right section, so the config's anchors are
 checked against the runbooks' headings when the bot starts, and each page gives every heading exactly
@@ -18,6 +19,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from bot.config import Config, ConfigProblem, HttpCheck, LogCheck
+from bot.runbook_links import RunbookPages
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^`\s]*)")
@@ -208,10 +210,10 @@ class Runbooks:
     def get(self, service: str) -> Runbook | None:
         return self._books.get(service)
 
-    def link(self, base_url: str, service: str, anchor: str | None = None) -> str:
+    def link(self, pages: RunbookPages, service: str, anchor: str | None = None) -> str:
         """The page, at the section when it exists: a stale anchor still lands on the right runbook
         (check_runbooks reports it), instead of a fragment the browser silently ignores."""
-        url = f"{base_url.rstrip('/')}/runbooks/{quote(service)}"
+        url = pages.url(service)
         book = self.get(service)
         if anchor and book is not None and anchor in book.anchors:
             url += f"#{quote(anchor)}"
@@ -221,10 +223,10 @@ class Runbooks:
 class RunbookLinker:
     """The link for a failing check: its mapped step, a section named like the check, or the runbook's top."""
 
-    def __init__(self, config: Config, runbooks: Runbooks, base_url: str) -> None:
+    def __init__(self, config: Config, runbooks: Runbooks, pages: RunbookPages) -> None:
         self.config = config
         self.runbooks = runbooks
-        self.base_url = base_url.rstrip("/")
+        self.pages = pages
 
     def __call__(self, service: str, check: str | None = None) -> str | None:
         settings = self.config.services.get(service)
@@ -235,7 +237,7 @@ class RunbookLinker:
             canary = self.config.canary_for(service)
             own: tuple[LogCheck | HttpCheck, ...] = (*canary.log_checks, *canary.http_checks)
             anchor = next((c.runbook_step for c in own if c.name == check and c.runbook_step), check)
-        return self.runbooks.link(self.base_url, settings.runbook, anchor)
+        return self.runbooks.link(self.pages, settings.runbook, anchor)
 
 
 def _steps(path: str, checks: Sequence[LogCheck | HttpCheck]) -> Iterator[tuple[str, str]]:

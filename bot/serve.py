@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from bot.adapters.secrets import SecretsUnavailable, fetch_slack_credentials
+from bot.adapters.secrets import SecretsUnavailable, fetch_credentials
 from bot.adapters.store import Store, StoreUnavailable, default_url
 from bot.app import build
 from bot.config import ConfigError, load_config
@@ -53,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
                      os.environ["K_SERVICE"])
         return 2
     try:
-        credentials = fetch_slack_credentials(config, env)
+        credentials = fetch_credentials(config, env)
     except SecretsUnavailable as exc:
         log.critical("cannot start: %s", exc)
         return 1

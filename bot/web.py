@@ -1,4 +1,5 @@
-"""The HTTP surface: Slack's requests, Cloud Run's probes, and the runbooks the bot links to."""
+"""The HTTP surface: Slack's requests, Cloud Run's probes, and the runbooks the bot links to, for the holders
+of those links only."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.log import trace_context
+from bot.runbook_links import INDEX, TOKEN, LinkKey, SignedPages, page_path
 from bot.runbooks import Runbooks
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
@@ -42,8 +44,24 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
 
 
-def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None) -> Starlette:
+_FROM_SLACK = ("<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\"><title>Runbook</title>"
+               "<h1>Open this runbook from Slack</h1><p>Runbooks open only from the links the bot posts in Slack. "
+               "Find the alert or report in Slack and follow its runbook link.</p></html>\n")
+
+_PAGE_HEADERS = {"Referrer-Policy": "no-referrer"}
+"""A page's URL carries its token; `no-referrer` keeps it out of the Referer header when a reader follows a link
+out of the runbook: "sent requests do not include any referrer information"
+(https://developer.mozilla.org/Web/HTTP/Headers/Referrer-Policy)."""
+
+
+def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None, *,
+            link_key: LinkKey | None) -> Starlette:
+    """`link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one."""
     slack = AsyncSlackRequestHandler(bolt)
+
+    def refused() -> Response:
+        """The same answer for a missing, tampered or borrowed token: which one it was helps only a guesser."""
+        return HTMLResponse(_FROM_SLACK, status_code=403, headers=_PAGE_HEADERS)
 
     async def events(request: Request) -> Response:
         return await slack.handle(request)
@@ -52,21 +70,28 @@ def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan
         return JSONResponse({"status": "ok"})
 
     async def runbook(request: Request) -> Response:
-        found = runbooks.get(request.path_params["service"])
+        service = request.path_params["service"]
+        if link_key is None or not link_key.admits(page_path(service), request.query_params.get(TOKEN)):
+            return refused()
+        found = runbooks.get(service)
         if found is None:
-            return HTMLResponse("<h1>No such runbook</h1>", status_code=404)
-        return HTMLResponse(found.html())
+            return HTMLResponse("<h1>No such runbook</h1>", status_code=404, headers=_PAGE_HEADERS)
+        return HTMLResponse(found.html(), headers=_PAGE_HEADERS)
 
     async def runbook_index(request: Request) -> Response:
-        items = "".join(f'<li><a href="/runbooks/{html.escape(name)}">{html.escape(name)}</a></li>'
+        if link_key is None or not link_key.admits(INDEX, request.query_params.get(TOKEN)):
+            return refused()
+        pages = SignedPages("", link_key)
+        items = "".join(f'<li><a href="{html.escape(pages.url(name))}">{html.escape(name)}</a></li>'
                         for name in runbooks.services())
-        return HTMLResponse(f"<!doctype html><title>Runbooks</title><h1>Runbooks</h1><ul>{items}</ul>")
+        return HTMLResponse(f"<!doctype html><title>Runbooks</title><h1>Runbooks</h1><ul>{items}</ul>",
+                            headers=_PAGE_HEADERS)
 
     app = Starlette(lifespan=lifespan, routes=[
         Route("/slack/events", events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/runbooks", runbook_index, methods=["GET"]),
-        Route("/runbooks/{service}", runbook, methods=["GET"]),
+        Route(INDEX, runbook_index, methods=["GET"]),
+        Route(INDEX + "/{service}", runbook, methods=["GET"]),
     ])
     app.add_middleware(TraceMiddleware, project=project)
     return app

@@ -7,6 +7,7 @@ and then checks what that person would see. Exit 0 when every step did what it s
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -114,9 +115,11 @@ async def _health_tour(tour: Tour) -> None:
         text = text_of(report)
         _expect("*prediction-worker* is *unhealthy*" in text, "prediction-worker is not shown as unhealthy")
         _expect("`gcs_model_file`" in text and "not found" in text, "the failing check or its detail is missing")
-        link = f"{tour.endpoints['bot_url']}/runbooks/prediction-worker#gcs-model-file"
-        _expect(link in text, "the runbook link is missing")
-        page = await tour.http.get(link)
+        found = re.search(re.escape(tour.endpoints["bot_url"]) + r"/runbooks/prediction-worker\?sig=[\w-]+"
+                          r"#gcs-model-file", text)
+        _expect(found is not None, "the signed runbook link is missing")
+        assert found is not None
+        page = await tour.http.get(found.group(0))
         _expect(page.status_code == 200 and 'id="gcs-model-file"' in page.text, "the runbook link does not resolve")
         return "unhealthy, with the check, its detail and a runbook link that resolves"
 

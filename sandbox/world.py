@@ -2,7 +2,9 @@
 
 Each emulator gets its own port, as each Google API and Slack has its own host. The Slack bot token
 and signing secret are generated here and handed only to Secret Manager and to the emulated Slack:
-the bot must fetch them from Secret Manager like it does in production.
+the bot must fetch them from Secret Manager like it does in production. The key that signs runbook links is
+generated here too and kept only in Secret Manager: nothing in the world needs it, and a test that wants it
+reads it there, as an operator with secretAccessor would.
 """
 
 from __future__ import annotations
@@ -106,6 +108,9 @@ class World:
         self.secret_manager = SecretManager(config.project, self.run.project_number, authorize=self.iam.authorize)
         self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
         self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
+        # 32 random bytes, base64url: what `openssl rand -base64 32` gives an operator, and RFC 2104's minimum
+        # key length for SHA-256 (https://www.ietf.org/rfc/rfc2104, section 2).
+        self.secret_manager.put(config.secrets.runbook_link_key, secrets.token_urlsafe(32).encode())
         self.workspace = Workspace(bot_token=self._bot_token, channels=config.slack.channels,
                                    usergroups=config.slack.usergroups, scopes=manifest_bot_scopes(),
                                    limits=SlackLimits(post_per_channel_per_s=self.options.slack_rate_per_s,

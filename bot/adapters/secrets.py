@@ -1,4 +1,7 @@
-"""The bot's own credentials, read from Secret Manager at start and nowhere else."""
+"""The bot's own credentials, read from Secret Manager at start and nowhere else: Slack's bot token and signing
+secret, and the key that signs runbook links. Reading `latest` at start means a new version of a secret takes
+effect at the next start ("an alias to the most recently created SecretVersion",
+https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from bot.adapters.google_clients import client_kwargs
 from bot.checksum import crc32c
 from bot.config import Config
 from bot.environment import Environment
+from bot.runbook_links import MIN_KEY_BYTES
 
 _ACCESSOR = "roles/secretmanager.secretAccessor"
 
@@ -22,12 +26,19 @@ class SecretsUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class SlackCredentials:
+class Credentials:
+    """Slack's two, and the key that signs runbook links (None when links point at `runbook_base_url`)."""
+
     bot_token: str
     signing_secret: str
+    runbook_link_key: str | None
 
-    def values(self) -> tuple[str, str]:
-        return self.bot_token, self.signing_secret
+    def __repr__(self) -> str:
+        return "Credentials(...)"
+
+    def values(self) -> tuple[str, ...]:
+        """Every value the log redactor must hide."""
+        return tuple(v for v in (self.bot_token, self.signing_secret, self.runbook_link_key) if v is not None)
 
 
 def read_secret(client: secretmanager_v1.SecretManagerServiceClient, project: str, name: str,
@@ -65,11 +76,23 @@ def read_secret(client: secretmanager_v1.SecretManagerServiceClient, project: st
     return value
 
 
-def fetch_slack_credentials(config: Config, env: Environment) -> SlackCredentials:
+def _link_key(client: secretmanager_v1.SecretManagerServiceClient, project: str, name: str, where: str) -> str:
+    value = read_secret(client, project, name, where)
+    if len(value.encode("utf-8")) < MIN_KEY_BYTES:
+        raise SecretsUnavailable(
+            f"secret '{name}' is too short to sign runbook links: an HMAC-SHA256 key needs at least "
+            f"{MIN_KEY_BYTES} bytes; add a version with `openssl rand -base64 {MIN_KEY_BYTES} | "
+            f"gcloud secrets versions add {name} --data-file=-`")
+    return value
+
+
+def fetch_credentials(config: Config, env: Environment) -> Credentials:
     client = secretmanager_v1.SecretManagerServiceClient(**client_kwargs(env.secret_manager_endpoint, env))
     where = env.secret_manager_endpoint or "secretmanager.googleapis.com"
     names = config.secrets
-    return SlackCredentials(
+    return Credentials(
         bot_token=read_secret(client, config.project, names.slack_bot_token, where),
         signing_secret=read_secret(client, config.project, names.slack_signing_secret, where),
+        runbook_link_key=(None if config.runbook_base_url is not None
+                          else _link_key(client, config.project, names.runbook_link_key, where)),
     )

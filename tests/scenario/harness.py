@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bot.adapters.secrets import fetch_slack_credentials
+from bot.adapters.secrets import fetch_credentials
 from bot.adapters.store import Store, StoredRollout
 from bot.app import Bot, build
 from bot.config import Config
@@ -84,6 +85,14 @@ class Scenario:
     async def latest_ts(self, user: str = "oncall", channel: str = "deploys") -> str:
         seen = await self.messages(user, channel)
         return str(seen[-1]["ts"]) if seen else "0"
+
+    def runbook_link(self, text: str, runbook: str, step: str) -> str:
+        """The signed link to a runbook step that a message carries (`<bot>/runbooks/<runbook>?sig=...#<step>`)."""
+        found = re.search(rf"{re.escape(self.bot_url)}/runbooks/{re.escape(runbook)}\?sig=[\w-]+#{re.escape(step)}",
+                          text)
+        if found is None:
+            raise AssertionError(f"no link to {runbook}#{step} in: {text[:500]}")
+        return found.group(0)
 
     async def behave(self, revision: str, **behaviour: Any) -> None:
         (await self.http.patch(f"{self.control}/revisions/{revision}", json=behaviour)).raise_for_status()
@@ -156,7 +165,7 @@ async def scenario(config: Config, tmp: Path, **options: Any) -> AsyncIterator[S
     world = World(config, WorldOptions(bot_urls=[bot_url], **{"start_ms": 60, "route_ms": 20, **options}))
     await world.start()
     env = Environment.from_env(bot_environment(world, f"sqlite:///{tmp / 'chatops.db'}"))
-    credentials = await asyncio.to_thread(fetch_slack_credentials, config, env)
+    credentials = await asyncio.to_thread(fetch_credentials, config, env)
     store = Store(str(env.database_url))
     await asyncio.to_thread(store.migrate)
     bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"), public_url=bot_url,

@@ -55,7 +55,7 @@ async def test_a_failing_ready_check_shows_unhealthy_with_detail_and_runbook(fle
     assert "1 unhealthy" in report["text"] and "prediction-worker unhealthy" in report["text"]
     assert "*prediction-worker* is *unhealthy*" in text and "`gcs_model_file`" in text
     assert "model file gs://nba-props-platform-models/catboost/v8/model.cbm not found" in text
-    link = f"{fleet.bot_url}/runbooks/prediction-worker#gcs-model-file"
+    link = fleet.runbook_link(text, "prediction-worker", "gcs-model-file")
     assert f"<{link}|runbook>" in text
     page = await fleet.http.get(link)
     assert page.status_code == 200 and 'id="gcs-model-file"' in page.text

@@ -71,7 +71,7 @@ async def test_a_bad_image_is_rolled_back_at_the_first_stage_with_the_reason(fle
     assert "stage 5% failed" in replies
     assert "ERROR entries" in replies or "success rate" in replies
     assert "KeyError: 'pitcher_id'" in replies, "the candidate's newest error lines are in the thread"
-    assert f"{fleet.bot_url}/runbooks/mlb-prediction-worker#canary-failed" in replies
+    assert fleet.runbook_link(replies, "mlb-prediction-worker", "canary-failed")
 
 
 async def test_a_candidate_whose_ready_fails_never_gets_traffic(fleet: Scenario) -> None:
@@ -84,7 +84,7 @@ async def test_a_candidate_whose_ready_fails_never_gets_traffic(fleet: Scenario)
     assert fleet.routed(service) == {stable: 100} and fleet.tags(service) == {}
     assert "before getting any traffic" in done.rollout.reason and "check firestore" in done.rollout.reason
     replies = thread_text(await fleet.thread(done))
-    assert f"{fleet.bot_url}/runbooks/nba-admin-dashboard#firestore" in replies
+    assert fleet.runbook_link(replies, "nba-admin-dashboard", "firestore")
 
 
 async def test_a_latency_regression_is_rolled_back(fleet: Scenario) -> None:

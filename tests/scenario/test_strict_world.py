@@ -66,7 +66,8 @@ async def test_a_deploy_refused_for_a_missing_act_as_ends_naming_the_role_and_th
     assert strict.routed(service) == {stable: 100} and strict.tags(service) == {}
     replies = thread_text(await strict.thread(failed))
     assert f"Traffic is as it was: {stable} 100%" in replies
-    assert f"{strict.bot_url}/runbooks/mlb-prediction-worker#deploy-refused" in replies
+    step = strict.runbook_link(replies, "mlb-prediction-worker", "deploy-refused")
+    assert (await strict.http.get(step)).status_code == 200
     again = await strict.command("oncall", f"/deploy {service} tag=v3")
     assert "Deploying" in again["body"]
     second = await strict.rollout_state(service, "promoted", "rolled_back", timeout=60)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import secrets
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from bot.config import Config, load_config, parse_config
-from bot.runbooks import Runbook, Runbooks, check_runbooks, slugify
+from bot.adapters.secrets import Credentials
+from bot.config import Config, ConfigError, load_config, parse_config, summary
+from bot.log import REDACTED, Redactor
+from bot.runbook_links import TOKEN, ExternalPages, LinkKey, SignedPages, page_path
+from bot.runbooks import Runbook, RunbookLinker, Runbooks, check_runbooks, slugify
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "chatops.example.yaml").read_text()
 RUNBOOKS = Runbooks.load(ROOT / "runbooks")
 BASE = "https://chatops.example.com"
+KEY = LinkKey(secrets.token_bytes(32))
+PAGES = SignedPages(BASE, KEY)
 
 
 class _Ids(HTMLParser):
@@ -58,12 +65,15 @@ def test_the_example_fleet_runbooks_check_clean() -> None:
 
 @pytest.mark.parametrize("link", linked_sections(load_config(ROOT / "chatops.example.yaml")), ids=str)
 def test_every_link_the_bot_can_emit_resolves(link: tuple[str, str, str]) -> None:
+    """Resolves means: the bot admits the link's token for the path it is sent to, and the page has the section."""
     _, runbook, anchor = link
-    url = RUNBOOKS.link(BASE, runbook, anchor)
-    assert url == f"{BASE}/runbooks/{runbook}#{anchor}"
+    url = RUNBOOKS.link(PAGES, runbook, anchor)
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == BASE and unquote(parts.path) == page_path(runbook)
+    assert KEY.admits(unquote(parts.path), parse_qs(parts.query)[TOKEN][0])
     book = RUNBOOKS.get(runbook)
     assert book is not None
-    assert url.partition("#")[2] in _Ids(book.html()).ids
+    assert parts.fragment == anchor and anchor in _Ids(book.html()).ids
 
 
 @pytest.mark.parametrize("name", sorted(load_config(ROOT / "chatops.example.yaml").services))
@@ -177,6 +187,60 @@ def test_a_numbered_list_interrupted_by_code_continues_its_numbering() -> None:
 
 
 def test_a_link_goes_to_the_page_top_when_the_section_is_gone() -> None:
-    assert RUNBOOKS.link(BASE + "/", "prediction-worker") == f"{BASE}/runbooks/prediction-worker"
-    assert RUNBOOKS.link(BASE, "prediction-worker", "no-such-step") == f"{BASE}/runbooks/prediction-worker"
-    assert RUNBOOKS.link(BASE, "prediction-worker", "bigquery") == f"{BASE}/runbooks/prediction-worker#bigquery"
+    page = PAGES.url("prediction-worker")
+    assert page == f"{BASE}/runbooks/prediction-worker?{TOKEN}={KEY.token('/runbooks/prediction-worker')}"
+    assert SignedPages(BASE + "/", KEY).url("prediction-worker") == page
+    assert RUNBOOKS.link(PAGES, "prediction-worker", "no-such-step") == page
+    assert RUNBOOKS.link(PAGES, "prediction-worker", "bigquery") == f"{page}#bigquery"
+
+
+def test_a_token_opens_only_its_own_path() -> None:
+    token = KEY.token("/runbooks/prediction-worker")
+    assert KEY.admits("/runbooks/prediction-worker", token)
+    assert not KEY.admits("/runbooks/nba-grading-service", token), "a token for another runbook"
+    assert not KEY.admits("/runbooks", token), "nor the index"
+    assert not KEY.admits("/runbooks/prediction-worker", None)
+    assert not KEY.admits("/runbooks/prediction-worker", token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert not KEY.admits("/runbooks/prediction-worker", token + "x")
+    assert not KEY.admits("/runbooks/prediction-worker", "é" * 43), "not ASCII: refused, not an error"
+    rotated = LinkKey(secrets.token_bytes(32))
+    assert not rotated.admits("/runbooks/prediction-worker", token), "a new key voids every earlier link"
+
+
+def test_a_link_key_shorter_than_the_hash_is_refused() -> None:
+    """RFC 2104 section 2: "the minimal recommended length for K is L bytes" (32 for SHA-256,
+    https://www.ietf.org/rfc/rfc2104)."""
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        LinkKey(secrets.token_bytes(31))
+
+
+def test_the_link_key_is_redacted_from_logs_and_never_shown() -> None:
+    key = secrets.token_urlsafe(32)
+    credentials = Credentials(bot_token="xoxb-" + secrets.token_hex(8), signing_secret=secrets.token_hex(16),
+                              runbook_link_key=key)
+    redact = Redactor()
+    redact.add(credentials.values())
+    assert redact(f"something printed {key} by accident") == f"something printed {REDACTED} by accident"
+    assert key not in repr(credentials) and key not in repr(LinkKey(key.encode()))
+
+
+def test_with_runbook_base_url_links_go_to_the_web_view_unsigned() -> None:
+    base = "https://github.com/acme/chatops/blob/main/runbooks"
+    config = parse_config(EXAMPLE + f"runbook_base_url: {base}\n")
+    linker = RunbookLinker(config, RUNBOOKS, ExternalPages(base))
+    assert linker("prediction-worker", "gcs_model_file") == f"{base}/prediction-worker.md#gcs-model-file"
+    assert TOKEN not in str(linker("prediction-worker", None))
+    assert "chatops-runbook-link-key" not in summary(config) and f"links to {base}" in summary(config)
+
+
+def test_the_example_config_names_the_link_key_and_check_config_lists_it() -> None:
+    config = load_config(ROOT / "chatops.example.yaml")
+    assert config.secrets.runbook_link_key == "chatops-runbook-link-key"
+    assert "chatops-runbook-link-key" in summary(config) and "signed links" in summary(config)
+
+
+def test_a_runbook_base_url_that_is_not_a_web_address_is_a_config_problem() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(EXAMPLE + "runbook_base_url: github.com/acme/chatops/blob/main/runbooks\n")
+    (problem,) = raised.value.problems
+    assert problem.path == "runbook_base_url" and "https://github.com/OWNER/REPO/blob/main/runbooks" in problem.message
