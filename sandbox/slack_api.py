@@ -72,6 +72,22 @@ class Args:
             raise SlackError(malformed)
         return parsed
 
+    def metadata(self) -> Json | None:
+        """Message metadata: an object with a string `event_type` and an object `event_payload`
+        (https://docs.slack.dev/messaging/message-metadata); a JSON string in forms."""
+        value = self._values.get("metadata")
+        if value in (None, ""):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise SlackError("invalid_metadata_format") from None
+        if not (isinstance(value, dict) and isinstance(value.get("event_type"), str) and value["event_type"]
+                and isinstance(value.get("event_payload"), dict)):
+            raise SlackError("invalid_metadata_format")
+        return {"event_type": value["event_type"], "event_payload": value["event_payload"]}
+
     def ts(self, name: str, error: str) -> Decimal | None:
         value = self.text(name)
         if value in (None, ""):
@@ -172,8 +188,10 @@ def bot_profile(workspace: Workspace) -> Json:
             "team_id": workspace.team_id, "icons": {f"image_{s}": _ICON.format(s) for s in (36, 48, 72)}}
 
 
-def message_json(workspace: Workspace, message: Message, *, blocks: bool = True) -> Json:
-    """A message as conversations.history, chat.postMessage and block_actions payloads carry it."""
+def message_json(workspace: Workspace, message: Message, *, blocks: bool = True, metadata: bool = False) -> Json:
+    """A message as conversations.history, chat.postMessage and block_actions payloads carry it. Its metadata only
+    when asked for: conversations.history's `include_all_metadata` "Return all metadata associated with this
+    message" (https://api.slack.com/methods/conversations.history#arg_include_all_metadata)."""
     body: Json = {"type": "message", "text": message.text, "user": message.user, "ts": message.ts,
                   "team": workspace.team_id}
     if message.subtype:
@@ -192,6 +210,8 @@ def message_json(workspace: Workspace, message: Message, *, blocks: bool = True)
         body |= _thread_summary(message)
     if message.reactions:
         body["reactions"] = [{"name": n, "users": u, "count": len(u)} for n, u in message.reactions.items()]
+    if metadata and message.metadata:
+        body["metadata"] = message.metadata
     return body
 
 
@@ -201,10 +221,12 @@ def _thread_summary(parent: Message) -> Json:
             "latest_reply": parent.replies[-1].ts}
 
 
-def _thread_json(workspace: Workspace, message: Message) -> Json:
-    """conversations.replies' own, narrower message shape."""
+def _thread_json(workspace: Workspace, message: Message, *, metadata: bool = False) -> Json:
+    """conversations.replies' own, narrower message shape (with `include_all_metadata`, the metadata too)."""
     body: Json = {"type": "message", "text": message.text, "user": message.user, "ts": message.ts,
                   "team": workspace.team_id, "thread_ts": message.thread_ts or message.ts}
+    if metadata and message.metadata:
+        body["metadata"] = message.metadata
     if message.is_reply:
         return body | {"parent_user_id": message.parent_user}
     return body | _thread_summary(message) | {"subscribed": False}
@@ -304,7 +326,8 @@ def _post_message(workspace: Workspace, args: Args) -> Json:
     except KeyError:
         raise SlackError("channel_not_found") from None
     workspace.check_post_rate(channel)
-    message = workspace.post(channel, BOT.id, *_content_args(args), thread_ts=args.text("thread_ts"))
+    message = workspace.post(channel, BOT.id, *_content_args(args), thread_ts=args.text("thread_ts"),
+                             metadata=args.metadata())
     return {"channel": channel, "ts": message.ts, "message": message_json(workspace, message)}
 
 
@@ -331,7 +354,9 @@ def _delete(workspace: Workspace, args: Args) -> Json:
 def _history(workspace: Workspace, args: Args) -> Json:
     newest_first = list(reversed(_window(workspace.parents(_channel(workspace, args)), args)))
     page, cursor = _page(newest_first, args, default=100, newest_first=True)
-    body: Json = {"messages": [message_json(workspace, m) for m in page], "has_more": bool(cursor),
+    with_metadata = args.flag("include_all_metadata")
+    body: Json = {"messages": [message_json(workspace, m, metadata=with_metadata) for m in page],
+                  "has_more": bool(cursor),
                   "pin_count": 0, "channel_actions_ts": None, "channel_actions_count": 0}
     return body | ({"response_metadata": {"next_cursor": cursor}} if cursor else {})
 
@@ -339,7 +364,9 @@ def _history(workspace: Workspace, args: Args) -> Json:
 def _replies(workspace: Workspace, args: Args) -> Json:
     parent, *replies = workspace.thread(_channel(workspace, args), args.text("ts") or "")
     page, cursor = _page([parent, *_window(replies, args)], args, default=1000, newest_first=False)
-    body: Json = {"messages": [_thread_json(workspace, m) for m in page], "has_more": bool(cursor)}
+    with_metadata = args.flag("include_all_metadata")
+    body: Json = {"messages": [_thread_json(workspace, m, metadata=with_metadata) for m in page],
+                  "has_more": bool(cursor)}
     return body | ({"response_metadata": {"next_cursor": cursor}} if cursor else {})
 
 

@@ -70,6 +70,7 @@ class Message:
     edited: str | None = None  # ts of the last chat.update
     replies: list[Message] = field(default_factory=list)
     reactions: dict[str, list[str]] = field(default_factory=dict)
+    metadata: Json | None = None  # {"event_type", "event_payload"}: https://docs.slack.dev/messaging/message-metadata
 
     @property
     def bot_id(self) -> str | None:
@@ -150,11 +151,12 @@ class Workspace:
         self._channel_meter.admit(channel_id)
 
     def post(self, channel_id: str, user_id: str, text: str, blocks: object = None,
-             attachments: object = None, *, thread_ts: str | None = None) -> Message:
+             attachments: object = None, *, thread_ts: str | None = None, metadata: Json | None = None) -> Message:
         """A reply to a reply joins the parent's thread; a reply to an unknown ts is accepted and never shown,
         as Slack does."""
         posts = self._channel_posts(channel_id)
-        message = Message(channel_id, self.next_ts(), user_id, *_content(text, blocks, attachments))
+        message = Message(channel_id, self.next_ts(), user_id, *_content(text, blocks, attachments),
+                          metadata=metadata)
         if thread_ts is not None:
             _check_ts(thread_ts, "invalid_thread_ts")
             parent = posts.get(thread_ts)
