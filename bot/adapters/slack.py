@@ -28,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 log = logging.getLogger(__name__)
 
 Blocks = list[dict[str, Any]]
+MARKER_EVENT = "chatops_outbox"
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,29 @@ class SlackGateway:
         self._invokers: dict[str, Invoker] = {}
 
     async def post(self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None,
-                   attachments: Blocks | None = None) -> Posted:
+                   attachments: Blocks | None = None, marker: int | None = None) -> Posted:
+        """`marker` goes with the message as metadata (https://docs.slack.dev/messaging/message-metadata), so the
+        message can be found again by it (`find_marked`)."""
+        metadata = {"event_type": MARKER_EVENT, "event_payload": {"id": marker}} if marker is not None else None
         response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks,
-                                                      attachments=attachments, thread_ts=thread_ts, unfurl_links=False)
+                                                      attachments=attachments, thread_ts=thread_ts, unfurl_links=False,
+                                                      metadata=metadata)
         return Posted(str(response["channel"]), str(response["ts"]))
+
+    async def find_marked(self, channel: str, marker: int, *, thread_ts: str | None, oldest: float) -> str | None:
+        """The ts of a message posted with `marker` since `oldest` (epoch seconds): in the thread of `thread_ts`,
+        or among the channel's messages."""
+        kwargs: dict[str, Any] = {"channel": channel, "oldest": f"{oldest:.6f}", "include_all_metadata": True,
+                                  "limit": 200}
+        if thread_ts is not None:
+            response = await self.client.conversations_replies(ts=thread_ts, **kwargs)
+        else:
+            response = await self.client.conversations_history(**kwargs)
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == MARKER_EVENT and (metadata.get("event_payload") or {}).get("id") == marker:
+                return str(message["ts"])
+        return None
 
     async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None,
                      attachments: Blocks | None = None) -> None:

@@ -23,13 +23,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Connection,
-    DateTime,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     create_engine,
@@ -39,13 +36,14 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
 
 from bot.adapters.rollout_json import decode, dumps, encode, loads
+from bot.adapters.tables import ID as _ID
+from bot.adapters.tables import Base, UTCDateTime
 from bot.domain.rollout import Command, Rollout
 
 OUTCOMES = ("ok", "accepted", "refused", "invalid", "failed")
@@ -94,47 +92,6 @@ class AuditEntry:
             raise ValueError(f"audit outcome {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
         if self.at is not None and self.at.utcoffset() is None:
             raise ValueError("audit time must be timezone-aware; use datetime.now(UTC)")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on every backend.
-
-    PostgreSQL keeps the offset (timestamptz) but returns it in the session's time zone; SQLite keeps
-    none. Storing UTC and re-attaching it on the way out makes both give back the same value.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.utcoffset() is None:
-            raise ValueError("naive datetime given to the store; pass an aware one, e.g. datetime.now(UTC)")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_ID = BigInteger().with_variant(Integer(), "sqlite")
-"""64-bit ids, except on SQLite where only INTEGER PRIMARY KEY is the auto-assigned rowid."""
-
-
-class Base(DeclarativeBase):
-    """Named constraints, because SQLite's batch migrations can only alter what they can name."""
-
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
 
 
 class AuditRow(Base):
@@ -457,6 +414,18 @@ class Store:
         """Raise StoreUnavailable unless a round trip to the database works (readiness checks, startup)."""
         with self._reachable(), self._engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """One transaction that writes (SQLite's write lock taken at BEGIN), committed when the block ends: for the
+        other stores of the bot (incidents, schedule claims, the outbox), which share this engine."""
+        with self._reachable(), self._writes.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._reachable(), self._sessions() as session:
+            yield session
 
     def close(self) -> None:
         """Close pooled connections; the Store can't be used afterwards."""

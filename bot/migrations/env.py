@@ -6,7 +6,7 @@ The connection already holds the transaction and the migration lock, so this onl
 from alembic import context
 from sqlalchemy import Connection
 
-from bot.adapters.store import Base
+from bot.adapters.tables import Base
 
 connection: Connection = context.config.attributes["connection"]
 # Batch mode lets one revision alter tables on SQLite (by copy-and-rename) as well as on PostgreSQL.

@@ -24,7 +24,6 @@ from sqlalchemy.pool import NullPool
 
 from bot.adapters.store import (
     AuditEntry,
-    Base,
     Store,
     StoreUnavailable,
     alembic_config,
@@ -32,6 +31,7 @@ from bot.adapters.store import (
     migrate_command,
     redact,
 )
+from bot.adapters.tables import Base
 from tests.contract.conftest import POSTGRES_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_migrate_creates_audit_table_and_is_idempotent(database_url: str) -> Non
         assert store.revision() is None
         store.migrate()
         store.migrate()
-        assert store.revision() == HEAD == "0002_rollouts"
+        assert store.revision() == HEAD == "0003_alerts"
         engine = create_engine(database_url, poolclass=NullPool)
         schema = inspect(engine)
         assert {"alembic_version", "audit"} <= set(schema.get_table_names())

@@ -1,0 +1,139 @@
+"""The outbox: every alert and digest bound for Slack is a row before it is a message.
+
+A row is written in the same transaction as what it reports (an incident's new state, a digest's claim), so
+nothing is decided without being said. Rows of one thread (`thread_key`) go out in order: a thread's next row
+is claimed only once every earlier one is sent, so a reply never overtakes its parent. A claim is a lease:
+an instance killed mid-send leaves the row `sending`, and whoever takes it over first looks for it in Slack
+(each post carries its row id as message metadata) before posting it again, so it is neither lost nor doubled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bot.adapters.store import Store
+from bot.adapters.tables import OutboxRow
+
+Action = Literal["post", "reply", "update"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to send. `post` starts the thread `thread_key`; `reply` goes into it; `update` redraws its first
+    message."""
+
+    thread_key: str
+    action: Action
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Queued:
+    id: int
+    message: Message
+    state: str
+    attempts: int
+    created_at: datetime
+
+
+def enqueue(session: Session, messages: Iterable[Message], now: datetime | None = None) -> None:
+    """Add messages inside the caller's transaction."""
+    at = now or datetime.now(UTC)
+    for message in messages:
+        session.add(OutboxRow(thread_key=message.thread_key, action=message.action, channel=message.channel,
+                              text=message.text,
+                              payload=json.dumps({"blocks": message.blocks, "attachments": message.attachments}),
+                              state="pending", attempts=0, next_at=at, created_at=at, error=""))
+
+
+def _queued(row: OutboxRow) -> Queued:
+    payload = json.loads(row.payload)
+    message = Message(row.thread_key, row.action, row.channel, row.text,  # type: ignore[arg-type]
+                      payload.get("blocks") or [], payload.get("attachments") or [])
+    return Queued(row.id, message, row.state, row.attempts, row.created_at)
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add(self, messages: Sequence[Message]) -> None:
+        with self.store.writing() as session:
+            enqueue(session, messages)
+
+    def claim(self, owner: str, now: datetime, lease_s: float, limit: int = 20) -> list[Queued]:
+        """The first unsent row of each thread that is due (or whose sender's lease ran out), leased to `owner`."""
+        unsent = OutboxRow.state.in_(("pending", "sending"))
+        heads = select(func.min(OutboxRow.id)).where(unsent).group_by(OutboxRow.thread_key)
+        due = ((OutboxRow.state == "pending") & (OutboxRow.next_at <= now)) | (
+            (OutboxRow.state == "sending") & (OutboxRow.lease_expires_at < now))
+        query = (select(OutboxRow.id).where(OutboxRow.id.in_(heads), due).order_by(OutboxRow.id).limit(limit)
+                 .with_for_update(skip_locked=True))
+        claimed: list[Queued] = []
+        with self.store.writing() as session:
+            for row_id in session.scalars(query).all():
+                row = session.get(OutboxRow, row_id, populate_existing=True)
+                if row is None:
+                    continue
+                was = row.state
+                row.state, row.lease_owner = "sending", owner
+                row.lease_expires_at = now + timedelta(seconds=lease_s)
+                row.attempts += 1
+                claimed.append(Queued(row.id, _queued(row).message, was, row.attempts, row.created_at))
+        return claimed
+
+    def thread_root(self, thread_key: str) -> tuple[str, str] | None:
+        """(channel, ts) of the thread's first message, once it is sent."""
+        query = (select(OutboxRow.channel, OutboxRow.ts)
+                 .where(OutboxRow.thread_key == thread_key, OutboxRow.action == "post", OutboxRow.state == "sent")
+                 .order_by(OutboxRow.id).limit(1))
+        with self.store.reading() as session:
+            found = session.execute(query).first()
+        return (found[0], found[1]) if found is not None and found[1] else None
+
+    def sent(self, row_id: int, owner: str, ts: str, now: datetime) -> None:
+        with self.store.writing() as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.lease_owner == owner)
+                            .values(state="sent", ts=ts, sent_at=now, lease_owner=None, lease_expires_at=None,
+                                    error=""))
+
+    def retry(self, row_id: int, owner: str, later: datetime, error: str) -> None:
+        with self.store.writing() as session:
+            session.execute(update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.lease_owner == owner)
+                            .values(state="pending", next_at=later, lease_owner=None, lease_expires_at=None,
+                                    error=error[:500]))
+
+    def give_up(self, row_id: int, owner: str, error: str) -> None:
+        """Slack will never take this row (a channel that is gone, a malformed message): the rest of its thread,
+        which cannot be threaded under it, goes with it, and the error is kept for whoever looks."""
+        with self.store.writing() as session:
+            row = session.get(OutboxRow, row_id)
+            if row is None or row.lease_owner != owner:
+                return
+            query = update(OutboxRow).where(OutboxRow.thread_key == row.thread_key, OutboxRow.id >= row_id,
+                                            OutboxRow.state != "sent")
+            if row.action != "post":
+                query = query.where(OutboxRow.id == row_id)
+            session.execute(query.values(state="failed", lease_owner=None, lease_expires_at=None,
+                                         error=error[:500]))
+
+    def pending(self) -> int:
+        with self.store.reading() as session:
+            return int(session.scalar(select(func.count()).select_from(OutboxRow)
+                                      .where(OutboxRow.state.in_(("pending", "sending")))) or 0)
+
+    def next_due(self) -> datetime | None:
+        with self.store.reading() as session:
+            found: datetime | None = session.scalar(select(func.min(OutboxRow.next_at))
+                                                    .where(OutboxRow.state == "pending"))
+            return found

@@ -1,0 +1,130 @@
+"""The database's tables, as SQLAlchemy models, in one place: the Alembic revisions in bot/migrations/versions/
+create them, and a test checks that models and revisions agree.
+
+The rows of the alert side (incidents, silences, schedule claims, the Slack outbox) keep their domain object
+as JSON in `data` plus the columns that queries filter and lock on, as rollouts do.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, Dialect, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    PostgreSQL keeps the offset (timestamptz) but returns it in the session's time zone; SQLite keeps
+    none. Storing UTC and re-attaching it on the way out makes both give back the same value.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("naive datetime given to the store; pass an aware one, e.g. datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+ID = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit ids, except on SQLite where only INTEGER PRIMARY KEY is the auto-assigned rowid."""
+
+
+class Base(DeclarativeBase):
+    """Named constraints, because SQLite's batch migrations can only alter what they can name."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class IncidentRow(Base):
+    """Table `incidents` (revision 0003). `active` while watching or open: one active incident per service."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        Index("uq_incidents_active_service", "service", unique=True, postgresql_where=text("active"),
+              sqlite_where=text("active")),
+        Index("ix_incidents_service_resolved_at", "service", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    service: Mapped[str] = mapped_column(String())
+    state: Mapped[str] = mapped_column(String())
+    active: Mapped[bool] = mapped_column(Boolean())
+    channel: Mapped[str] = mapped_column(String())
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer())
+    data: Mapped[str] = mapped_column(Text())
+
+
+class SilenceRow(Base):
+    """Table `silences` (revision 0003): alerts of a service held until `ends_at`."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_service_ends_at", "service", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    service: Mapped[str] = mapped_column(String())
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text())
+    created_by: Mapped[str] = mapped_column(String())
+
+
+class ScheduleRunRow(Base):
+    """Table `schedule_runs` (revision 0003): who ran a scheduled job for a fire time. The primary key is what
+    makes any number of instances run it once."""
+
+    __tablename__ = "schedule_runs"
+
+    job: Mapped[str] = mapped_column(String(), primary_key=True)
+    fire_time: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String())
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    late: Mapped[bool] = mapped_column(Boolean())
+
+
+class OutboxRow(Base):
+    """Table `outbox` (revision 0003): a Slack message written before it is sent, sent in order per thread."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_state_next_at", "state", "next_at"),
+        Index("ix_outbox_thread_key_id", "thread_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    thread_key: Mapped[str] = mapped_column(String())
+    action: Mapped[str] = mapped_column(String())  # post (the thread's first message), reply, update
+    channel: Mapped[str] = mapped_column(String())
+    text: Mapped[str] = mapped_column(Text())
+    payload: Mapped[str] = mapped_column(Text())  # blocks and attachments, JSON
+    state: Mapped[str] = mapped_column(String())  # pending, sending, sent
+    attempts: Mapped[int] = mapped_column(Integer())
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ts: Mapped[str | None] = mapped_column(String())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str] = mapped_column(Text())
