@@ -15,22 +15,28 @@ from starlette.applications import Starlette
 
 from bot.adapters.cloudrun import CloudRunGateway
 from bot.adapters.idtokens import IdTokens
+from bot.adapters.incident_store import IncidentStore
 from bot.adapters.logs import LogsGateway
 from bot.adapters.metrics import MetricsGateway
+from bot.adapters.outbox import Outbox
 from bot.adapters.prober import Prober
 from bot.adapters.secrets import Credentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
 from bot.engine.budget import ReadBudget
+from bot.engine.incidents import IncidentEngine
+from bot.engine.outbox_sender import OutboxSender
 from bot.engine.reconciler import Reconciler
 from bot.engine.reporter import RolloutReporter
+from bot.engine.scheduler import Job, Scheduler, every
 from bot.engine.signals import SignalCollector
+from bot.engine.sweeper import Sweeper
 from bot.environment import Environment
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
 from bot.web import web_app
-from commands.buttons import ACTIONS, handle_button
+from commands.buttons import ACTIONS, LINK_BUTTONS, handle_button
 from commands.framework import Command, Runtime, handle
 from commands.registry import all_commands
 
@@ -43,6 +49,8 @@ class Bot:
     bolt: AsyncApp
     web: Starlette
     reconciler: Reconciler
+    sweeper: Sweeper
+    outbox: OutboxSender
 
     async def aclose(self) -> None:
         await self.runtime.prober.aclose()
@@ -85,8 +93,17 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                                 error_filters={name: config.canary_for(name).error_filter for name in config.services})
     reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector, reporter=reporter, owner=owner,
                             interval_s=config.engine.interval, lease_s=config.engine.lease)
+    outbox = Outbox(store)
+    sender = OutboxSender(outbox, slack, owner)
+    incident_store = IncidentStore(store)
+    incidents = IncidentEngine(config, incident_store, linker, sent=sender.wake)
+    sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)
+    alerts = config.defaults.alerts
+    scheduler = Scheduler([Job("sweep", every(alerts.interval), sweeper.run),
+                           Job("incident-tick", every(min(30.0, max(1.0, alerts.escalate_after / 4))),
+                               lambda fire, late: incidents.tick())])
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
-                      runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget)
+                      runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))
@@ -101,17 +118,28 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
 
     bolt.action(re.compile("^(" + "|".join(ACTIONS) + ")$"))(button)
 
+    async def link_button(ack: AsyncAck) -> None:
+        """A URL button (Open runbook) still sends an action, which must be acknowledged."""
+        await ack()
+
+    bolt.action(re.compile("^(" + "|".join(LINK_BUTTONS) + ")$"))(link_button)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loop = asyncio.create_task(reconciler.run(), name="reconciler")
+        loops = [asyncio.create_task(reconciler.run(), name="reconciler"),
+                 asyncio.create_task(sender.run(), name="outbox"),
+                 asyncio.create_task(scheduler.run(), name="scheduler")]
         try:
             yield
         finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            for loop in loops:
+                loop.cancel()
+            for loop in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
             await reporter.flush()
             await bot.aclose()
 
-    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan, link_key=link_key), reconciler)
+    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan, link_key=link_key), reconciler,
+              sweeper, sender)
     return bot

@@ -29,7 +29,8 @@ from pydantic import (
 
 from bot.domain.rollout import TAG
 
-ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack")
+ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack", "silence",
+           "incidents", "digest")
 """Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
 keep even `/health` to its own people."""
 
@@ -181,9 +182,15 @@ class CanaryOverride(Strict):
 
 
 class AlertPolicy(Strict):
-    open_after: int = Field(default=3, ge=1)
-    resolve_after: int = Field(default=2, ge=1)
-    interval: Seconds = 60.0
+    """When sweeps open and resolve incidents, and who hears of them."""
+
+    open_after: int = Field(default=3, ge=1, description="consecutive failed sweeps before an incident opens")
+    resolve_after: int = Field(default=2, ge=1, description="consecutive passing sweeps before it resolves")
+    interval: Seconds = Field(default=60.0, description="how often every service is swept")
+    cooldown: Seconds = Field(default=900.0, description="a failure this soon after resolving reopens the thread")
+    escalate_after: Seconds = Field(default=900.0, description="unacknowledged this long: mention the next group")
+    oncall: tuple[MemberId, ...] = Field(default=(), description="mentioned when an incident opens")
+    escalation: tuple[MemberId, ...] = Field(default=(), description="mentioned in turn while unacknowledged")
 
 
 class EngineSettings(Strict):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.adapters.cloudrun import CloudRunUnavailable
-from bot.adapters.prober import Target
 from bot.config import Config
-from bot.domain.health import FleetHealth, Probe, ServiceHealth, Status, classify
+from bot.domain.health import Probe, ServiceHealth, classify
+from bot.engine.fleet_health import missing, probe_fleet
 from bot.render.health import fleet_report, service_report
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
@@ -50,25 +50,17 @@ class Health(Command[HealthRequest]):
 
     async def act(self, request: HealthRequest, invocation: Invocation, runtime: Runtime) -> None:
         try:
-            urls = await runtime.cloudrun.service_urls()
+            if request.service == "all":
+                await self._fleet(invocation, runtime)
+            else:
+                await self._one(request.service, invocation, runtime, await runtime.cloudrun.service_urls())
         except CloudRunUnavailable as exc:
             await runtime.slack.respond(invocation.response_url, f":x: I can't probe: {exc}, so I don't know the "
                                         "services' URLs. Try again in a minute.")
-            return
-        if request.service == "all":
-            await self._fleet(invocation, runtime, urls)
-        else:
-            await self._one(request.service, invocation, runtime, urls)
 
-    async def _fleet(self, invocation: Invocation, runtime: Runtime, urls: dict[str, str]) -> None:
+    async def _fleet(self, invocation: Invocation, runtime: Runtime) -> None:
         started = time.perf_counter()
-        names = list(runtime.config.services)
-        known = [name for name in names if name in urls]
-        # A service's URL is also the audience of the ID token that opens it.
-        probed = await runtime.prober.probe_many([Target(urls[name], runtime.config.health_for(name), urls[name])
-                                                  for name in known])
-        found = {name: classify(name, probes) for name, probes in zip(known, probed, strict=True)}
-        fleet = FleetHealth(tuple(found.get(name) or _missing(runtime, name) for name in names))
+        fleet = await probe_fleet(runtime.config, runtime.cloudrun, runtime.prober)
         messages = fleet_report(fleet, project=runtime.config.project, region=runtime.config.region,
                                 elapsed_s=time.perf_counter() - started, now=datetime.now(UTC),
                                 runbook=runtime.runbook_link)
@@ -87,14 +79,9 @@ class Health(Command[HealthRequest]):
                                             report.blocks)
 
 
-def _missing(runtime: Runtime, service: str) -> ServiceHealth:
-    reason = f"not found in Cloud Run ({runtime.config.project}/{runtime.config.region})"
-    return ServiceHealth(service, Status.UNREACHABLE, reason, ())
-
-
 async def _probe(runtime: Runtime, service: str, urls: dict[str, str]) -> tuple[ServiceHealth, list[Probe]]:
     url = urls.get(service)
     if url is None:
-        return _missing(runtime, service), []
+        return missing(runtime.config, service), []
     probes = await runtime.prober.probe_service(url, runtime.config.health_for(service), audience=url)
     return classify(service, probes), probes

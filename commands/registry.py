@@ -9,6 +9,7 @@ from commands.framework import Command
 from commands.health import Health
 from commands.help import Help
 from commands.history import History
+from commands.incidents import Ack, Incidents, SilenceCommand
 from commands.pause import Pause
 from commands.promote import Promote
 from commands.resume import Resume
@@ -17,5 +18,6 @@ from commands.status import Status
 
 
 def all_commands() -> list[Command[Any]]:
-    working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health()]
+    working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
+                                   Incidents(), Ack(), SilenceCommand()]
     return [*working, Help(working)]

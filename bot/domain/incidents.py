@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from bot.domain.health import ServiceHealth, Status
+
 Source = Literal["sweep", "monitoring"]
 IncidentState = Literal["watching", "open", "resolved"]
 
@@ -226,3 +228,12 @@ def tick(incident: Incident, now: datetime, policy: AlertPolicy, *, silenced: bo
     text = (f"escalating to {mention}: unacknowledged for {_duration(now - incident.opened_at)}. "
             "Acknowledge it (button or `/ack " + incident.service + "`) to stop this.")
     return Step(replace(incident, escalations=incident.escalations + 1), parent=True, replies=(text,))
+
+
+def failures_of(health: ServiceHealth) -> tuple[Failure, ...]:
+    """What a sweep's probes say is failing: nothing answering at all, or each failing check. Warnings are not
+    incidents."""
+    if health.status is Status.UNREACHABLE:
+        return (Failure("unreachable", health.reason or "no answer"),)
+    return tuple(Failure(c.name, c.detail or f"the {c.endpoint} check fails") for c in health.checks
+                 if c.state == "fail")

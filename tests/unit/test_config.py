@@ -53,7 +53,7 @@ def test_durations_accept_units_and_refuse_words() -> None:
 
 
 def test_actions_must_be_known() -> None:
-    found = problems(EXAMPLE.replace("may: [health, status, history]", "may: [health, stats]"))
+    found = problems(EXAMPLE.replace("may: [health, status, history, incidents, digest]", "may: [health, stats]"))
     assert "did you mean 'status'" in found["roles.everyone.may"]
 
 
