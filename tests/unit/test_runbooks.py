@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from markdown_it import MarkdownIt
 
 from bot.adapters.secrets import Credentials
 from bot.config import Config, ConfigError, load_config, parse_config, summary
@@ -30,6 +31,7 @@ class _Ids(HTMLParser):
         super().__init__()
         self.ids: list[str] = []
         self.hrefs: list[str] = []
+        self.srcs: list[str] = []
         self.tags: list[str] = []
         self.feed(page)
 
@@ -40,6 +42,8 @@ class _Ids(HTMLParser):
             self.ids.append(str(found["id"]))
         if tag == "a" and found.get("href") is not None:
             self.hrefs.append(str(found["href"]))
+        if found.get("src") is not None:
+            self.srcs.append(str(found["src"]))
 
 
 def linked_sections(config: Config) -> list[tuple[str, str, str]]:
@@ -135,8 +139,14 @@ def test_anchors_without_a_runbook_are_reported(tmp_path: Path) -> None:
     ("Step 2: re-run (maybe)!", "step-2-re-run-maybe"),
     ("a  b", "a--b"),
     ("Überprüfung", "überprüfung"),
+    ("😄 emoji", "-emoji"),
+    ("a\tb", "ab"),
+    ("Version 1.2 \u2013 rollout", "version-12--rollout"),  # an en dash is punctuation
 ])
 def test_slugify_matches_github(heading: str, anchor: str) -> None:
+    """GitHub's rules (https://docs.github.com/en/get-started/writing-on-github/getting-started-with-writing-and-formatting-on-github/basic-writing-and-formatting-syntax#section-links):
+    "Letters are converted to lower-case. Spaces are replaced by hyphens (-). Any other whitespace or punctuation
+    characters are removed." The emoji case is github-slugger's README example (https://github.com/Flet/github-slugger)."""
     assert slugify(heading) == anchor
 
 
@@ -174,16 +184,137 @@ def test_html_gives_every_heading_its_anchor_and_escapes_everything_else() -> No
     assert "<strong>bold <code>code &lt;i&gt;</code></strong>" in page
     assert "https://example.com/a?b=1&c=2" in parsed.hrefs
     assert not any(href.startswith("javascript") for href in parsed.hrefs)
-    assert '<pre><code class="language-bash"># not a heading\necho &quot;&lt;script&gt;&quot;</code></pre>' in page
-    assert "<ol><li>first continued</li><li>second</li></ol>" in page
-    assert "<ul><li>a</li><li>b</li></ul>" in page
+    assert '<pre><code class="language-bash"># not a heading\necho &quot;&lt;script&gt;&quot;\n</code></pre>' in page
+    assert "<ol>\n<li>first\ncontinued</li>\n<li>second</li>\n</ol>" in page
+    assert "<ul>\n<li>a</li>\n<li>b</li>\n</ul>" in page
     assert page.startswith("<!doctype html>") and "http" not in page.partition("<body>")[0].replace(
         "http-equiv", "")  # nothing fetched from elsewhere
 
 
 def test_a_numbered_list_interrupted_by_code_continues_its_numbering() -> None:
+    """An ordered list's start number is its first item's (https://spec.commonmark.org/0.30/#list-items)."""
     page = Runbook.parse("demo", "1. look\n\n```\ncmd\n```\n\n2. fix\n").html()
-    assert '<ol><li>look</li></ol>\n<pre><code>cmd</code></pre>\n<ol start="2"><li>fix</li></ol>' in page
+    assert '<ol>\n<li>look</li>\n</ol>\n<pre><code>cmd\n</code></pre>\n<ol start="2">\n<li>fix</li>\n</ol>' in page
+
+
+def test_raw_html_in_a_runbook_comes_out_as_text() -> None:
+    """Raw HTML is off: "Disable HTML ... This removes the need for further sanitizing"
+    (https://markdown-it-py.readthedocs.io/en/latest/security.html). Inline tags, HTML blocks and comments are
+    all shown as the text they are."""
+    page = Runbook.parse("demo", "\n".join([
+        "# Demo",
+        "",
+        'Run <script>fetch("/steal")</script> then <img src=x onerror="alert(1)"> and <!-- hidden -->.',
+        "",
+        '<div onclick="alert(2)">',
+        "<iframe src=https://example.com></iframe>",
+        "</div>",
+    ])).html()
+    parsed = _Ids(page.partition("<body>")[2])
+    assert not {"script", "img", "div", "iframe"} & set(parsed.tags)
+    assert parsed.srcs == []
+    assert "Run &lt;script&gt;fetch(&quot;/steal&quot;)&lt;/script&gt; then &lt;img src=x" in page
+    assert "&lt;!-- hidden --&gt;" in page
+    assert "&lt;div onclick=&quot;alert(2)&quot;&gt;" in page
+
+
+@pytest.mark.parametrize("written", [
+    "[run this](javascript:alert(1))",
+    "[run this](JaVaScRiPt:alert(1))",
+    "[run this](vbscript:msgbox(1))",
+    "[run this](file:///etc/passwd)",
+    "[run this](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    "[run this](ms-settings:privacy)",
+    "<javascript:alert(1)>",
+    "[run this][ref]\n\n[ref]: javascript:alert(1)",
+    "![run this](data:image/png;base64,iVBORw0KGgo=)",
+])
+def test_a_link_that_is_not_to_the_web_stays_text(written: str) -> None:
+    """markdown-it refuses `javascript:`, `vbscript:`, `file:` and `data:` but a few images
+    (https://markdown-it-py.readthedocs.io/en/latest/security.html); the runbook pages also refuse every other
+    scheme but http(s) and mailto. A refused link is not a link at all: its text stays, nothing points anywhere."""
+    page = Runbook.parse("demo", f"# Demo\n\n{written}\n").html()
+    parsed = _Ids(page.partition("<body>")[2])
+    assert [href for href in parsed.hrefs if not href.startswith("#")] == [] and parsed.srcs == []
+    assert "run this" in page or "javascript:alert(1)" in page
+
+
+def test_markdown_its_own_link_check_refuses_script_schemes() -> None:
+    """The library check the pages build on, as its security page lists it
+    (https://markdown-it-py.readthedocs.io/en/latest/security.html)."""
+    stock = MarkdownIt("commonmark")
+    for url in ("javascript:alert(1)", "JAVASCRIPT:alert(1)", "vbscript:x", "file:///etc/passwd", "data:text/html,x"):
+        assert not stock.validateLink(url), url
+    assert stock.validateLink("data:image/png;base64,AAAA"), "images are the documented exception"
+
+
+def test_web_mail_and_relative_links_are_links() -> None:
+    page = Runbook.parse("demo", "\n".join([
+        "# Demo",
+        "",
+        "[console](https://console.cloud.google.com/run?project=p&x=1) [plain](http://example.com)",
+        "<https://example.com/auto> <oncall@example.com> [sibling](prediction-worker#bigquery) [up](#demo)",
+    ])).html()
+    assert _Ids(page).hrefs == ["#demo", "https://console.cloud.google.com/run?project=p&x=1", "http://example.com",
+                                "https://example.com/auto", "mailto:oncall@example.com", "prediction-worker#bigquery",
+                                "#demo"]
+
+
+def test_tables_and_code_fences_render() -> None:
+    """GitHub's pipe tables ("GFM enables the `table` extension",
+    https://hackage.haskell.org/package/commonmark-extensions-0.2.3/src/test/pipe_tables.md) and CommonMark's
+    fenced code blocks (https://spec.commonmark.org/0.30/#fenced-code-blocks): the code is shown as written,
+    escaped, with its language as a class."""
+    page = Runbook.parse("demo", "\n".join([
+        "# Demo",
+        "",
+        "| Check | Fix |",
+        "| :--- | ---: |",
+        "| `gcs_model_file` | re-upload **the model** |",
+        "| a \\| b | ~~old~~ |",
+        "",
+        "~~~bash",
+        "gcloud run services describe \"$S\" <<EOF | jq '.status'",
+        "```",
+        "~~~",
+        "",
+        "    indented <code>",
+    ])).html()
+    assert "\n".join([
+        "<table>", "<thead>", "<tr>", '<th style="text-align:left">Check</th>', '<th style="text-align:right">Fix</th>',
+        "</tr>", "</thead>", "<tbody>", "<tr>", '<td style="text-align:left"><code>gcs_model_file</code></td>',
+        '<td style="text-align:right">re-upload <strong>the model</strong></td>', "</tr>", "<tr>",
+        '<td style="text-align:left">a | b</td>', '<td style="text-align:right"><s>old</s></td>', "</tr>",
+        "</tbody>", "</table>",
+    ]) in page
+    assert ('<pre><code class="language-bash">gcloud run services describe &quot;$S&quot; &lt;&lt;EOF | '
+            "jq '.status'\n```\n</code></pre>") in page
+    assert "<pre><code>indented &lt;code&gt;\n</code></pre>" in page
+
+
+def test_headings_get_githubs_anchors_from_their_text_without_markup() -> None:
+    """https://docs.github.com/en/get-started/writing-on-github/getting-started-with-writing-and-formatting-on-github/basic-writing-and-formatting-syntax#section-links:
+    "Markup formatting is removed, leaving only the contents (for example, _italics_ becomes italics)", and a
+    repeated anchor gets "a hyphen and an auto-incrementing integer"; an id already taken is skipped, as
+    github-slugger does (https://github.com/Flet/github-slugger). Setext headings and closing #s count too."""
+    book = Runbook.parse("demo", "\n".join([
+        "# The _italics_ **bold** `K_SERVICE` [link](https://example.com) heading ##",
+        "## Setup",
+        "## Setup",
+        "## Setup-1",
+        "## Setup",
+        "Rolled back",
+        "-----------",
+        "## !!!",
+        "## &amp; Entities &copy;",
+    ]))
+    assert book.anchors == ("the-italics-bold-k_service-link-heading", "setup", "setup-1", "setup-1-1", "setup-2",
+                            "rolled-back", "-entities-")
+    assert book.title == "The italics bold K_SERVICE link heading"
+    page = _Ids(book.html())
+    assert page.ids == list(book.anchors), "a heading with nothing left for an id gets none"
+    assert [href for href in page.hrefs if href.startswith("#")] == [f"#{anchor}" for anchor in book.anchors]
+    assert "<h2>!!!</h2>" in book.html()
 
 
 def test_a_link_goes_to_the_page_top_when_the_section_is_gone() -> None:
