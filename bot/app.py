@@ -25,6 +25,7 @@ from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
 from bot.engine.budget import ReadBudget
+from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
 from bot.engine.outbox_sender import OutboxSender
 from bot.engine.reconciler import Reconciler
@@ -51,6 +52,7 @@ class Bot:
     reconciler: Reconciler
     sweeper: Sweeper
     outbox: OutboxSender
+    scheduler: Scheduler
 
     async def aclose(self) -> None:
         await self.runtime.prober.aclose()
@@ -99,11 +101,14 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     incidents = IncidentEngine(config, incident_store, linker, sent=sender.wake)
     sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)
     alerts = config.defaults.alerts
+    digests = Digests(config, store, incident_store, sweeper, linker, owner, sent=sender.wake)
     scheduler = Scheduler([Job("sweep", every(alerts.interval), sweeper.run),
                            Job("incident-tick", every(min(30.0, max(1.0, alerts.escalate_after / 4))),
-                               lambda fire, late: incidents.tick())])
+                               lambda fire, late: incidents.tick()),
+                           *digests.jobs()])
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
-                      runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents)
+                      runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents,
+                      digests=digests)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))
@@ -141,5 +146,5 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
             await bot.aclose()
 
     bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan, link_key=link_key), reconciler,
-              sweeper, sender)
+              sweeper, sender, scheduler)
     return bot

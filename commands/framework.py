@@ -24,6 +24,7 @@ from bot.adapters.store import AuditEntry, Store
 from bot.config import Config
 from bot.domain.policy import Grant, Refused, decide, groups_of
 from bot.engine.budget import ReadBudget
+from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
 from bot.runbooks import RunbookLinker
 from commands.grammar import Args, UserError, tokenize
@@ -63,6 +64,7 @@ class Runtime:
     logs: LogsGateway
     log_budget: ReadBudget
     incidents: IncidentEngine
+    digests: Digests
 
     @property
     def grants(self) -> tuple[Grant, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.deploy import Deploy
+from commands.digest import DigestCommand
 from commands.framework import Command
 from commands.health import Health
 from commands.help import Help
@@ -19,5 +20,5 @@ from commands.status import Status
 
 def all_commands() -> list[Command[Any]]:
     working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
-                                   Incidents(), Ack(), SilenceCommand()]
+                                   Incidents(), Ack(), SilenceCommand(), DigestCommand()]
     return [*working, Help(working)]

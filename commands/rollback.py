@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.adapters.cloudrun import CloudRunRefused, CloudRunUnavailable, RevisionInfo
 from bot.adapters.logs import LogsUnavailable
+from bot.domain.digest import MANUAL_ROLLBACK_IMAGE
 from bot.domain.permissions import denied_permission, grant_hint
 from bot.domain.rollback import NoTarget, Record, RevisionFacts, Target, candidates, choose, record_of
 from bot.domain.rollout import Command as RolloutCommand
@@ -150,9 +151,9 @@ class Rollback(RolloutControl):
         now = datetime.now(UTC)
         plan = plan_for(runtime.config, service, "direct")
         why = f"rolled back by <@{invocation.user_id}> to {target.revision} ({target.why}); was {was}"
-        rolled = Rollout(id=0, service=service, image=f"(rollback to {target.revision})", stable=target.revision,
-                         candidate=serving or "", plan=plan, requested_by=invocation.user_id, created_at=now,
-                         next_check_at=now, traffic=((target.revision, 100),), state=State.ROLLED_BACK, ended_at=now,
-                         reason=why)
+        rolled = Rollout(id=0, service=service, image=f"{MANUAL_ROLLBACK_IMAGE}{target.revision})",
+                         stable=target.revision, candidate=serving or "", plan=plan,
+                         requested_by=invocation.user_id, created_at=now, next_check_at=now,
+                         traffic=((target.revision, 100),), state=State.ROLLED_BACK, ended_at=now, reason=why)
         channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
         await asyncio.to_thread(runtime.store.record_closed, rolled, channel)

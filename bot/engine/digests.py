@@ -1,0 +1,102 @@
+"""Scheduled health digests: at each fire time of a digest's cron line, one instance says how the fleet is.
+
+The digest's message is written to the outbox in the same transaction as the claim of (digest, fire time), so
+however many instances fire, exactly one digest is posted, and a crash between deciding and sending loses
+nothing. The fleet is what the last sweep saw, when that is recent; otherwise it is probed now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from bot.adapters.incident_store import IncidentStore
+from bot.adapters.outbox import Message
+from bot.adapters.store import Store
+from bot.config import Config, Digest
+from bot.domain.digest import ClosedIncident, OpenIncident, digest_of
+from bot.domain.health import FleetHealth
+from bot.engine.fleet_health import probe_fleet
+from bot.engine.scheduler import Job, cron, latest_fire_time
+from bot.engine.sweeper import Sweeper
+from bot.render.digest import render_digest
+from bot.render.incident import RunbookLink
+
+MTTR_WINDOW = timedelta(days=7)
+
+
+class Digests:
+    def __init__(self, config: Config, store: Store, incidents: IncidentStore, sweeper: Sweeper,
+                 runbook: RunbookLink, owner: str, *, sent: Callable[[], None] = lambda: None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.config = config
+        self.store = store
+        self.incidents = incidents
+        self.sweeper = sweeper
+        self.runbook = runbook
+        self.owner = owner
+        self.sent = sent
+        self.clock = clock
+
+    def jobs(self) -> list[Job]:
+        return [self._job(digest) for digest in self.config.digests]
+
+    def _job(self, digest: Digest) -> Job:
+        name = f"digest:{digest.name}"
+        trigger = cron(digest.cron, digest.timezone)
+
+        async def run(fire: datetime, late: bool) -> None:
+            await self.post(digest, trigger, fire, late)
+
+        return Job(name, trigger, run, catch_up=True, last_run=lambda: self.incidents.last_run(name))
+
+    def services_of(self, digest: Digest) -> list[str]:
+        return list(self.config.services) if digest.services == "all" else list(digest.services)
+
+    async def fleet(self, services: list[str]) -> FleetHealth:
+        latest, at = self.sweeper.latest, self.sweeper.latest_at
+        fresh = at is not None and self.clock() - at <= timedelta(seconds=2 * self.config.defaults.alerts.interval)
+        if latest is not None and fresh:
+            return FleetHealth(tuple(s for s in latest.services if s.service in services))
+        return await probe_fleet(self.config, self.sweeper.cloudrun, self.sweeper.prober, services)
+
+    async def render(self, digest: Digest, since: datetime, due: datetime) -> tuple[str, list[dict[str, object]]]:
+        services = self.services_of(digest)
+        now = self.clock()
+        fleet = await self.fleet(services)
+        rollouts = [s.rollout for s in await asyncio.to_thread(self.store.rollouts, limit=500)
+                    if s.rollout.service in services]
+        open_incidents = [OpenIncident(s.incident.service, tuple(c.check for c in s.incident.checks),
+                                       s.incident.opened_at or now, s.incident.acknowledged_by or None,
+                                       self.config.services[s.incident.service].owners)
+                          for s in await asyncio.to_thread(self.incidents.open_incidents)
+                          if s.incident.service in services]
+        closed = [ClosedIncident(i.service, i.detected_at or i.opened_at or now, i.acknowledged_at,
+                                 i.resolved_at or now)
+                  for i in await asyncio.to_thread(self.incidents.resolved_since, now - MTTR_WINDOW)
+                  if i.service in services and i.resolved_at is not None]
+        made = digest_of(fleet, rollouts, open_incidents, closed, since=min(since, now - timedelta(seconds=1)),
+                         now=now, due_at=due)
+        rendered = render_digest(made, self.runbook)
+        return rendered.text, rendered.blocks
+
+    async def post(self, digest: Digest, trigger: object, fire: datetime, late: bool) -> bool:
+        """Post the digest of `fire` unless another instance has; True when this one did."""
+        name = f"digest:{digest.name}"
+        previous = latest_fire_time(trigger, fire - timedelta(days=8), fire - timedelta(microseconds=1))
+        text, blocks = await self.render(digest, previous or fire - timedelta(days=1), fire)
+        channel = self.config.slack.channels[digest.channel]
+        message = Message(f"{name}:{fire.isoformat()}", "post", channel, text, blocks)
+        claimed = await asyncio.to_thread(self.incidents.claim_run, name, fire, self.owner, self.clock(), late=late,
+                                          messages=[message])
+        if claimed:
+            self.sent()
+        return claimed
+
+    async def now(self, digest: Digest) -> tuple[str, list[dict[str, object]]]:
+        """`/digest`: the digest as it would be posted now, for one person."""
+        trigger = cron(digest.cron, digest.timezone)
+        now = self.clock()
+        previous = latest_fire_time(trigger, now - timedelta(days=8), now)
+        return await self.render(digest, previous or now - timedelta(days=1), now)
