@@ -22,6 +22,7 @@ from bot.adapters.secrets import Credentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
+from bot.domain.monitoring_alert import MonitoringAlert, OnAlert
 from bot.engine.budget import ReadBudget
 from bot.engine.reconciler import Reconciler
 from bot.engine.reporter import RolloutReporter
@@ -67,8 +68,15 @@ def _runbook_pages(config: Config, credentials: Credentials, public_url: str) ->
     return SignedPages(public_url, key), key
 
 
+async def log_alert(alert: MonitoringAlert) -> None:
+    """The default `on_alert` until the incident engine takes Cloud Monitoring's alerts: it records that one
+    arrived, and does nothing else."""
+    log.info("Cloud Monitoring incident %s is %s: policy %r, condition %r, service %s (not acted on yet)",
+             alert.incident_id, alert.state, alert.policy, alert.condition, alert.service or "(none)")
+
+
 def build(config: Config, env: Environment, credentials: Credentials, store: Store, runbooks: Runbooks,
-          *, public_url: str, owner: str) -> Bot:
+          *, public_url: str, owner: str, on_alert: OnAlert = log_alert) -> Bot:
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
     prober = Prober(concurrency=config.defaults.probe_concurrency, tokens=IdTokens(env.metadata_host))
     engine = config.engine
@@ -113,5 +121,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
             await reporter.flush()
             await bot.aclose()
 
-    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan, link_key=link_key), reconciler)
+    web = web_app(bolt, runbooks, config.project, lifespan, link_key=link_key,
+                  monitoring_token=credentials.monitoring_webhook_token, on_alert=on_alert)
+    bot = Bot(runtime, bolt, web, reconciler)
     return bot
