@@ -80,9 +80,15 @@ def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
     auth = WebhookAuth(token)
 
     async def monitoring_alert(request: Request) -> Response:
-        """The credentials are checked before the body is read; a refusal says nothing about what was wrong."""
-        if not auth.admits(request.query_params.getlist(TOKEN_PARAMETER), request.headers.get("authorization")):
-            log.warning("refused a Cloud Monitoring notification without valid credentials")
+        """The credentials are checked before the body is read; a refusal says nothing about what was wrong. A
+        request with none is how a Basic channel starts (it waits for the challenge), so only wrong ones warn."""
+        tokens = request.query_params.getlist(TOKEN_PARAMETER)
+        authorization = request.headers.get("authorization")
+        if not auth.admits(tokens, authorization):
+            if tokens or authorization is not None:
+                log.warning("refused a Cloud Monitoring notification without valid credentials")
+            else:
+                log.info("challenged a Cloud Monitoring notification that came without credentials")
             return Response(status_code=401, headers=CHALLENGE)
         body = await _bounded_body(request)
         if body is None:

@@ -170,6 +170,7 @@ async def test_forged_requests_get_401_and_nothing_to_learn_from(fleet: Fleet,
     assert both.status_code == 401
     assert fleet.received == []
     assert "refused a Cloud Monitoring notification without valid credentials" in logged(caplog)
+    assert "challenged a Cloud Monitoring notification that came without credentials" in logged(caplog)
     assert token not in logged(caplog) and changed not in logged(caplog)
 
 
