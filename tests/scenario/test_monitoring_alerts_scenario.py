@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ def logged(caplog: pytest.LogCaptureFixture) -> str:
 
 async def test_forged_requests_get_401_and_nothing_to_learn_from(fleet: Fleet,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="bot.web")
     real = await fleet.fire(state="open", incident_id="0.forgerybase1")
     fleet.received.clear()
     payload = real["payload"]
