@@ -24,6 +24,7 @@ from bot.adapters.secrets import Credentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.config import Config
+from bot.domain.monitoring_alert import OnAlert
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
@@ -78,7 +79,9 @@ def _runbook_pages(config: Config, credentials: Credentials, public_url: str) ->
 
 
 def build(config: Config, env: Environment, credentials: Credentials, store: Store, runbooks: Runbooks,
-          *, public_url: str, owner: str) -> Bot:
+          *, public_url: str, owner: str, on_alert: OnAlert | None = None) -> Bot:
+    """`on_alert` replaces what Cloud Monitoring's notifications do (the incident engine) for tests that only
+    look at what arrived."""
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
     prober = Prober(concurrency=config.defaults.probe_concurrency, tokens=IdTokens(env.metadata_host))
     engine = config.engine
@@ -145,6 +148,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
             await reporter.flush()
             await bot.aclose()
 
-    bot = Bot(runtime, bolt, web_app(bolt, runbooks, config.project, lifespan, link_key=link_key), reconciler,
-              sweeper, sender, scheduler)
+    web = web_app(bolt, runbooks, config.project, lifespan, link_key=link_key,
+                  monitoring_token=credentials.monitoring_webhook_token, on_alert=on_alert or incidents.from_monitoring)
+    bot = Bot(runtime, bolt, web, reconciler, sweeper, sender, scheduler)
     return bot

@@ -73,6 +73,10 @@ class SecretNames(Strict):
     slack_signing_secret: str = "slack-signing-secret"
     runbook_link_key: str = Field(default="chatops-runbook-link-key",
                                   description="signs runbook links; not read when runbook_base_url is set")
+    monitoring_webhook_token: str = Field(
+        default="chatops-monitoring-webhook-token",
+        description="the token (or Basic password) of Cloud Monitoring's webhook channel; read only when "
+                    "defaults.alerts.monitoring_webhook is true")
 
 
 class HealthPaths(Strict):
@@ -191,6 +195,9 @@ class AlertPolicy(Strict):
     escalate_after: Seconds = Field(default=900.0, description="unacknowledged this long: mention the next group")
     oncall: tuple[MemberId, ...] = Field(default=(), description="mentioned when an incident opens")
     escalation: tuple[MemberId, ...] = Field(default=(), description="mentioned in turn while unacknowledged")
+    monitoring_webhook: bool = Field(
+        default=False, description="take Cloud Monitoring's webhook notifications at /alerts/monitoring; the "
+                                   "channel's token is then read from Secret Manager at start")
 
 
 class EngineSettings(Strict):
@@ -575,8 +582,12 @@ def summary(config: Config) -> str:
         links = "signed links to the bot's own pages"
     else:
         links = f"links to {config.runbook_base_url}"
+    if config.defaults.alerts.monitoring_webhook:
+        secrets.append(names.monitoring_webhook_token)
+    webhook = "taken at /alerts/monitoring" if config.defaults.alerts.monitoring_webhook else "off"
     return (
         f"{len(config.services)} services in {config.project}/{config.region} ({canary} deploy by canary), "
         f"{len(config.slack.channels)} channels, {len(config.roles)} roles, {len(config.digests)} digests; "
-        f"secrets read from Secret Manager: {', '.join(secrets)}; runbooks: {links}"
+        f"secrets read from Secret Manager: {', '.join(secrets)}; runbooks: {links}; "
+        f"Cloud Monitoring notifications: {webhook}"
     )

@@ -1,9 +1,10 @@
-"""The HTTP surface: Slack's requests, Cloud Run's probes, and the runbooks the bot links to, for the holders
-of those links only."""
+"""The HTTP surface: Slack's requests, Cloud Run's probes, the runbooks the bot links to (for the holders of those
+links only), and Cloud Monitoring's alert notifications (for the holder of the channel's token only)."""
 
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -12,16 +13,27 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.adapters.monitoring_webhook import (
+    CHALLENGE,
+    MAX_BODY_BYTES,
+    PATH,
+    TOKEN_PARAMETER,
+    MalformedAlert,
+    WebhookAuth,
+    parse_alert,
+)
+from bot.domain.monitoring_alert import OnAlert
 from bot.log import trace_context
 from bot.runbook_links import INDEX, TOKEN, LinkKey, SignedPages, page_path
 from bot.runbooks import Runbooks
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 _TRACE = re.compile(r"^([0-9a-f]{32})")
+log = logging.getLogger(__name__)
 
 
 class TraceMiddleware:
@@ -54,9 +66,48 @@ out of the runbook: "sent requests do not include any referrer information"
 (https://developer.mozilla.org/Web/HTTP/Headers/Referrer-Policy)."""
 
 
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or None once it passes MAX_BODY_BYTES (read no further)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
+    auth = WebhookAuth(token)
+
+    async def monitoring_alert(request: Request) -> Response:
+        """The credentials are checked before the body is read; a refusal says nothing about what was wrong. A
+        request with none is how a Basic channel starts (it waits for the challenge), so only wrong ones warn."""
+        tokens = request.query_params.getlist(TOKEN_PARAMETER)
+        authorization = request.headers.get("authorization")
+        if not auth.admits(tokens, authorization):
+            if tokens or authorization is not None:
+                log.warning("refused a Cloud Monitoring notification without valid credentials")
+            else:
+                log.info("challenged a Cloud Monitoring notification that came without credentials")
+            return Response(status_code=401, headers=CHALLENGE)
+        body = await _bounded_body(request)
+        if body is None:
+            return PlainTextResponse(f"a notification is at most {MAX_BODY_BYTES} bytes", status_code=413)
+        try:
+            alert = parse_alert(body)
+        except MalformedAlert as exc:
+            log.warning("refused a malformed Cloud Monitoring notification: %s", exc)
+            return PlainTextResponse(str(exc), status_code=400)
+        await on_alert(alert)
+        return Response(status_code=200)
+
+    return Route(PATH, monitoring_alert, methods=["POST"])
+
+
 def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None, *,
-            link_key: LinkKey | None) -> Starlette:
-    """`link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one."""
+            link_key: LinkKey | None, monitoring_token: str | None, on_alert: OnAlert) -> Starlette:
+    """`link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one.
+    `monitoring_token` None: the webhook is off and its path answers 404, like any path the bot does not serve."""
     slack = AsyncSlackRequestHandler(bolt)
 
     def refused() -> Response:
@@ -87,11 +138,14 @@ def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan
         return HTMLResponse(f"<!doctype html><title>Runbooks</title><h1>Runbooks</h1><ul>{items}</ul>",
                             headers=_PAGE_HEADERS)
 
-    app = Starlette(lifespan=lifespan, routes=[
+    routes = [
         Route("/slack/events", events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route(INDEX, runbook_index, methods=["GET"]),
         Route(INDEX + "/{service}", runbook, methods=["GET"]),
-    ])
+    ]
+    if monitoring_token is not None:
+        routes.append(_monitoring_route(monitoring_token, on_alert))
+    app = Starlette(lifespan=lifespan, routes=routes)
     app.add_middleware(TraceMiddleware, project=project)
     return app

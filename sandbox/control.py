@@ -8,6 +8,11 @@
     PATCH /limits/<group>      {"figure": value, ...}: change some of them (tests and benches do)
     GET   /iam                 {"member", "roles"}: the bot's service account and its project-level roles
     PUT   /iam                 {"roles": [...]}: replace those roles (an unknown role is refused, naming it)
+    POST  /alerts/monitoring   {"policy", "condition", "service", "state": "open"|"closed", "incident_id"?,
+                               "summary"?, "documentation"?, "observed_value"?, "threshold_value"?}: Cloud
+                               Monitoring notifies the bot's webhook (sandbox/monitoring_alerts.py); answers
+                               {"status": <bot's HTTP status, 0 if unreachable>, "attempts", "error",
+                               "incident_id", "payload"}
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sandbox.cloudrun import CloudRun
 from sandbox.fleet import Fleet
 from sandbox.iam import Iam, RoleError
 from sandbox.limits import LimitError, Limits
+from sandbox.monitoring_alerts import MonitoringAlerts, NotificationError
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -40,7 +46,7 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Limits,
-                extra_state: Callable[[], dict[str, Any]], *, iam: Iam) -> web.Application:
+                extra_state: Callable[[], dict[str, Any]], *, iam: Iam, alerts: MonitoringAlerts) -> web.Application:
     async def declare_image(request: web.Request) -> web.Response:
         body = await _json_object(request)
         if isinstance(body, web.Response):
@@ -139,7 +145,18 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Lim
             return _error(400, str(exc))
         return web.json_response({"member": iam.member, "roles": iam.roles})
 
+    async def monitoring_alert(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            sent = await alerts.notify(body)
+        except NotificationError as exc:
+            return _error(exc.status, str(exc))
+        return web.json_response(sent)
+
     app = web.Application()
+    app.router.add_post("/alerts/monitoring", monitoring_alert)
     app.router.add_get("/iam", get_iam)
     app.router.add_put("/iam", put_iam)
     app.router.add_get("/limits", get_limits)

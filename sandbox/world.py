@@ -4,7 +4,8 @@ Each emulator gets its own port, as each Google API and Slack has its own host. 
 and signing secret are generated here and handed only to Secret Manager and to the emulated Slack:
 the bot must fetch them from Secret Manager like it does in production. The key that signs runbook links is
 generated here too and kept only in Secret Manager: nothing in the world needs it, and a test that wants it
-reads it there, as an operator with secretAccessor would.
+reads it there, as an operator with secretAccessor would. So is the token of Cloud Monitoring's webhook channel,
+which the channel (`monitoring_alerts`) holds as its configuration, as Google's does.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sandbox.limits import Limits
 from sandbox.logging_api import ReadQuota, logging_app
 from sandbox.logstore import LogStore
 from sandbox.metadata import MetadataServer, metadata_app
+from sandbox.monitoring_alerts import ChannelLimits, MonitoringAlerts
 from sandbox.monitoring_api import MonitoringGrpc, MonitoringLimits, monitoring_app
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
@@ -111,6 +113,13 @@ class World:
         # 32 random bytes, base64url: what `openssl rand -base64 32` gives an operator, and RFC 2104's minimum
         # key length for SHA-256 (https://www.ietf.org/rfc/rfc2104, section 2).
         self.secret_manager.put(config.secrets.runbook_link_key, secrets.token_urlsafe(32).encode())
+        webhook_token = secrets.token_urlsafe(32)
+        self.secret_manager.put(config.secrets.monitoring_webhook_token, webhook_token.encode())
+        self.channel_limits = ChannelLimits()
+        self.limits.register("monitoring_webhook", self.channel_limits)
+        self.monitoring_alerts = MonitoringAlerts(config.project, self.run.project_number, config.region,
+                                                  token=webhook_token, bot_urls=self.options.bot_urls,
+                                                  revision_of=self._serving_revision, limits=self.channel_limits)
         self.workspace = Workspace(bot_token=self._bot_token, channels=config.slack.channels,
                                    usergroups=config.slack.usergroups, scopes=manifest_bot_scopes(),
                                    limits=SlackLimits(post_per_channel_per_s=self.options.slack_rate_per_s,
@@ -140,6 +149,13 @@ class World:
                 # An operator grants the bot's account the invoker role on each private service it probes.
                 self.iam.bind(name, "roles/run.invoker", self.iam.member)
 
+    def _serving_revision(self, service: str) -> str | None:
+        """The revision taking most of the service's traffic: the one an alert on the service is about."""
+        if service not in self.run.services:
+            return None
+        shares = self.run.routed_share(service)
+        return max(shares, key=lambda revision: shares[revision]) if shares else None
+
     def url(self, name: str) -> str:
         return self.listeners[name].url
 
@@ -161,7 +177,7 @@ class World:
             "slack_api": slack_api_app(self.workspace),
             "metadata": metadata_app(self.metadata),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,
-                                   iam=self.iam),
+                                   iam=self.iam, alerts=self.monitoring_alerts),
         }
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
@@ -177,7 +193,8 @@ class World:
                 "logging_reads": {"served": self.logging_quota.served, "refused": self.logging_quota.refused},
                 "monitoring_queries": len(self.monitoring.calls),
                 "id_tokens_issued": self.metadata.identity_requests, "fleet_refused": self.fleet.refused,
-                "slack_api": dict(self.workspace.calls)}
+                "slack_api": dict(self.workspace.calls),
+                "monitoring_notifications": list(self.monitoring_alerts.sent[-500:])}
 
     def endpoints(self) -> dict[str, Any]:
         urls = {name: listener.url for name, listener in self.listeners.items()}

@@ -137,6 +137,11 @@ class IncidentStore:
             row = session.get(IncidentRow, incident_id)
             return _stored(row) if row is not None else None
 
+    def store_messages(self, messages: Sequence[Message]) -> None:
+        """Messages that change no incident (an alert about something outside the fleet)."""
+        with self.store.writing() as session:
+            enqueue(session, messages)
+
     # -- silences ---------------------------------------------------------------------------------------
 
     def silence(self, silence: Silence, messages: Sequence[Message] = ()) -> None:

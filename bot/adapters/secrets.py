@@ -1,7 +1,7 @@
 """The bot's own credentials, read from Secret Manager at start and nowhere else: Slack's bot token and signing
-secret, and the key that signs runbook links. Reading `latest` at start means a new version of a secret takes
-effect at the next start ("an alias to the most recently created SecretVersion",
-https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
+secret, the key that signs runbook links, and the token of Cloud Monitoring's webhook channel. Reading `latest` at
+start means a new version of a secret takes effect at the next start ("an alias to the most recently created
+SecretVersion", https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
 
 from __future__ import annotations
 
@@ -25,20 +25,27 @@ class SecretsUnavailable(Exception):
     """One line that names the secret and what to do about it; the bot prints it and exits."""
 
 
+MIN_WEBHOOK_TOKEN_CHARS = 16
+"""A token in a URL is only as strong as it is long; and the log redactor hides only values of 8 characters or more."""
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Slack's two, and the key that signs runbook links (None when links point at `runbook_base_url`)."""
+    """Slack's two, the key that signs runbook links (None when links point at `runbook_base_url`), and the
+    webhook token (None unless `defaults.alerts.monitoring_webhook`)."""
 
     bot_token: str
     signing_secret: str
     runbook_link_key: str | None
+    monitoring_webhook_token: str | None = None
 
     def __repr__(self) -> str:
         return "Credentials(...)"
 
     def values(self) -> tuple[str, ...]:
         """Every value the log redactor must hide."""
-        return tuple(v for v in (self.bot_token, self.signing_secret, self.runbook_link_key) if v is not None)
+        held = (self.bot_token, self.signing_secret, self.runbook_link_key, self.monitoring_webhook_token)
+        return tuple(v for v in held if v is not None)
 
 
 def read_secret(client: secretmanager_v1.SecretManagerServiceClient, project: str, name: str,
@@ -86,6 +93,17 @@ def _link_key(client: secretmanager_v1.SecretManagerServiceClient, project: str,
     return value
 
 
+def _webhook_token(client: secretmanager_v1.SecretManagerServiceClient, project: str, name: str,
+                   where: str) -> str:
+    value = read_secret(client, project, name, where)
+    if len(value) < MIN_WEBHOOK_TOKEN_CHARS:
+        raise SecretsUnavailable(
+            f"secret '{name}' is too short to authenticate Cloud Monitoring's webhook: use at least "
+            f"{MIN_WEBHOOK_TOKEN_CHARS} random characters, e.g. `openssl rand -hex 32 | gcloud secrets versions add "
+            f"{name} --data-file=-`, and the same value in the channel's URL (?auth_token=...) or Basic password")
+    return value
+
+
 def fetch_credentials(config: Config, env: Environment) -> Credentials:
     client = secretmanager_v1.SecretManagerServiceClient(**client_kwargs(env.secret_manager_endpoint, env))
     where = env.secret_manager_endpoint or "secretmanager.googleapis.com"
@@ -95,4 +113,6 @@ def fetch_credentials(config: Config, env: Environment) -> Credentials:
         signing_secret=read_secret(client, config.project, names.slack_signing_secret, where),
         runbook_link_key=(None if config.runbook_base_url is not None
                           else _link_key(client, config.project, names.runbook_link_key, where)),
+        monitoring_webhook_token=(_webhook_token(client, config.project, names.monitoring_webhook_token, where)
+                                  if config.defaults.alerts.monitoring_webhook else None),
     )

@@ -28,6 +28,8 @@ from bot.domain.incidents import (
     observe,
     tick,
 )
+from bot.domain.monitoring_alert import MonitoringAlert
+from bot.render.blocks import section
 from bot.render.incident import RunbookLink, incident_message, reply
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,27 @@ class IncidentEngine:
             return monitoring(before, service, alert, closed, now, self.policy, silenced=silenced)
 
         await self.apply(service, event)
+
+    async def from_monitoring(self, alert: MonitoringAlert) -> None:
+        """A Cloud Monitoring notification. About a service of the fleet: its incident's thread, deduplicated by
+        incident id. About anything else: a thread of its own in the deploy channel, opened and closed."""
+        doc = alert.documentation
+        detail = " ".join(part for part in (alert.summary, doc.subject if doc else None,
+                                            doc.content if doc else None) if part)
+        check = f"monitoring: {alert.policy}"
+        if alert.service is not None and alert.service in self.config.services:
+            await self.monitoring(alert.service, check, detail[:1000], alert.incident_id, alert.state == "closed")
+            return
+        channel = self.config.slack.channels[self.config.slack.deploy_channel]
+        key = f"monitoring:{alert.incident_id}"
+        if alert.state == "open":
+            text = f":rotating_light: Cloud Monitoring: *{alert.policy}* ({alert.condition}) fired: {detail[:2000]}"
+            message = Message(key, "post", channel, text, [section(text)])
+        else:
+            text = f":large_green_circle: Cloud Monitoring closed *{alert.policy}*"
+            message = Message(key, "reply", channel, text, [section(text)])
+        await asyncio.to_thread(self.incidents.store_messages, [message])
+        self.sent()
 
     async def acknowledge(self, service: str, user: str) -> StoredIncident | None:
         def event(before: Incident | None, now: datetime, silenced: bool) -> Step:

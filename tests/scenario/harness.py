@@ -19,8 +19,9 @@ import uvicorn
 
 from bot.adapters.secrets import fetch_credentials
 from bot.adapters.store import Store, StoredRollout
-from bot.app import Bot, build
+from bot.app import Bot, build, log_alert
 from bot.config import Config
+from bot.domain.monitoring_alert import OnAlert
 from bot.environment import Environment
 from bot.runbooks import runbooks_beside
 from sandbox.runner import bot_environment
@@ -156,7 +157,9 @@ def fast(config: Config, window_s: float = 1.5, **canary: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def scenario(config: Config, tmp: Path, **options: Any) -> AsyncIterator[Scenario]:
+async def scenario(config: Config, tmp: Path, on_alert: OnAlert = log_alert, **options: Any) -> AsyncIterator[Scenario]:
+    """`on_alert` receives the bot's Cloud Monitoring alerts (when the config takes them), as the lead's incident
+    engine will."""
     sock = _free_port()
     port = sock.getsockname()[1]
     bot_url = f"http://127.0.0.1:{port}"
@@ -169,7 +172,7 @@ async def scenario(config: Config, tmp: Path, **options: Any) -> AsyncIterator[S
     store = Store(str(env.database_url))
     await asyncio.to_thread(store.migrate)
     bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"), public_url=bot_url,
-                owner=f"test:{port}")
+                owner=f"test:{port}", on_alert=on_alert)
     server = _QuietServer(uvicorn.Config(bot.web, log_config=None, access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config, parse_config
+from bot.config import ConfigError, load_config, parse_config, summary
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "chatops.example.yaml").read_text()
@@ -102,3 +102,16 @@ def test_a_service_name_too_long_for_the_canary_tag_is_refused_with_the_way_out(
     text = text.replace("      strategy: direct\n", "      strategy: canary\n")
     found = problems(text)
     assert list(found) == [f"services.{long_name}"] and "strategy: direct" in found[f"services.{long_name}"]
+
+
+def test_cloud_monitoring_notifications_are_off_unless_the_config_says_so() -> None:
+    """Off by default: the webhook's token is then never read, and its path answers 404."""
+    assert parse_config(EXAMPLE).defaults.alerts.monitoring_webhook is False
+    assert "Cloud Monitoring notifications: off" in summary(parse_config(EXAMPLE))
+    config = parse_config(EXAMPLE.replace("    interval: 60s\n", "    interval: 60s\n    monitoring_webhook: true\n"))
+    assert config.defaults.alerts.monitoring_webhook is True
+    assert config.secrets.monitoring_webhook_token == "chatops-monitoring-webhook-token"
+    assert "chatops-monitoring-webhook-token" in summary(config)
+    assert "taken at /alerts/monitoring" in summary(config)
+    found = problems(EXAMPLE.replace("    interval: 60s\n", "    interval: 60s\n    monitoring_webhook: maybe\n"))
+    assert "true or false" in found["defaults.alerts.monitoring_webhook"]
