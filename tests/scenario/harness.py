@@ -19,7 +19,7 @@ import uvicorn
 
 from bot.adapters.secrets import fetch_credentials
 from bot.adapters.store import Store, StoredRollout
-from bot.app import Bot, build, log_alert
+from bot.app import Bot, build
 from bot.config import Config
 from bot.domain.monitoring_alert import OnAlert
 from bot.environment import Environment
@@ -157,9 +157,9 @@ def fast(config: Config, window_s: float = 1.5, **canary: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def scenario(config: Config, tmp: Path, on_alert: OnAlert = log_alert, **options: Any) -> AsyncIterator[Scenario]:
-    """`on_alert` receives the bot's Cloud Monitoring alerts (when the config takes them), as the lead's incident
-    engine will."""
+async def scenario(config: Config, tmp: Path, on_alert: OnAlert | None = None,
+                   **options: Any) -> AsyncIterator[Scenario]:
+    """`on_alert`, when given, receives the bot's Cloud Monitoring alerts instead of its incident engine."""
     sock = _free_port()
     port = sock.getsockname()[1]
     bot_url = f"http://127.0.0.1:{port}"

@@ -17,7 +17,8 @@ from tests.scenario.harness import Scenario, fast, scenario
 
 def alerting(config: Config) -> Config:
     alerts = config.defaults.alerts.model_copy(update={"interval": 1.0, "open_after": 2, "resolve_after": 2,
-                                                      "escalate_after": 4.0, "cooldown": 60.0})
+                                                      "escalate_after": 4.0, "cooldown": 60.0,
+                                                      "monitoring_webhook": True})
     return config.model_copy(update={"defaults": config.defaults.model_copy(update={"alerts": alerts})})
 
 
@@ -136,3 +137,33 @@ async def test_a_silenced_service_opens_no_thread_and_the_silence_is_announced(f
         "no incident message while silenced"
     entries = fleet.bot.runtime.store.audit(limit=50, user_id="U07ONCALL01")
     assert any(e.command == "/silence" and e.outcome == "ok" for e in entries)
+
+
+async def test_a_cloud_monitoring_alert_opens_the_services_thread_once_and_its_close_resolves_it(
+        fleet: Scenario) -> None:
+    """Cloud Monitoring notifies the webhook when an incident opens and again when it closes, with one incident_id
+    (https://cloud.google.com/monitoring/support/notification-options#webhooks, schema 1.2). The open lands in
+    the service's incident thread, a repeat changes nothing, and the close resolves it."""
+    service, channel = "mlb-prediction-worker", "predictions"
+    alert = {"policy": "mlb 5xx above 1%", "condition": "5xx ratio", "service": service,
+             "summary": "5xx ratio 4.2% for 5 min", "incident_id": "0.mlb-5xx-1",
+             "documentation": "Check the pitcher feed first."}
+    fired = await fleet.http.post(f"{fleet.control}/alerts/monitoring", json={**alert, "state": "open"})
+    assert fired.status_code == 200 and fired.json()["status"] == 200
+    parent = await fleet.wait_for("oncall", about(service), channel=channel, timeout=10)
+    text = text_of(parent)
+    assert "`monitoring: mlb 5xx above 1%` (Cloud Monitoring)" in text and "5xx ratio 4.2% for 5 min" in text
+    assert "Check the pitcher feed first." in text
+    again = await fleet.http.post(f"{fleet.control}/alerts/monitoring", json={**alert, "state": "open"})
+    assert again.status_code == 200
+    closed = await fleet.http.post(f"{fleet.control}/alerts/monitoring", json={**alert, "state": "closed"})
+    assert closed.status_code == 200
+
+    async def resolved() -> bool:
+        return any(r.startswith("resolved") for r in await replies(fleet, parent, channel))
+
+    await fleet.until(resolved, 10, "the close resolving the incident")
+    assert len(await parents(fleet, service, channel)) == 1, "the repeated notification opened nothing new"
+    forged = await fleet.http.post(f"{fleet.bot_url}/alerts/monitoring?auth_token=not-the-token",
+                                   json={"incident": {}, "version": "1.2"})
+    assert forged.status_code == 401
