@@ -199,7 +199,9 @@ async def test_a_malformed_body_with_the_right_token_gets_400(fleet: Fleet, capl
 
 async def test_a_bot_that_does_not_take_the_webhook_answers_404_and_never_reads_the_token(
         example_config: Config, tmp_path: Path) -> None:
-    async with scenario(example_config, tmp_path) as running:
+    alerts = example_config.defaults.alerts.model_copy(update={"monitoring_webhook": False})
+    off = example_config.model_copy(update={"defaults": example_config.defaults.model_copy(update={"alerts": alerts})})
+    async with scenario(off, tmp_path) as running:
         name = example_config.secrets.monitoring_webhook_token
         assert not any(name in accessed for _, accessed in running.world.secret_manager.accesses)
         sent = (await running.http.post(f"{running.control}/alerts/monitoring", json={
@@ -248,11 +250,17 @@ async def test_the_token_never_reaches_the_bots_log_or_slack(tmp_path: Path) -> 
                 forged = await http.post(webhook, params={"auth_token": token[:-1]}, json=opened["payload"])
                 malformed = await http.post(webhook, params={"auth_token": token}, content=b"{")
                 assert (forged.status_code, malformed.status_code) == (401, 400)
+                for _ in range(200):  # the incident engine threads it in the service's alert channel
+                    if f"{SERVICE}: open incident #" in everything_slack_shows(world) or \
+                            f"{SERVICE}: resolved incident #" in everything_slack_shows(world):
+                        break
+                    await asyncio.sleep(0.05)
         finally:
             bot.stop()
             await world.stop()
         log = bot.log_path.read_text()
-        assert f"Cloud Monitoring incident {opened['incident_id']} is open" in log, "the default on_alert logs it"
+        assert f"{SERVICE}: " in everything_slack_shows(world) and "incident #" in everything_slack_shows(world), \
+            "the alert reached its incident thread"
         assert "refused a Cloud Monitoring notification without valid credentials" in log
         assert token not in log
         assert REDACTED not in log, "nothing even tried to log a secret (the redactor would have hidden it)"

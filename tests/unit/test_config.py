@@ -106,12 +106,13 @@ def test_a_service_name_too_long_for_the_canary_tag_is_refused_with_the_way_out(
 
 def test_cloud_monitoring_notifications_are_off_unless_the_config_says_so() -> None:
     """Off by default: the webhook's token is then never read, and its path answers 404."""
-    assert parse_config(EXAMPLE).defaults.alerts.monitoring_webhook is False
-    assert "Cloud Monitoring notifications: off" in summary(parse_config(EXAMPLE))
-    config = parse_config(EXAMPLE.replace("    interval: 60s\n", "    interval: 60s\n    monitoring_webhook: true\n"))
+    without = "\n".join(line for line in EXAMPLE.splitlines() if "monitoring_webhook: true" not in line)
+    assert parse_config(without).defaults.alerts.monitoring_webhook is False
+    assert "Cloud Monitoring notifications: off" in summary(parse_config(without))
+    config = parse_config(EXAMPLE)
     assert config.defaults.alerts.monitoring_webhook is True
     assert config.secrets.monitoring_webhook_token == "chatops-monitoring-webhook-token"
     assert "chatops-monitoring-webhook-token" in summary(config)
     assert "taken at /alerts/monitoring" in summary(config)
-    found = problems(EXAMPLE.replace("    interval: 60s\n", "    interval: 60s\n    monitoring_webhook: maybe\n"))
+    found = problems(EXAMPLE.replace("monitoring_webhook: true", "monitoring_webhook: maybe"))
     assert "true or false" in found["defaults.alerts.monitoring_webhook"]
