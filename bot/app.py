@@ -34,6 +34,7 @@ from bot.engine.reporter import RolloutReporter
 from bot.engine.scheduler import Job, Scheduler, every
 from bot.engine.signals import SignalCollector
 from bot.engine.sweeper import Sweeper
+from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
@@ -105,9 +106,13 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)
     alerts = config.defaults.alerts
     digests = Digests(config, store, incident_store, sweeper, linker, owner, sent=sender.wake)
+    watch = PostDeployWatch(config, store, incident_store, logs, budget, cloudrun, prober, owner,
+                            log_lag_s=engine.log_lag, sent=sender.wake)
+    shortest_watch = min((config.canary_for(name).watch for name in config.services), default=0.0) or 300.0
     scheduler = Scheduler([Job("sweep", every(alerts.interval), sweeper.run),
                            Job("incident-tick", every(min(30.0, max(1.0, alerts.escalate_after / 4))),
                                lambda fire, late: incidents.tick()),
+                           Job("post-deploy-watch", every(max(1.0, min(30.0, shortest_watch / 10))), watch.run),
                            *digests.jobs()])
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
                       runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents,

@@ -50,6 +50,7 @@ def _parse_duration(value: Any) -> Any:
 
 
 Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
+SecondsOrNone = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{8,}$")]
 MemberId = Annotated[str, Field(pattern=r"^([UWS][A-Z0-9]{8,}|\*)$")]
@@ -142,6 +143,8 @@ class CanaryPolicy(Strict):
     max_error_logs: int = Field(default=0, ge=0)
     progress_deadline: Seconds = 600.0
     insufficient_traffic: InsufficientTraffic = InsufficientTraffic()
+    watch: SecondsOrNone = Field(default=600.0, description="after promotion, watch the service this long for a "
+                                                            "degradation against the pre-deploy baseline (0: no)")
     error_filter: str = Field(default=DEFAULT_ERROR_FILTER, min_length=1,
                               description="a Logging filter: which of the candidate's entries are error lines")
     log_checks: tuple[LogCheck, ...] = ()
@@ -180,6 +183,7 @@ class CanaryOverride(Strict):
     max_error_logs: int | None = Field(default=None, ge=0)
     progress_deadline: Seconds | None = None
     insufficient_traffic: InsufficientTraffic | None = None
+    watch: SecondsOrNone | None = None
     error_filter: str | None = None
     log_checks: tuple[LogCheck, ...] | None = None
     http_checks: tuple[HttpCheck, ...] | None = None

@@ -1,9 +1,9 @@
 """The buttons on the bot's messages: the same commands and the same permissions as their slash commands.
 
 A rollout's Promote, Pause, Resume and Roll back are /promote, /pause, /resume and /rollback; an incident's
-Acknowledge is /ack. A rollout button carries the stage it was drawn at, so a double click or a stale message
-cannot push a rollout two stages; everything a button names is looked up again on click, never trusted from
-the message.
+Acknowledge is /ack; the post-deploy watch's Roll back is /rollback. A rollout button carries the stage it was
+drawn at, so a double click or a stale message cannot push a rollout two stages; everything a button names is
+looked up again on click, never trusted from the message.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from bot.domain.policy import Refused, decide, groups_of
 from bot.domain.rollout import Command as RolloutCommand
 from commands.framework import Ack, Invocation, Runtime
 from commands.incidents import acknowledge
-from commands.rollout_control import hand_over
+from commands.rollback import Rollback
+from commands.rollout_control import ServiceRequest, hand_over
 
 Verb = Literal["promote", "pause", "resume", "rollback", "ack"]
 ACTIONS: dict[str, Verb] = {"rollout_promote": "promote", "rollout_pause": "pause", "rollout_resume": "resume",
-                            "rollout_rollback": "rollback", "incident_ack": "ack"}
+                            "rollout_rollback": "rollback", "incident_ack": "ack", "watch_rollback": "rollback"}
 LINK_BUTTONS = ("incident_runbook",)
 """URL buttons: Slack opens the link itself, and the action it also sends only needs acknowledging."""
 
@@ -59,6 +60,12 @@ async def handle_button(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> 
             return
         entry = await runtime.audit(invocation, verb, service, "accepted")
         await runtime.slack.respond(invocation.response_url, await acknowledge(runtime, service, invocation.user_id))
+        await runtime.finish_audit(entry, "ok")
+        return
+    if action_id == "watch_rollback" and service is not None:
+        # The post-deploy watch's button, on a finished rollout: what `/rollback <service>` does now.
+        entry = await runtime.audit(invocation, verb, service, "accepted")
+        await Rollback().act(ServiceRequest(service), invocation, runtime)
         await runtime.finish_audit(entry, "ok")
         return
     if stored is not None and verb == "promote" and stage and stage != str(stored.rollout.stage):

@@ -35,6 +35,7 @@ class Message:
     text: str
     blocks: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    thread_ts: str = ""  # a reply into a thread the outbox did not start (a rollout's message)
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,15 @@ def enqueue(session: Session, messages: Iterable[Message], now: datetime | None 
     for message in messages:
         session.add(OutboxRow(thread_key=message.thread_key, action=message.action, channel=message.channel,
                               text=message.text,
-                              payload=json.dumps({"blocks": message.blocks, "attachments": message.attachments}),
+                              payload=json.dumps({"blocks": message.blocks, "attachments": message.attachments,
+                                                  "thread_ts": message.thread_ts}),
                               state="pending", attempts=0, next_at=at, created_at=at, error=""))
 
 
 def _queued(row: OutboxRow) -> Queued:
     payload = json.loads(row.payload)
     message = Message(row.thread_key, row.action, row.channel, row.text,  # type: ignore[arg-type]
-                      payload.get("blocks") or [], payload.get("attachments") or [])
+                      payload.get("blocks") or [], payload.get("attachments") or [], payload.get("thread_ts") or "")
     return Queued(row.id, message, row.state, row.attempts, row.created_at)
 
 

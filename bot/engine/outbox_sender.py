@@ -84,8 +84,8 @@ class OutboxSender:
 
     async def send(self, row: Queued) -> int:
         message = row.message
-        root = None
-        if message.action != "post":
+        root = (message.channel, message.thread_ts) if message.thread_ts else None
+        if message.action != "post" and root is None:
             root = await asyncio.to_thread(self.outbox.thread_root, message.thread_key)
             if root is None:  # its thread's first message was given up: it cannot be threaded
                 await asyncio.to_thread(self.outbox.give_up, row.id, self.owner, "the thread's first message failed")
