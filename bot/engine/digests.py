@@ -61,7 +61,9 @@ class Digests:
             return FleetHealth(tuple(s for s in latest.services if s.service in services))
         return await probe_fleet(self.config, self.sweeper.cloudrun, self.sweeper.prober, services)
 
-    async def render(self, digest: Digest, since: datetime, due: datetime) -> tuple[str, list[dict[str, object]]]:
+    async def render(self, digest: Digest, since: datetime, due: datetime,
+                     late: bool = False) -> tuple[str, list[dict[str, object]]]:
+        """`late`: a catch-up for a fire time missed while no instance ran, said as such however soon it comes."""
         services = self.services_of(digest)
         now = self.clock()
         fleet = await self.fleet(services)
@@ -76,8 +78,9 @@ class Digests:
                                  i.resolved_at or now)
                   for i in await asyncio.to_thread(self.incidents.resolved_since, now - MTTR_WINDOW)
                   if i.service in services and i.resolved_at is not None]
+        grace = {"grace": timedelta(0)} if late else {}
         made = digest_of(fleet, rollouts, open_incidents, closed, since=min(since, now - timedelta(seconds=1)),
-                         now=now, due_at=due)
+                         now=now, due_at=due, **grace)
         rendered = render_digest(made, self.runbook)
         return rendered.text, rendered.blocks
 
@@ -85,7 +88,7 @@ class Digests:
         """Post the digest of `fire` unless another instance has; True when this one did."""
         name = f"digest:{digest.name}"
         previous = latest_fire_time(trigger, fire - timedelta(days=8), fire - timedelta(microseconds=1))
-        text, blocks = await self.render(digest, previous or fire - timedelta(days=1), fire)
+        text, blocks = await self.render(digest, previous or fire - timedelta(days=1), fire, late)
         channel = self.config.slack.channels[digest.channel]
         message = Message(f"{name}:{fire.isoformat()}", "post", channel, text, blocks)
         claimed = await asyncio.to_thread(self.incidents.claim_run, name, fire, self.owner, self.clock(), late=late,

@@ -139,7 +139,7 @@ class Scenario:
         return next(m for m in seen if m["ts"] == stored.message_ts)
 
 
-def _free_port() -> socket.socket:
+def free_socket() -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -157,31 +157,42 @@ def fast(config: Config, window_s: float = 1.5, **canary: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
+async def serving(world: World, config: Config, database_url: str, sock: socket.socket, *, owner: str,
+                  on_alert: OnAlert | None = None) -> AsyncIterator[Bot]:
+    """One instance of the bot in the world, on `sock`: built by the real `build`, with its own store connection."""
+    port = sock.getsockname()[1]
+    env = Environment.from_env(bot_environment(world, database_url))
+    credentials = await asyncio.to_thread(fetch_credentials, config, env)
+    store = Store(str(env.database_url))
+    await asyncio.to_thread(store.migrate)
+    bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"),
+                public_url=f"http://127.0.0.1:{port}", owner=owner, on_alert=on_alert)
+    server = _QuietServer(uvicorn.Config(bot.web, log_config=None, access_log=False))
+    running = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.01)
+    try:
+        yield bot
+    finally:
+        server.should_exit = True
+        await running
+
+
+@contextlib.asynccontextmanager
 async def scenario(config: Config, tmp: Path, on_alert: OnAlert | None = None,
                    **options: Any) -> AsyncIterator[Scenario]:
     """`on_alert`, when given, receives the bot's Cloud Monitoring alerts instead of its incident engine."""
-    sock = _free_port()
+    sock = free_socket()
     port = sock.getsockname()[1]
     bot_url = f"http://127.0.0.1:{port}"
     # Cloud Run's revisions start and its routes settle in milliseconds instead of seconds; every published limit
     # (IAM, quotas, delays, Slack's rate tiers) stays at its default.
     world = World(config, WorldOptions(bot_urls=[bot_url], **{"start_ms": 60, "route_ms": 20, **options}))
     await world.start()
-    env = Environment.from_env(bot_environment(world, f"sqlite:///{tmp / 'chatops.db'}"))
-    credentials = await asyncio.to_thread(fetch_credentials, config, env)
-    store = Store(str(env.database_url))
-    await asyncio.to_thread(store.migrate)
-    bot = build(config, env, credentials, store, runbooks_beside(ROOT / "chatops.example.yaml"), public_url=bot_url,
-                owner=f"test:{port}", on_alert=on_alert)
-    server = _QuietServer(uvicorn.Config(bot.web, log_config=None, access_log=False))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.01)
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with serving(world, config, f"sqlite:///{tmp / 'chatops.db'}", sock, owner=f"test:{port}",
+                           on_alert=on_alert) as bot, httpx.AsyncClient(timeout=10) as http:
             yield Scenario(world, bot, bot_url, http)
     finally:
-        server.should_exit = True
-        await serving
         sock.close()
         await world.stop()

@@ -1,0 +1,95 @@
+"""Scheduled digests with two bot instances on one PostgreSQL: one post per fire time, and after a downtime that
+spans a fire time, one late digest from whichever instance comes back (not every missed one)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from bot.config import Config, Digest
+from sandbox.blockkit_text import text_of
+from sandbox.world import World, WorldOptions
+from tests.scenario.harness import fast, free_socket, serving
+
+POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL; the database URL that puts it first on the search path."""
+    admin: Engine = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"), poolclass=NullPool,
+                                  isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    schema = f"chatops_digest_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        pytest.fail(f"this scenario needs PostgreSQL at {POSTGRES_URL}: {exc.orig}", pytrace=False)
+    try:
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def minutely(config: Config) -> Config:
+    """One digest a minute to #platform; sweeps rare, so the digest probes the fleet itself."""
+    alerts = config.defaults.alerts.model_copy(update={"interval": 3600.0})
+    return config.model_copy(update={
+        "digests": (Digest(name="minutely", channel="platform", cron="* * * * *", timezone="UTC"),),
+        "defaults": config.defaults.model_copy(update={"alerts": alerts})})
+
+
+def digests_in(world: World) -> list[str]:
+    return [text_of(m) for m in world.workspace.seen_by(world.workspace.channel_named("platform").id, "U07ONCALL01")
+            if m.get("kind") == "message" and "Health digest" in text_of(m)]
+
+
+async def until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_two_instances_post_each_fire_time_once_and_a_restart_catches_up_once_late(
+        example_config: Config, postgres_schema: str) -> None:
+    config = minutely(fast(example_config))
+    sockets = [free_socket(), free_socket()]
+    urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    world = World(config, WorldOptions(bot_urls=urls, start_ms=60, route_ms=20))
+    await world.start()
+    try:
+        async with serving(world, config, postgres_schema, sockets[0], owner="bot-a"), \
+                serving(world, config, postgres_schema, sockets[1], owner="bot-b"):
+            await until(lambda: digests_in(world), 75, "the first digest")
+            first = datetime.now(UTC)
+            await asyncio.sleep(4)
+            assert len(digests_in(world)) == 1, "two instances fired; one posted"
+        # Both instances are down across the next fire time (the next minute).
+        await asyncio.sleep(62 - first.second)
+        back = free_socket()
+        async with serving(world, config, postgres_schema, back, owner="bot-c"):
+            await until(lambda: len(digests_in(world)) >= 2, 20, "the catch-up digest")
+            await asyncio.sleep(3)
+            posted = digests_in(world)
+        back.close()
+    finally:
+        for sock in sockets:
+            sock.close()
+        await world.stop()
+    assert len(posted) == 2, "one late digest, not one per missed fire time"
+    assert "Late" in posted[1] and "Late" not in posted[0]
