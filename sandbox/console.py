@@ -119,6 +119,7 @@ class _Console:
         self.lock = asyncio.Lock()  # one fetch-and-print at a time, so nothing is printed twice
         self.at_prompt = False
         self.failing = False
+        self.elsewhere: dict[str, set[str]] = {}  # channel -> ts of its top-level messages already announced
 
     # --- output -----------------------------------------------------------------------------------------
 
@@ -196,9 +197,35 @@ class _Console:
             self.show("\n".join([self.paint(heading, DIM), *(self.render(m) for m in shown)]))
 
     async def follow(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(POLL_S)
             await self.poll()
+            rounds += 1
+            if rounds % 5 == 0:
+                await self.glance()
+
+    async def glance(self) -> None:
+        """One line for each new top-level message in the other channels (an incident opening, a digest), so the
+        console hears of them without leaving the channel it shows; `:in CHANNEL` shows them whole."""
+        for name in self.rooms:
+            if name == self.channel:
+                continue
+            try:
+                response = await self.http.get("/messages", params={"channel": name, "user": self.user})
+                response.raise_for_status()
+            except httpx.HTTPError:
+                return
+            tops = [m for m in response.json()
+                    if m.get("kind") == "message" and m.get("thread_ts") in (None, "", m.get("ts"))]
+            known = self.elsewhere.get(name)
+            self.elsewhere[name] = {str(m["ts"]) for m in tops}
+            if known is None:
+                continue  # the first look only learns what was there
+            for message in tops:
+                if str(message["ts"]) not in known:
+                    first = str(message.get("text", "")).splitlines()[0][:100] if message.get("text") else "…"
+                    self.show(self.paint(f"— new in #{name}: {first}  (:in {name} shows it)", YELLOW))
 
     async def open(self, user: str, channel: str) -> bool:
         """Become `user` looking at `channel`, both given by name or id."""

@@ -226,12 +226,78 @@ async def _rollout_tour(tour: Tour) -> None:
                     bad_image_is_rolled_back)
 
 
+async def _alert_tour(tour: Tour) -> None:
+    control = tour.endpoints["control_url"]
+
+    async def replies_to(parent: dict[str, Any], channel: str) -> list[str]:
+        return [text_of(m) for m in await tour.messages("oncall", channel)
+                if m.get("thread_ts") == parent["ts"] and m["ts"] != parent["ts"]]
+
+    async def reply_saying(parent: dict[str, Any], channel: str, words: str, timeout: float = 40.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [r for r in await replies_to(parent, channel) if words in r]
+            if found:
+                tour.out.write(f"      ↳ {found[0].splitlines()[0]}\n")
+                return found[0]
+            await asyncio.sleep(0.2)
+        raise StepFailed(f"the thread never said {words!r}")
+
+    async def incident_opens_is_acknowledged_and_resolves() -> str:
+        service, channel = "prediction-worker", "predictions"
+        revision = await tour.serving(service)
+        after = await tour.latest("oncall", channel)
+        await tour.behave(revision, failing_checks=["gcs_model_file"])
+        try:
+            parent = await tour.next_message("oncall", after, lambda m: str(m["text"]).startswith(
+                f"{service}: open incident"), channel=channel, timeout=60)
+            button = next(e for b in parent["attachments"][0]["blocks"] if b["type"] == "actions"
+                          for e in b["elements"] if e["action_id"] == "incident_ack")
+            clicked = await tour.http.post(f"{tour.endpoints['slack_user_url']}/actions", json={
+                "user": "oncall", "channel": channel, "message_ts": parent["ts"], "action_id": "incident_ack",
+                "value": button["value"]})
+            _expect(clicked.status_code == 200, f"the click got HTTP {clicked.status_code}")
+            await reply_saying(parent, channel, "acknowledged by")
+        finally:
+            await tour.behave(revision, failing_checks=[])
+        await reply_saying(parent, channel, "resolved")
+        return f"one thread in #{channel}: opened, acknowledged by oncall, resolved once the check passed"
+
+    async def monitoring_alert_is_threaded() -> str:
+        service, channel = "nba-grading-service", "alerts"
+        after = await tour.latest("oncall", channel)
+        alert = {"policy": "grading 5xx above 1%", "condition": "5xx ratio", "service": service,
+                 "summary": "5xx ratio 3.1% for 5 min", "incident_id": "0.demo-grading"}
+        sent = (await tour.http.post(f"{control}/alerts/monitoring", json={**alert, "state": "open"})).json()
+        _expect(sent.get("status") == 200, f"the bot answered the notification with {sent.get('status')}")
+        parent = await tour.next_message("oncall", after, lambda m: str(m["text"]).startswith(f"{service}:"),
+                                         channel=channel)
+        _expect("grading 5xx above 1%" in text_of(parent), "the policy is not in the incident")
+        (await tour.http.post(f"{control}/alerts/monitoring", json={**alert, "state": "closed"})).raise_for_status()
+        await reply_saying(parent, channel, "resolved")
+        return "Cloud Monitoring's notification opened the service's incident thread; its close resolved it"
+
+    async def digest_now() -> str:
+        after = await tour.latest("oncall")
+        answer = await tour.command("oncall", "/digest")
+        _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
+        digest = await tour.next_message("oncall", after, lambda m: "Health digest" in text_of(m))
+        _expect(digest["kind"] != "message", "the digest went to the channel, not to the requester")
+        return "the digest, shown to the requester only"
+
+    await tour.step("a service breaks: one incident thread, acknowledged, then resolved",
+                    incident_opens_is_acknowledged_and_resolves)
+    await tour.step("Cloud Monitoring fires an alert through its webhook", monitoring_alert_is_threaded)
+    await tour.step("/digest", digest_now)
+
+
 async def run_demo(endpoints: dict[str, Any], out: TextIO = sys.stdout) -> int:
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=15) as http:
         tour = Tour(endpoints, http, out, users={v: k for k, v in endpoints["users"].items()})
         await _health_tour(tour)
         await _rollout_tour(tour)
+        await _alert_tour(tour)
     out.write(f"\n(the tour took {time.monotonic() - started:.0f} s)\n")
     if tour.failures:
         out.write(f"\n✗ {len(tour.failures)} step(s) failed: {'; '.join(tour.failures)}\n")

@@ -83,6 +83,9 @@ def sandbox_config(config_path: Path, workdir: Path, window_s: float) -> Path:
             if isinstance(service.get("canary"), dict):
                 service["canary"].pop("window", None)
         data["engine"] = {"interval": min(1.0, window_s / 8), "lease": 10.0, "google_timeout": 4.0, "log_lag": 2.5}
+        # Sweeps every few seconds, so an incident opens (and resolves) while someone watches.
+        data["defaults"].setdefault("alerts", {}).update({"interval": "3s", "open_after": 2, "resolve_after": 2,
+                                                          "escalate_after": "2m", "cooldown": "2m"})
     target = workdir / "chatops.yaml"
     target.write_text(yaml.safe_dump(data, sort_keys=False))
     runbooks = workdir / "runbooks"
