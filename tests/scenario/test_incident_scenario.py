@@ -69,6 +69,16 @@ async def test_a_broken_service_gets_one_thread_that_hears_only_changes_and_reso
     assert changes[1].startswith("resolved: every check passes")
     (redrawn,) = await parents(fleet, service, channel)
     assert redrawn["text"].startswith(f"{service}: resolved incident #"), "the parent is updated in place"
+    await fleet.behave(revision, failing_checks=["gcs_model_file"])  # it flaps, within the cooldown
+    try:
+
+        async def reopened() -> bool:
+            return any(r.startswith("failing again") for r in await replies(fleet, parent, channel))
+
+        await fleet.until(reopened, 15, "the same thread reopened")
+    finally:
+        await fleet.behave(revision, failing_checks=[])
+    assert len(await parents(fleet, service, channel)) == 1, "a flap reuses the thread"
 
 
 async def _after(fleet: Scenario, sweeps: int) -> bool:
