@@ -562,10 +562,40 @@ def parse_config(text: str, source: str = "chatops.yaml") -> Config:
     if not isinstance(data, dict):
         expected = "the file must be a mapping with project, region, slack, services, roles"
         raise ConfigError(source, [ConfigProblem("", expected)])
+    leaked = list(_literal_secrets(data, ()))
+    if leaked:
+        raise ConfigError(source, leaked)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, list(_problems_of(exc, Config, data))) from None
+
+
+_SECRET_SHAPES = (
+    (re.compile(r"xox[abposr]-[0-9A-Za-z-]{10,}"), "a Slack token"),
+    (re.compile(r"xapp-[0-9A-Za-z-]{10,}"), "a Slack app token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"AIza[0-9A-Za-z_-]{30,}"), "a Google API key"),
+    (re.compile(r"^[0-9a-f]{32,}$"), "a signing secret or key"),
+)
+
+
+def _literal_secrets(data: Any, path: tuple[str | int, ...]) -> Iterator[ConfigProblem]:
+    """Values that are secrets themselves. The config names secrets (in Secret Manager); it never holds one,
+    because a config file is read, copied and committed by many. The value is never echoed back."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _literal_secrets(value, (*path, str(key)))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _literal_secrets(value, (*path, index))
+    elif isinstance(data, str):
+        for shape, what in _SECRET_SHAPES:
+            if shape.search(data.strip()):
+                yield ConfigProblem(_path(path), f"this looks like {what} written into the config: never put a "
+                                                 "secret here; store it in Secret Manager and write its name under "
+                                                 "`secrets:`")
+                return
 
 
 def load_config(path: str | Path) -> Config:

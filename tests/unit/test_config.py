@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,16 @@ def test_cloud_monitoring_notifications_are_off_unless_the_config_says_so() -> N
     assert "taken at /alerts/monitoring" in summary(config)
     found = problems(EXAMPLE.replace("monitoring_webhook: true", "monitoring_webhook: maybe"))
     assert "true or false" in found["defaults.alerts.monitoring_webhook"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("  slack_bot_token: slack-bot-token\n", "  slack_bot_token: xoxb-{n}-{n}-abcdefghijklmnop\n"),
+    ("  slack_signing_secret: slack-signing-secret\n", "  slack_signing_secret: {hex}\n"),
+])
+def test_a_config_holding_a_literal_token_or_signing_secret_is_refused_without_echoing_it(
+        field: str, value: str) -> None:
+    secret_line = value.format(n=secrets.randbelow(10**12), hex=secrets.token_hex(16))
+    found = problems(EXAMPLE.replace(field, secret_line))
+    (path,) = found
+    assert path.startswith("secrets.") and "store it in Secret Manager" in found[path]
+    assert secret_line.split(": ")[1].strip() not in found[path]
