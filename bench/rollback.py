@@ -40,8 +40,8 @@ one post a second per channel, --slack-rate to change it), and the bot's posts a
 
 Goal: detection and rollback within 1 W + 2 s of the fault, in 1 Admin API write.
 
-    .venv/bin/python bench/rollback.py            # W = 10, 5, 20 s, 5 runs each; about 110 s
-    .venv/bin/python bench/rollback.py --quick    # W = 10 s, 2 runs
+    .venv/bin/python bench/rollback.py            # W = 10, 5, 20 s, 5 runs each; about 3 minutes
+    .venv/bin/python bench/rollback.py --quick    # W = 10 s, 2 runs; about 30 s
 """
 
 from __future__ import annotations
