@@ -1,5 +1,6 @@
-"""Shared by the bench scripts: a sandbox as a child process, generated fleet configs, Slack signing,
-the signing secret read from the sandbox's Secret Manager as the bot reads it, process RSS, and tables.
+"""Shared by the bench scripts: a sandbox as a child process (and a bot the bench starts in it), its control
+API, generated fleet configs, Slack signing, the signing secret read from the sandbox's Secret Manager as the
+bot reads it, process RSS, and tables.
 
 Every child process a bench starts is registered here and stopped by `Children.stop_all()`, which each
 script calls from a `finally`, so Ctrl-C or an error never leaves a sandbox or a bot behind.
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -200,13 +201,24 @@ def chatops_argv(*args: str) -> list[str]:
 
 def start_sandbox(config: Path, directory: Path, *, world_only: bool = False, latency_ms: float | None = None,
                   requests_per_s: float | None = None, slack_rate: float | None = None,
-                  window: float | None = None, timeout: float = 180.0) -> Sandbox:
-    """`chatops sandbox --headless` as a child; returns once its endpoints file is written."""
+                  window: float | None = None, start_ms: float | None = None, route_ms: float | None = None,
+                  bot_urls: Sequence[str] = (), timeout: float = 180.0) -> Sandbox:
+    """`chatops sandbox --headless` as a child; returns once its endpoints file is written.
+
+    `start_ms` and `route_ms` are passed as `--start-ms` / `--route-ms` (None: the CLI's own defaults, which
+    already shorten Cloud Run's modelled times); `bot_urls` (with `world_only`) is where Slack's user side
+    sends commands, for a bot the bench starts itself (`start_bot`)."""
     endpoints_file = directory / f"endpoints-{secrets.token_hex(4)}.json"
     log = directory / f"sandbox-{endpoints_file.stem}.log"
     argv = chatops_argv("sandbox", "--headless", "--config", str(config), "--endpoints-file", str(endpoints_file))
     if world_only:
         argv.append("--world-only")
+    for url in bot_urls:
+        argv += ["--bot-url", url]
+    if start_ms is not None:
+        argv += ["--start-ms", f"{start_ms:g}"]
+    if route_ms is not None:
+        argv += ["--route-ms", f"{route_ms:g}"]
     if latency_ms is not None:
         argv += ["--latency-ms", f"{latency_ms:g}"]
     if requests_per_s is not None:
@@ -227,6 +239,31 @@ def start_sandbox(config: Path, directory: Path, *, world_only: bool = False, la
         time.sleep(0.05)
     endpoints: dict[str, Any] = json.loads(endpoints_file.read_text())
     return Sandbox(proc, endpoints, log, time.perf_counter() - started)
+
+
+@dataclass
+class BotServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+def start_bot(sandbox: Sandbox, directory: Path, port: int, *, env: Mapping[str, str] | None = None,
+              timeout: float = 60.0) -> BotServer:
+    """`chatops serve` on a world-only sandbox's `bot_config` and `bot_env`, as the sandbox would run its own
+    bot, with `env` on top (another database, an endpoint in front of an emulator); returns once `/healthz`
+    answers 200."""
+    url = f"http://127.0.0.1:{port}"
+    log = directory / f"bot-{port}.log"
+    full = {**os.environ, **sandbox["bot_env"], "CHATOPS_PUBLIC_URL": url, "CHATOPS_LOG_FORMAT": "json",
+            "CHATOPS_INSTANCE_ID": f"bench-bot:{port}", **(env or {})}
+    argv = chatops_argv("serve", "--config", str(sandbox["bot_config"]), "--host", "127.0.0.1", "--port", str(port))
+    proc = CHILDREN.spawn(argv, env=full, log=log)
+    try:
+        wait_http_ok(f"{url}/healthz", timeout, proc)
+    except BenchError as exc:
+        raise BenchError(f"{exc}:\n{tail(log)}") from None
+    return BotServer(proc, url, log)
 
 
 def tail(path: Path, lines: int = 8) -> str:
@@ -270,6 +307,68 @@ def fleet_urls(endpoints: Mapping[str, Any]) -> dict[str, str]:
             token = page.get("nextPageToken", "")
             if not token:
                 return found
+
+
+def routed(state: Mapping[str, Any], service: str) -> dict[str, int]:
+    """revision -> percent that Cloud Run routes now (the service's trafficStatuses)."""
+    shares: dict[str, int] = {}
+    for status in state["services"][service]["traffic_statuses"]:
+        if status.get("revision") and status.get("percent"):
+            shares[status["revision"]] = shares.get(status["revision"], 0) + int(status["percent"])
+    return shares
+
+
+class Control:
+    """The sandbox's control API and Slack user side, through one keep-alive client."""
+
+    def __init__(self, sandbox: Sandbox, client: httpx.Client) -> None:
+        self.control = sandbox["control_url"]
+        self.user_side = sandbox["slack_user_url"]
+        self.client = client
+
+    def state(self) -> dict[str, Any]:
+        response = self.client.get(f"{self.control}/state")
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
+
+    def until(self, found: Callable[[dict[str, Any]], bool], timeout: float, poll_s: float,
+              what: str) -> tuple[float, dict[str, Any]]:
+        """Poll /state until `found` accepts it; (time.time() just after that answer, the state)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.state()
+            seen = time.time()
+            if found(state):
+                return seen, state
+            if time.monotonic() > deadline:
+                raise BenchError(f"not within {timeout:g} s: {what}")
+            time.sleep(poll_s)
+
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        response = self.client.patch(f"{self.control}{path}", json=body)
+        if response.status_code != 200:
+            raise BenchError(f"PATCH {path} answered {response.status_code}: {response.text[:200]}")
+
+    def limits(self) -> dict[str, dict[str, Any]]:
+        """The published figures every emulator enforces, by limit group (GET /limits)."""
+        response = self.client.get(f"{self.control}/limits")
+        response.raise_for_status()
+        found: dict[str, dict[str, Any]] = response.json()
+        return found
+
+    def command(self, text: str) -> None:
+        command, _, rest = text.partition(" ")
+        delivery = self.client.post(f"{self.user_side}/commands", json={
+            "user": "oncall", "channel": "deploys", "command": command, "text": rest}).json()
+        if delivery.get("status") != 200 or delivery.get("error"):
+            raise BenchError(f"{text} was not acknowledged: {delivery}")
+
+    def messages(self) -> list[dict[str, Any]]:
+        response = self.client.get(f"{self.user_side}/messages", params={"channel": "deploys", "user": "oncall"})
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+        return found
 
 
 # --- Slack ----------------------------------------------------------------------------------------------
@@ -338,6 +437,23 @@ def rss_mb(pid: int, *, children: bool = True) -> float:
         if children:
             pending += _children_of(current)
     return total_kb / 1024
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the process and, recursively, its children, from /proc."""
+    ticks = 0
+    pending = [pid]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        pending += _children_of(current)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

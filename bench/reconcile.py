@@ -18,7 +18,7 @@ the latest one), so every rollout is due: the median tick's wall time, the rollo
 hands out at most 50 a tick), and per tick the Admin API reads (the world's `run.counts`), Monitoring queries
 (`world.monitoring.calls`), Logging `entries:list` calls (the Logging emulator's store queries), health probes
 (`world.fleet.probes`) and Slack Web API calls; also the process's CPU time during the tick, the mean time of
-each step of `advance` (read the service, collect the signals, save to the store, report to Slack) as the
+each step of `advance` (read the service, collect the signals, save to the store, queue the Slack report) as the
 bot's coroutines saw it, and how much of the tick the Logging and Monitoring emulators spent answering.
 The emulators run in this process and event loop, as in the scenario tests, so their CPU is inside the tick's
 wall time; that is why the fleet gets no simulated traffic by default (--requests-per-s 0): every Monitoring
@@ -216,7 +216,7 @@ class Harness:
         reconciler = self.bot.reconciler
         time_async(reconciler.cloudrun, "read", self.timers["read"])
         time_async(reconciler.collector, "collect", self.timers["collect"])
-        time_async(reconciler.reporter, "publish", self.timers["publish"])
+        time_sync(reconciler.reporter, "publish", self.timers["publish"])  # it queues; the reporter's tasks post
         time_sync(reconciler.store, "save", self.timers["save"])
         time_sync(self.world.logs, "select", self.timers["logging"])
         time_sync(self.world.monitoring, "answer", self.timers["monitoring"])
@@ -250,7 +250,8 @@ class Harness:
         now = datetime.now(UTC)
         rollout = Rollout(id=0, service=service, image=image, stable=view.serving,
                           candidate=candidate_name(service, image), plan=plan, requested_by=USER, created_at=now,
-                          next_check_at=now, traffic=view.live.traffic, etag=view.live.etag)
+                          next_check_at=now, traffic=view.live.traffic, generation=view.live.generation,
+                          progress_at=now)
         channel = self.config.slack.channels[self.config.slack.deploy_channel]
         await asyncio.to_thread(runtime.store.create_rollout, rollout, channel)
 
@@ -346,7 +347,8 @@ async def run_all(args: argparse.Namespace, directory: Path) -> list[Result]:
             concurrent.futures.ThreadPoolExecutor(max_workers=args.threads, thread_name_prefix="bench"))
     size = max(args.services, *args.sizes)
     args.services = size
-    config_path = fleet_config(size, directory, canary={"window": args.window, "progress_deadline": 600},
+    # The config requires the progress deadline to outlast a window and its two insufficient-traffic extensions.
+    config_path = fleet_config(size, directory, canary={"window": args.window, "progress_deadline": 4 * args.window},
                                engine={"interval": args.interval, "lease": 60})
     config = load_config(config_path)
     return [await measure(n, config, config_path, directory, args) for n in args.sizes]

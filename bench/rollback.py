@@ -3,8 +3,15 @@
 W, and how many Cloud Run Admin API writes putting all traffic back on the stable revision takes.
 
 How: for each W (10 s by default, then 5 s and 20 s), `chatops sandbox --headless --window W` runs the example
-fleet with its bot. Each run takes one service of the fleet whose first canary stage is 5% (a different one
-each run, cycling), raises its simulated traffic to --requests-per-s (`PATCH /services/<svc>`), and sends
+fleet with its bot on the strict sandbox's defaults (Cloud Logging's 60 reads a minute and its ingestion delay,
+Monitoring's 60 s samples and 180 s delay, Slack's rate limits), except Cloud Run's operation times: the
+`cloud_run` limit group models 20 s to start a revision and 5 s to route a traffic change; this bench passes
+--start-ms and --route-ms (300 ms and 1,000 ms by default, the `chatops sandbox` CLI's own) and prints them,
+with the rollback time routing at the modelled figure would give (computed: detection + that routing time).
+`--window W` also sets the bot's engine (`sandbox/runner.py`: check interval min(1 s, W / 8), log lag 2.5 s);
+the figures used are read back from the config the sandbox wrote for its bot. Each run takes one service of
+the fleet whose first canary stage is 5% (a different one each run, cycling), raises its simulated traffic to
+--requests-per-s (`PATCH /services/<svc>`), and sends
 `/deploy <svc> tag=<fresh tag>` as the on-call user through the sandbox's Slack user side (`POST /commands`);
 the image is undeclared, so healthy. `GET /state` is polled until the service's `traffic_statuses` (what Cloud
 Run routes now) give a revision other than the stable one 5%: that is the candidate, in stage 1's window. At
@@ -16,6 +23,11 @@ once the candidate is made to fail every request (`PATCH /revisions/<candidate> 
     where detection time goes, the bot's reads of the service (each check reads it first): the first one after
     the fault, how many there were up to the rollback write, and the longest gap between two of them since the
     5% write (a gap much longer than the check interval is the reconciler's loop held up);
+  * expected detection, computed from the bot's config: the bot judges the candidate from its request logs and
+    error lines, read once they are `engine.log_lag` old (Logging shows an entry only after its ingestion
+    delay), in reads it makes at most every 120 s / `engine.logging_reads_per_minute` while a window is open
+    (twice its budget's pace), in a tick of the rollout's check interval (`plan_for`'s `interval_s`): so
+    between the log lag and log lag + read period + check interval after the fault;
   * writes: `admin_api.writes` (Create/Update/DeleteService, DeleteRevision) counted between the fault and
     traffic being back;
   * told: from the fault to the thread reply in #deploys that says why it rolled back (the Slack emulator's
@@ -25,13 +37,11 @@ Runs are one after another, each once the previous rollout has ended (its reason
 rollouts share the Admin API counters. A rollout shown by more than one top-level message in #deploys is
 reported (its thread's replies are then split between them). The emulated Slack keeps Slack's pace (about
 one post a second per channel, --slack-rate to change it), and the bot's posts are part of its ticks.
-The bot's analysis interval for a window W is what `/deploy` plans: min(10 s, max(engine interval, W / 6)),
-with the sandbox's engine interval min(1 s, W / 8).
 
-Goal: rollback within 1 W + 2 s of the fault, in 1 Admin API write.
+Goal: detection and rollback within 1 W + 2 s of the fault, in 1 Admin API write.
 
-    .venv/bin/python bench/rollback.py            # W = 10, 5, 20 s, 5 runs each; about 110 s
-    .venv/bin/python bench/rollback.py --quick    # W = 10 s, 2 runs
+    .venv/bin/python bench/rollback.py            # W = 10, 5, 20 s, 5 runs each; about 3 minutes
+    .venv/bin/python bench/rollback.py --quick    # W = 10 s, 2 runs; about 30 s
 """
 
 from __future__ import annotations
@@ -42,7 +52,6 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,16 +61,21 @@ import yaml
 from common import (
     EXAMPLE_CONFIG,
     BenchError,
-    Sandbox,
+    Control,
     elapsed_note,
     fmt,
     median,
     remove_workdir,
+    routed,
     run_main,
     start_sandbox,
     table,
     workdir,
 )
+
+from bot.config import load_config
+from commands.deploy import plan_for
+from sandbox.cloudrun_rules import CloudRunLimits
 
 WRITES = ("CreateService", "UpdateService", "DeleteService", "DeleteRevision")
 FIRST_STAGE = 5
@@ -87,6 +101,24 @@ class Run:
     max_gap_s: float  # longest gap between the bot's reads of the service, stage-1 write to rollback write
 
 
+@dataclass(frozen=True)
+class Expected:
+    """The detection time the sandbox's bot config implies: logs are read once `log_lag_s` old, in reads at most
+    every `read_period_s` while a window is open, in ticks of the rollout's check interval."""
+
+    log_lag_s: float  # engine.log_lag
+    read_period_s: float  # 120 s / engine.logging_reads_per_minute: the bot's early reads, twice its budget's pace
+    interval_s: float  # the plan's check interval (plan_for)
+
+    @property
+    def worst_s(self) -> float:
+        return self.log_lag_s + self.read_period_s + self.interval_s
+
+    def __str__(self) -> str:
+        return (f"{self.log_lag_s:g}-{self.worst_s:.2f} s: log lag {self.log_lag_s:g} + read period "
+                f"{self.read_period_s:g} + check interval {self.interval_s:.2f}")
+
+
 def canary_services(config: Path) -> list[str]:
     """The config's services that deploy as a canary whose first stage is 5%."""
     data: dict[str, Any] = yaml.safe_load(config.read_text())
@@ -100,61 +132,6 @@ def canary_services(config: Path) -> list[str]:
     if not found:
         raise BenchError(f"{config} has no service whose first canary stage is {FIRST_STAGE}%")
     return found
-
-
-def routed(state: Mapping[str, Any], service: str) -> dict[str, int]:
-    """revision -> percent that Cloud Run routes now (the service's trafficStatuses)."""
-    shares: dict[str, int] = {}
-    for status in state["services"][service]["traffic_statuses"]:
-        if status.get("revision") and status.get("percent"):
-            shares[status["revision"]] = shares.get(status["revision"], 0) + int(status["percent"])
-    return shares
-
-
-class Control:
-    """The sandbox's control API and Slack user side, through one keep-alive client."""
-
-    def __init__(self, sandbox: Sandbox, client: httpx.Client) -> None:
-        self.control = sandbox["control_url"]
-        self.user_side = sandbox["slack_user_url"]
-        self.client = client
-
-    def state(self) -> dict[str, Any]:
-        response = self.client.get(f"{self.control}/state")
-        response.raise_for_status()
-        found: dict[str, Any] = response.json()
-        return found
-
-    def until(self, found: Callable[[dict[str, Any]], bool], timeout: float, poll_s: float,
-              what: str) -> tuple[float, dict[str, Any]]:
-        """Poll /state until `found` accepts it; (time.time() just after that answer, the state)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.state()
-            seen = time.time()
-            if found(state):
-                return seen, state
-            if time.monotonic() > deadline:
-                raise BenchError(f"not within {timeout:g} s: {what}")
-            time.sleep(poll_s)
-
-    def patch(self, path: str, body: dict[str, Any]) -> None:
-        response = self.client.patch(f"{self.control}{path}", json=body)
-        if response.status_code != 200:
-            raise BenchError(f"PATCH {path} answered {response.status_code}: {response.text[:200]}")
-
-    def command(self, text: str) -> None:
-        command, _, rest = text.partition(" ")
-        delivery = self.client.post(f"{self.user_side}/commands", json={
-            "user": "oncall", "channel": "deploys", "command": command, "text": rest}).json()
-        if delivery.get("status") != 200 or delivery.get("error"):
-            raise BenchError(f"{text} was not acknowledged: {delivery}")
-
-    def messages(self) -> list[dict[str, Any]]:
-        response = self.client.get(f"{self.user_side}/messages", params={"channel": "deploys", "user": "oncall"})
-        response.raise_for_status()
-        found: list[dict[str, Any]] = response.json()
-        return found
 
 
 def rollout_parents(messages: list[dict[str, Any]], candidate: str) -> list[str]:
@@ -229,10 +206,14 @@ def one_run(control: Control, service: str, window_s: float, args: argparse.Name
                max(gaps, default=float("nan")))
 
 
-def measure(window_s: float, args: argparse.Namespace, directory: Path) -> list[Run]:
+def measure(window_s: float, args: argparse.Namespace, directory: Path) -> tuple[list[Run], Expected]:
     with elapsed_note(f"W={window_s:g} s: sandbox start"):
-        sandbox = start_sandbox(EXAMPLE_CONFIG, directory, window=window_s, slack_rate=args.slack_rate)
+        sandbox = start_sandbox(EXAMPLE_CONFIG, directory, window=window_s, slack_rate=args.slack_rate,
+                                start_ms=args.start_ms, route_ms=args.route_ms)
     services = canary_services(Path(sandbox["bot_config"]))
+    config = load_config(Path(sandbox["bot_config"]))
+    expected = Expected(config.engine.log_lag, 120 / config.engine.logging_reads_per_minute,
+                        plan_for(config, services[0], "canary").interval_s)
     runs: list[Run] = []
     try:
         with httpx.Client(timeout=10) as client, elapsed_note(f"W={window_s:g} s: {args.repeats} runs"):
@@ -241,7 +222,7 @@ def measure(window_s: float, args: argparse.Namespace, directory: Path) -> list[
                 runs.append(one_run(control, services[index % len(services)], window_s, args))
     finally:
         sandbox.stop()
-    return runs
+    return runs, expected
 
 
 def spread(values: list[float], digits: int = 2) -> str:
@@ -257,61 +238,76 @@ def main() -> int:
     parser.add_argument("--poll-ms", type=float, default=20.0, help="how often GET /state is polled")
     parser.add_argument("--slack-rate", type=float, default=None,
                         help="emulated chat.postMessage per s per channel (default: the sandbox's, 1/s like Slack)")
+    parser.add_argument("--start-ms", type=float, default=300.0,
+                        help="time a new revision takes to start (Cloud Run's, as the sandbox models it: 20,000)")
+    parser.add_argument("--route-ms", type=float, default=1000.0,
+                        help="time Cloud Run takes to route a traffic change (as the sandbox models it: 5,000)")
     parser.add_argument("--quick", action="store_true", help="W = 10 s only, 2 runs")
     args = parser.parse_args()
     if args.quick:
         args.windows, args.repeats = [10.0], 2
     directory = workdir("rollback")
     try:
-        results = [(w, measure(w, args, directory)) for w in args.windows]
+        results = [(w, *measure(w, args, directory)) for w in args.windows]
     finally:
         remove_workdir(directory)
 
+    modelled = CloudRunLimits()
     print(f"rollback of a canary that fails every request from the start of its {FIRST_STAGE}% stage; "
           f"{args.requests_per_s:g} requests/s to the service; median (min-max) of {args.repeats} runs per W")
+    print(f"strict sandbox defaults, except Cloud Run's operation times, shortened with --start-ms {args.start_ms:g} "
+          f"--route-ms {args.route_ms:g} (the cloud_run limit group models {modelled.revision_start_ms:,.0f} ms and "
+          f"{modelled.route_ms:,.0f} ms)")
     rows = []
-    for window_s, runs in results:
+    for window_s, runs, expected in results:
         rollback = [r.rollback_s for r in runs]
         writes = [float(r.writes) for r in runs]
-        interval = min(10.0, max(min(1.0, window_s / 8), window_s / 6))
-        rows.append([f"{window_s:g}", f"{interval:.2f}", spread(rollback),
-                     spread([r / window_s for r in rollback]) + " W",
-                     spread([r.detect_s for r in runs]), spread([r.first_check_s for r in runs]),
+        rows.append([f"{window_s:g}", f"{expected.interval_s:.2f}", f"{expected.log_lag_s:g}",
+                     f"{expected.log_lag_s:g}-{expected.worst_s:.2f}", spread([r.detect_s for r in runs]),
+                     spread(rollback), spread([r / window_s for r in rollback]) + " W",
+                     spread([r.first_check_s for r in runs]),
                      spread([float(r.checks) for r in runs], 0), spread([r.max_gap_s for r in runs]),
                      spread([r.route_s for r in runs], 3),
                      spread([r.told_s for r in runs]), f"{fmt(median(writes), 0)} ({min(r.writes for r in runs)}-"
                      f"{max(r.writes for r in runs)})", spread([r.stage_wait_s for r in runs], 1)])
-    print(table(["W s", "check every s", "rollback s", "rollback / W", "detect s", "1st check s", "checks",
-                 "max gap s", "route s", "told s", "Admin API writes", "deploy -> 5% s"], rows))
-    print("rollback: fault -> all traffic routed to the stable again; detect: fault -> the bot's rollback write; "
-          "1st check: fault -> the bot's first read of the service after it; checks: its reads of the service from "
-          "the fault to the rollback write; max gap: longest time between two of its reads of the service from the "
-          "5% write to the rollback write; route: rollback write -> routed; told: fault -> the reason in the "
-          "rollout's thread (times from the Admin API emulator's call log)")
+    print(table(["W s", "check every s", "log lag s", "expected detect s", "detect s", "rollback s", "rollback / W",
+                 "1st check s", "checks", "max gap s", "route s", "told s", "Admin API writes", "deploy -> 5% s"],
+                rows))
+    print("detect: fault -> the bot's rollback write; expected detect: the log lag (engine.log_lag, which the "
+          "sandbox's config sets) to log lag + read period (120 s / engine.logging_reads_per_minute) + check interval; "
+          "rollback: fault -> all traffic routed to the stable again; 1st check: fault -> the bot's first read of the "
+          "service after it; checks: its reads of the service from the fault to the rollback write; max gap: longest "
+          "time between two of its reads of the service from the 5% write to the rollback write; route: rollback "
+          "write -> routed; told: fault -> the reason in the rollout's thread (times from the Admin API emulator's "
+          "call log)")
 
-    caught: Counter[str] = Counter(s for _, runs in results for r in runs for s in r.signals)
-    total = sum(len(runs) for _, runs in results)
+    caught: Counter[str] = Counter(s for _, runs, _ in results for r in runs for s in r.signals)
+    total = sum(len(runs) for _, runs, _ in results)
     print(f"signals that caught it (failing findings in the rollback reason, over {total} runs): "
           + ", ".join(f"{name} {count}/{total}" for name, count in caught.most_common()))
     seen: set[tuple[str, ...]] = set()
-    for _, runs in results:
+    for _, runs, _ in results:
         for r in runs:  # one example of each combination of signals
             if tuple(r.signals) not in seen:
                 seen.add(tuple(r.signals))
                 print(f"  {r.service} (W={r.window_s:g} s): {r.reason[:220]}")
-    for r in (r for _, runs in results for r in runs if r.messages != 1):
+    for r in (r for _, runs, _ in results for r in runs if r.messages != 1):
         print(f"  note: W={r.window_s:g} s {r.service}: the rollout has {r.messages} top-level messages in #deploys "
               "(expected 1); its thread replies are split between them")
-    odd = [r for _, runs in results for r in runs if r.write_calls != ["UpdateService"]]
+    odd = [r for _, runs, _ in results for r in runs if r.write_calls != ["UpdateService"]]
     for r in odd:
         print(f"  note: W={r.window_s:g} s {r.service}: writes between fault and traffic back: {r.write_calls}")
 
-    for window_s, runs in results:
+    routing_s = modelled.route_ms / 1000
+    for window_s, runs, expected in results:
         worst = max(r.rollback_s for r in runs)
+        worst_detect = max(r.detect_s for r in runs)
         most = max(r.writes for r in runs)
-        print(f"W={window_s:g} s: rollback {median([r.rollback_s for r in runs]):.2f} s median, worst "
-              f"{worst:.2f} s = {worst / window_s:.2f} W (goal <= 1 W + 2 s = {window_s + 2:g} s); "
-              f"{most} Admin API write{'s' if most != 1 else ''} at most (goal 1)")
+        print(f"W={window_s:g} s: detect {median([r.detect_s for r in runs]):.2f} s median, worst {worst_detect:.2f} s "
+              f"(expected {expected}); rollback {median([r.rollback_s for r in runs]):.2f} s median, worst "
+              f"{worst:.2f} s = {worst / window_s:.2f} W (goal <= 1 W + 2 s = {window_s + 2:g} s); with Cloud Run "
+              f"routing in the modelled {routing_s:g} s, worst {worst_detect + routing_s:.2f} s (computed: detect + "
+              f"routing); {most} Admin API write{'s' if most != 1 else ''} at most (goal 1)")
     return 0
 
 
