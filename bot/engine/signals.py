@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 TARGET_ENTRIES = 800
 """Request logs one batched read aims to return: under one page of 1,000, so a read costs one call."""
 MAX_PAGES = 2
+MAX_QUERY_CHARS = 18_000
+"""Under Logging's 20,000-character limit on a query, with room for the sampling clause's digits."""
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,35 @@ class SignalCollector:
         wanted = [w for w in windows if w.until > w.tally.read_until]
         finishing = any(w.tally.read_until < w.needed <= w.until for w in wanted)
         early = now - self._last_read >= self._early_every and self.budget.available() >= 2
-        if not wanted or not (finishing or early) or not self.budget.take():
+        if not wanted or not (finishing or early):
             return
         self._last_read = now
+        for batch in self._batches(wanted):
+            if not self.budget.take():
+                return
+            await self._read_batch(batch)
+
+    def _batches(self, windows: list[_Window]) -> list[list[_Window]]:
+        """Windows grouped so that each query stays within Logging's limit on a query's length (20,000
+        characters, https://cloud.google.com/logging/quotas); those about to finish first."""
+        ordered = sorted(windows, key=lambda w: w.needed > w.until)
+        batches: list[list[_Window]] = [[]]
+        for window in ordered:
+            candidate = [*batches[-1], window]
+            if batches[-1] and len(self.logs.evidence_filter(self._query(candidate), 0.5)) > MAX_QUERY_CHARS:
+                batches.append([window])
+            else:
+                batches[-1] = candidate
+        return batches
+
+    def _query(self, windows: list[_Window]) -> list[EvidenceWindow]:
+        return [EvidenceWindow(w.rollout.service, w.rollout.candidate, w.tally.read_until, w.until,
+                               self.error_filters.get(w.rollout.service, DEFAULT_ERRORS)) for w in windows]
+
+    async def _read_batch(self, wanted: list[_Window]) -> None:
         fraction = _fraction(wanted)
-        query = [EvidenceWindow(w.rollout.service, w.rollout.candidate, w.tally.read_until, w.until,
-                                self.error_filters.get(w.rollout.service, DEFAULT_ERRORS)) for w in wanted]
         try:
-            found = await self.logs.evidence(query, fraction=fraction, max_pages=MAX_PAGES)
+            found = await self.logs.evidence(self._query(wanted), fraction=fraction, max_pages=MAX_PAGES)
         except LogsUnavailable as exc:
             if isinstance(exc, LogsQuotaExceeded):
                 self.budget.exhausted()
