@@ -439,7 +439,6 @@ def rss_mb(pid: int, *, children: bool = True) -> float:
     return total_kb / 1024
 
 
-<<<<<<< HEAD
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of the process and, recursively, its children, from /proc."""
     ticks = 0
@@ -455,16 +454,6 @@ def cpu_s(pid: int) -> float:
             ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
         pending += _children_of(current)
     return ticks / os.sysconf("SC_CLK_TCK")
-=======
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process (all its threads) has used, in seconds, from /proc/<pid>/stat."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError as exc:
-        raise BenchError(f"cannot read the CPU time of process {pid}: {exc}") from None
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
->>>>>>> sweepbench
 
 
 def percentile(values: Sequence[float], q: float) -> float:

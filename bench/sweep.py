@@ -72,7 +72,7 @@ from common import (
     BenchError,
     Sandbox,
     chatops_argv,
-    cpu_seconds,
+    cpu_s,
     elapsed_note,
     fleet_config,
     fleet_urls,
@@ -323,7 +323,7 @@ class LongRun:
 
 
 def sample(pid: int) -> Sample:
-    return Sample(time.time(), cpu_seconds(pid), rss_mb(pid, children=False))
+    return Sample(time.time(), cpu_s(pid), rss_mb(pid, children=False))
 
 
 def sleep_until(epoch_s: float) -> None:
