@@ -55,8 +55,8 @@ def as_image_user(command: list[str]) -> list[str]:
 
 
 def interpreter_for_image_user() -> str:
-    """A Python of this version that the image's user may run (a root-only install, e.g. pyenv's under /root, is
-    not); the fresh venv is made from it."""
+    """A Python of this version that the image's user may run (not one installed in root's home); the fresh venv is
+    made from it."""
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv (util-linux): cannot drop to the image's unprivileged user")
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
