@@ -1,4 +1,7 @@
-# The chatops bot for Cloud Run. Build: docker build -t REGION-docker.pkg.dev/PROJECT/REPO/chatops:TAG .
+# The chatops bot for Cloud Run, with its fleet config baked in: put your chatops.yaml beside this file (and your
+# runbooks in runbooks/) before building; `cp chatops.example.yaml chatops.yaml` builds the example fleet.
+# Build: gcloud builds submit --tag REGION-docker.pkg.dev/PROJECT/REPO/chatops:TAG . (docs/deploy.md)
+# tests/contract/test_image_assembly.py assembles what this file COPYs, installs it and runs its CMD.
 FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,8 +27,9 @@ COPY sandbox ./sandbox
 COPY runbooks ./runbooks
 RUN pip install --no-deps . && python -m compileall -q /app
 
-# The fleet config is mounted or baked per deployment; the example documents the shape.
-COPY chatops.example.yaml ./chatops.example.yaml
+# The fleet config, read from /app/chatops.yaml (CHATOPS_CONFIG) with the runbooks beside it: Cloud Run mounts no
+# files of yours, so the image carries them.
+COPY chatops.yaml ./chatops.yaml
 
 # A writable data dir for local runs (`docker run` without a database URL keeps SQLite here). On Cloud Run the
 # disk is memory and per instance: `chatops serve` refuses SQLite there and asks for CHATOPS_DATABASE_URL.

@@ -32,7 +32,8 @@ def postgres() -> Iterator[Engine]:
         reason = " ".join(str(exc.orig).split())
     if reason:
         pytest.fail(
-            f"the store tests need PostgreSQL at {redact(POSTGRES_URL)} ({reason}). Start it with\n"
+            f"the store tests need PostgreSQL at {redact(POSTGRES_URL)} ({reason}). Run them with `python3 dev.py "
+            f"test`, which starts a throwaway server when none answers there, or start one with\n"
             f"    {START_POSTGRES}\nor set CHATOPS_TEST_POSTGRES_URL to a server that trusts the test user.",
             pytrace=False,
         )
