@@ -199,8 +199,15 @@ async def test_forged_replayed_and_tampered_requests_get_401_and_do_nothing(flee
 
 async def test_a_request_signed_four_minutes_ago_is_still_taken(fleet: Scenario) -> None:
     """The five minutes are Slack's window, not a stricter one: a slow proxy's request is not lost."""
+    before = await fleet.latest_ts()
     answer = await fleet.command("oncall", "/health all", timestamp=int(time.time()) - 4 * 60 - 50)
     assert answer["status"] == 200 and "Probing" in answer["body"]
+    await fleet.wait_for("oncall", is_report, after=before)
+
+    async def finished() -> bool:
+        return all(e.outcome != "accepted" for e in fleet.bot.runtime.store.audit(limit=5, user_id="U07ONCALL01"))
+
+    await fleet.until(finished, 5, "the request's audit row to end")
 
 
 async def test_every_command_is_audited_with_its_outcome(fleet: Scenario) -> None:
