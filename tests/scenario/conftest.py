@@ -49,8 +49,9 @@ class SecretScan:
     def learn(self, world: World) -> None:
         for secret in world.secret_manager.secrets.values():
             for version in secret.versions:
-                if len(version.data) >= 8:
-                    self.read.setdefault(version.data.decode(), 0)
+                value = version.data.decode("utf-8", "replace")
+                if len(value) >= 8 and "\ufffd" not in value:  # bytes that are not text cannot be in a log line
+                    self.read.setdefault(value, 0)
 
     def leaks(self, text: str, where: str, secrets: Iterable[str]) -> list[str]:
         return [f"{where}: a secret of the world ({secret[:4]}…)" for secret in secrets if secret in text]
