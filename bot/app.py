@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,9 @@ from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
+from bot.slack_route import SlackEvents
 from bot.web import web_app
-from commands.buttons import ACTIONS, LINK_BUTTONS, handle_button
+from commands.buttons import handle_button, routable
 from commands.framework import Command, Runtime, handle
 from commands.registry import all_commands
 
@@ -60,6 +61,10 @@ class Bot:
         await self.runtime.prober.aclose()
         await self.runtime.slack.aclose()
         self.runtime.store.close()
+
+
+async def _bare_ack(**_: Any) -> None:
+    """The ack of a click answered before Bolt sees it: the route answers 200 itself."""
 
 
 def _listener(command: Command[Any], runtime: Runtime) -> Any:
@@ -129,13 +134,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     async def button(ack: AsyncAck, body: dict[str, Any]) -> None:
         await handle_button(body, ack, runtime)
 
-    bolt.action(re.compile("^(" + "|".join(ACTIONS) + ")$"))(button)
-
-    async def link_button(ack: AsyncAck) -> None:
-        """A URL button (Open runbook) still sends an action, which must be acknowledged."""
-        await ack()
-
-    bolt.action(re.compile("^(" + "|".join(LINK_BUTTONS) + ")$"))(link_button)
+    bolt.action(re.compile(".*"))(button)  # every button: one the bot does not know is answered, not left a 404
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -153,7 +152,11 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
             await reporter.flush()
             await bot.aclose()
 
-    web = web_app(bolt, runbooks, config.project, lifespan, link_key=link_key,
+    async def unroutable_click(payload: Mapping[str, Any]) -> None:
+        await handle_button(payload, _bare_ack, runtime)
+
+    slack_events = SlackEvents(bolt, credentials.signing_secret, routable=routable, unroutable=unroutable_click)
+    web = web_app(slack_events, runbooks, config.project, lifespan, link_key=link_key,
                   monitoring_token=credentials.monitoring_webhook_token, on_alert=on_alert or incidents.from_monitoring)
     bot = Bot(runtime, bolt, web, reconciler, sweeper, sender, scheduler)
     return bot

@@ -10,7 +10,7 @@ import difflib
 import itertools
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -444,6 +444,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            continue  # PyYAML's own construct_mapping below refuses it ("found unhashable key")
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice; keep one", key_node.start_mark
@@ -550,9 +552,36 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
+_MAX_VALUES = 100_000
+_MAX_DEPTH = 32
+_TOO_DEEP = f"values are nested more than {_MAX_DEPTH} levels deep (or a YAML alias refers to itself); no field is"
+
+
+def _out_of_shape(data: Any) -> str | None:
+    """Whether the loaded document is bigger or deeper than any config: YAML aliases can make a few lines expand to
+    billions of values or refer to themselves, which would hang or overflow everything that walks the document.
+    Walked without recursion, and at most `_MAX_VALUES` values, so a cycle ends the walk too."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > _MAX_VALUES:
+            return f"the file expands to more than {_MAX_VALUES:,} values; write it out without YAML aliases (*name)"
+        if depth > _MAX_DEPTH:
+            return _TOO_DEEP
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in (*node.keys(), *node.values()))
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend((child, depth + 1) for child in node)
+    return None
+
+
 def parse_config(text: str, source: str = "chatops.yaml") -> Config:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        raise ConfigError(source, [ConfigProblem("", _TOO_DEEP)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -562,6 +591,9 @@ def parse_config(text: str, source: str = "chatops.yaml") -> Config:
     if not isinstance(data, dict):
         expected = "the file must be a mapping with project, region, slack, services, roles"
         raise ConfigError(source, [ConfigProblem("", expected)])
+    shape = _out_of_shape(data)
+    if shape is not None:
+        raise ConfigError(source, [ConfigProblem("", shape)])
     leaked = list(_literal_secrets(data, ()))
     if leaked:
         raise ConfigError(source, leaked)

@@ -15,6 +15,8 @@ trace_context: contextvars.ContextVar[str] = contextvars.ContextVar("trace", def
 """`projects/P/traces/T` of the request being handled, from Cloud Run's X-Cloud-Trace-Context."""
 
 REDACTED = "[redacted]"
+QUIET = ("slack_bolt", "slack_sdk", "uvicorn.access", "google", "urllib3", "httpx", "aiohttp.access")
+"""Libraries that log every request (URLs with their query strings, bodies) below WARNING: kept to WARNING and up."""
 
 
 class Redactor:
@@ -74,6 +76,6 @@ def configure(*, json_output: bool, level: int = logging.INFO) -> Redactor:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("slack_bolt", "slack_sdk", "uvicorn.access", "google", "urllib3", "httpx", "aiohttp.access"):
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     return redact

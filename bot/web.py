@@ -9,8 +9,6 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -30,6 +28,7 @@ from bot.domain.monitoring_alert import OnAlert
 from bot.log import trace_context
 from bot.runbook_links import INDEX, TOKEN, LinkKey, SignedPages, page_path
 from bot.runbooks import Runbooks
+from bot.slack_route import SlackEvents
 
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 _TRACE = re.compile(r"^([0-9a-f]{32})")
@@ -104,18 +103,14 @@ def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
     return Route(PATH, monitoring_alert, methods=["POST"])
 
 
-def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None, *,
+def web_app(slack: SlackEvents, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None, *,
             link_key: LinkKey | None, monitoring_token: str | None, on_alert: OnAlert) -> Starlette:
     """`link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one.
     `monitoring_token` None: the webhook is off and its path answers 404, like any path the bot does not serve."""
-    slack = AsyncSlackRequestHandler(bolt)
 
     def refused() -> Response:
         """The same answer for a missing, tampered or borrowed token: which one it was helps only a guesser."""
         return HTMLResponse(_FROM_SLACK, status_code=403, headers=_PAGE_HEADERS)
-
-    async def events(request: Request) -> Response:
-        return await slack.handle(request)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -139,7 +134,7 @@ def web_app(bolt: AsyncApp, runbooks: Runbooks, project: str, lifespan: Lifespan
                             headers=_PAGE_HEADERS)
 
     routes = [
-        Route("/slack/events", events, methods=["POST"]),
+        Route("/slack/events", slack.handle, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route(INDEX, runbook_index, methods=["GET"]),
         Route(INDEX + "/{service}", runbook, methods=["GET"]),

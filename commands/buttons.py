@@ -1,20 +1,23 @@
-"""The buttons on the bot's messages: the same commands and the same permissions as their slash commands.
+"""The buttons on the bot's messages: the same commands, the same permissions and the same guarded pipeline as
+their slash commands.
 
 A rollout's Promote, Pause, Resume and Roll back are /promote, /pause, /resume and /rollback; an incident's
 Acknowledge is /ack; the post-deploy watch's Roll back is /rollback. A rollout button carries the stage it was
 drawn at, so a double click or a stale message cannot push a rollout two stages; everything a button names is
-looked up again on click, never trusted from the message.
+looked up again on click and the policy asked again, never trusted from the message. A payload that does not read
+as one of these buttons is answered and audited as `invalid`, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.domain.policy import Refused, decide, groups_of
 from bot.domain.rollout import Command as RolloutCommand
-from commands.framework import Ack, Invocation, Runtime
+from commands.framework import Ack, Answer, Invalid, Invocation, Plan, Runtime, guarded
 from commands.incidents import acknowledge
 from commands.rollback import Rollback
 from commands.rollout_control import ServiceRequest, hand_over
@@ -25,55 +28,130 @@ ACTIONS: dict[str, Verb] = {"rollout_promote": "promote", "rollout_pause": "paus
 LINK_BUTTONS = ("incident_runbook",)
 """URL buttons: Slack opens the link itself, and the action it also sends only needs acknowledging."""
 
+_VALUE = re.compile(r"([0-9]{1,18})(?::([0-9]{1,4}))?")
+"""What the bot draws into a button's value: `<rollout id>:<stage>` or `<incident id>` / `<rollout id>`. ASCII
+digits only (`str.isdigit` also takes '²'), and few enough of them for a database integer."""
 
-async def handle_button(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> None:
-    await ack()
-    user = body.get("user", {})
-    action = (body.get("actions") or [{}])[0]
-    action_id = str(action.get("action_id", ""))
-    value = str(action.get("value", ""))
-    invocation = Invocation(command=f"button:{action_id}", text=value, user_id=str(user.get("id", "")),
-                            user_name=str(user.get("username") or user.get("name", "")),
-                            channel_id=str(body.get("channel", {}).get("id", "")),
-                            response_url=str(body.get("response_url", "")))
+_NOTHING_DONE = "nothing was done."
+
+
+@dataclass(frozen=True)
+class Click:
+    """One press of one of the bot's buttons: which, on which rollout or incident, and the stage it was drawn at."""
+
+    action_id: str
+    verb: Verb
+    subject: int
+    stage: int | None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _first_action(body: Mapping[str, Any]) -> Any:
+    actions = body.get("actions")
+    return actions[0] if isinstance(actions, list) and actions else None
+
+
+def routable(body: Mapping[str, Any]) -> bool:
+    """Whether Bolt's action matchers can read this payload: they index `actions[0]["action_id"]` of every
+    block_actions payload and fail with a 500 on anything else."""
+    if body.get("type") != "block_actions":
+        return True
+    action = _first_action(body)
+    return isinstance(action, Mapping) and isinstance(action.get("action_id"), str)
+
+
+def invocation_of(body: Mapping[str, Any]) -> Invocation:
+    """Who clicked what, where, from a block_actions payload of any shape."""
+    user, action = _mapping(body.get("user")), _mapping(_first_action(body))
+    value = action.get("value")
+    shown = value if isinstance(value, str) or value is None else f"<{type(value).__name__}>"
+    return Invocation(command=f"button:{_text(action.get('action_id')) or '?'}", text=shown or "",
+                      user_id=_text(user.get("id")), user_name=_text(user.get("username")) or _text(user.get("name")),
+                      channel_id=_text(_mapping(body.get("channel")).get("id")),
+                      response_url=_text(body.get("response_url")))
+
+
+def read_click(body: Mapping[str, Any]) -> Click | Invalid | None:
+    """The button pressed, or what is wrong with the payload; None for a link button (nothing to do)."""
+    action = _first_action(body)
+    if not isinstance(action, Mapping):
+        return Invalid("button", "no action in the payload", f"That click named no button; {_NOTHING_DONE}")
+    action_id = _text(action.get("action_id"))
+    if action_id in LINK_BUTTONS:
+        return None
     verb = ACTIONS.get(action_id)
-    subject, _, stage = value.partition(":")
-    if verb is None or not subject.isdigit():
-        await runtime.audit(invocation, action_id or "button", None, "invalid", "unknown button")
-        return
-    if verb == "ack":
-        incident = await asyncio.to_thread(runtime.incidents.incidents.by_id, int(subject))
+    if verb is None:
+        return Invalid("button", "unknown button",
+                       f"I don't know that button (it may be from an older version of me); {_NOTHING_DONE}")
+    value = action.get("value")
+    found = _VALUE.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        return Invalid(verb, "button value is not one the bot draws",
+                       f"That button doesn't say which rollout or incident it is for; {_NOTHING_DONE}")
+    stage = found.group(2)
+    return Click(action_id, verb, int(found.group(1)), int(stage) if stage is not None else None)
+
+
+async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, answer: Answer) -> Plan:
+    """What the click does, with its service looked up again now: the policy decides on what the button acts on
+    today, not on what the message said when it was drawn."""
+    if click.verb == "ack":
+        incident = await asyncio.to_thread(runtime.incidents.incidents.by_id, click.subject)
         service = incident.incident.service if incident else None
-    else:
-        stored = await asyncio.to_thread(runtime.store.rollout, int(subject))
-        service = stored.rollout.service if stored else None
-    groups = groups_of(invocation.user_id, runtime.config.slack.usergroups)
-    decision = decide(runtime.grants, invocation.user_id, groups, verb, service)
-    if isinstance(decision, Refused):
-        await runtime.audit(invocation, verb, service, "refused", decision.message())
-        await runtime.slack.respond(invocation.response_url, f":no_entry: {decision.message()}")
-        return
-    if verb == "ack":
-        if service is None:
-            await runtime.audit(invocation, verb, None, "invalid", "no such incident")
-            await runtime.slack.respond(invocation.response_url, f"Incident #{subject} is gone; nothing was done.")
-            return
-        entry = await runtime.audit(invocation, verb, service, "accepted")
-        await runtime.slack.respond(invocation.response_url, await acknowledge(runtime, service, invocation.user_id))
-        await runtime.finish_audit(entry, "ok")
-        return
-    if action_id == "watch_rollback" and service is not None:
+
+        async def acknowledged() -> None:
+            await answer(await acknowledge(runtime, service or "", invocation.user_id))
+
+        return Plan("ack", service, "ack", acknowledged,
+                    check=_gone(service, "ack", "incident", click.subject))
+    verb = click.verb
+    stored = await asyncio.to_thread(runtime.store.rollout, click.subject)
+    service = stored.rollout.service if stored else None
+    gone = _gone(service, click.verb, "rollout", click.subject)
+    if click.action_id == "watch_rollback":
         # The post-deploy watch's button, on a finished rollout: what `/rollback <service>` does now.
-        entry = await runtime.audit(invocation, verb, service, "accepted")
-        await Rollback().act(ServiceRequest(service), invocation, runtime)
-        await runtime.finish_audit(entry, "ok")
-        return
-    if stored is not None and verb == "promote" and stage and stage != str(stored.rollout.stage):
-        await runtime.audit(invocation, verb, service, "invalid", "stale button")
-        await runtime.slack.respond(invocation.response_url,
-                                    f"Rollout #{subject} has moved on since; nothing was done.")
-        return
-    entry = await runtime.audit(invocation, verb, service, "accepted")
-    answer = await hand_over(runtime, int(subject), RolloutCommand(verb, invocation.user_id))
-    await runtime.slack.respond(invocation.response_url, answer)
-    await runtime.finish_audit(entry, "ok")
+        return Plan("rollback", service, "rollback",
+                    lambda: Rollback().act(ServiceRequest(service or ""), invocation, runtime), check=gone)
+
+    async def current() -> Invalid | None:
+        if stored is None:
+            return await gone()
+        if click.verb == "promote" and click.stage is not None and click.stage != stored.rollout.stage:
+            return Invalid("promote", "stale button", f"Rollout #{click.subject} has moved on since; {_NOTHING_DONE}")
+        return None
+
+    async def handed_over() -> None:
+        await answer(await hand_over(runtime, click.subject, RolloutCommand(verb, invocation.user_id)))
+
+    return Plan(click.verb, service, click.verb, handed_over, check=current)
+
+
+def _gone(service: str | None, action: str, thing: str, subject: int) -> Callable[[], Awaitable[Invalid | None]]:
+    async def check() -> Invalid | None:
+        return None if service is not None else Invalid(action, f"no such {thing}",
+                                                         f"{thing.capitalize()} #{subject} is gone; {_NOTHING_DONE}")
+
+    return check
+
+
+async def handle_button(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str | None:
+    """Acked at once (Slack wants it within 3 s and shows nothing from it), then the guarded pipeline; returns the
+    outcome, or None for a link button."""
+    await ack()
+    click = read_click(body)
+    if click is None:
+        return None
+    invocation = invocation_of(body)
+    answer = Answer(runtime, invocation, None)
+
+    async def prepare() -> Plan | Invalid:
+        return click if isinstance(click, Invalid) else await plan_click(click, invocation, runtime, answer)
+
+    return await guarded(runtime, invocation, prepare, answer)

@@ -1,9 +1,13 @@
-"""How every slash command runs: parse -> authorize -> ack -> act, with an audit entry for each.
+"""How every request runs, slash command or button: one guarded pipeline, prepare -> authorize -> accept -> work.
 
-Parsing and policy are fast and pure, so their answers go back in the ack itself; the work continues
-after the ack (Slack gives 3 seconds) and reports by posting, through the response_url while Slack takes it
-and ephemerally once it is spent or expired. A bug never reaches Slack as a traceback: the user gets a
-reference to find it in the logs, and nothing half-done is left unsaid.
+`prepare` turns the request into a Plan, or an Invalid answer: for a command, the grammar and its parser, pure and
+fast, so the answer rides in the ack itself; for a button, its payload read and what it names looked up again,
+never trusted from the message. The policy is asked on every request, and a Plan may check the state it acts on
+once the person is known to be allowed (a stale button). Each request leaves one audit row: `invalid` or `refused`
+at once, otherwise `accepted`, then `ok` or `failed` once the work ends. The work runs after the ack (Slack gives
+3 seconds) and reports through the response_url while Slack takes it, ephemerally once it is spent or expired.
+A bug never reaches Slack as a traceback or a 500: the person gets a reference that is also in the audit row and
+the logs, and nothing half-done is left unsaid.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar
 
 from bot.adapters.cloudrun import CloudRunGateway
@@ -27,7 +32,7 @@ from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
 from bot.runbooks import RunbookLinker
-from commands.grammar import Args, UserError, tokenize
+from commands.grammar import MAX_TEXT, Args, UserError, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,13 @@ class Invocation:
         return cls(command=str(body.get("command", "")), text=str(body.get("text", "")).strip(),
                    user_id=str(body.get("user_id", "")), user_name=str(body.get("user_name", "")),
                    channel_id=str(body.get("channel_id", "")), response_url=str(body.get("response_url", "")))
+
+
+def storable(text: str, limit: int) -> str:
+    """`text` as a database column takes it: PostgreSQL's text refuses NUL, UTF-8 has no lone surrogates (a JSON
+    payload may carry one), and a row holds at most `limit` characters of what someone typed."""
+    clean = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return clean if len(clean) <= limit else clean[:limit] + f"… ({len(clean):,} characters)"
 
 
 @dataclass
@@ -74,20 +86,21 @@ class Runtime:
     async def audit(self, invocation: Invocation, action: str, service: str | None, outcome: str,
                     detail: str = "") -> int | None:
         """Write the request's row; returns its id (None if the store could not take it)."""
-        entry = AuditEntry(user_id=invocation.user_id, user_name=invocation.user_name,
-                           channel_id=invocation.channel_id, command=invocation.command, text=invocation.text,
-                           action=action, service=service, outcome=outcome, detail=detail[:500])
+        entry = AuditEntry(user_id=storable(invocation.user_id, 64), user_name=storable(invocation.user_name, 128),
+                           channel_id=storable(invocation.channel_id, 64), command=storable(invocation.command, 128),
+                           text=storable(invocation.text, MAX_TEXT), action=storable(action, 64), service=service,
+                           outcome=outcome, detail=storable(detail, 500))
         try:
             return (await asyncio.to_thread(self.store.record, entry)).id
         except Exception:
-            log.exception("could not write the audit entry for %s %s", invocation.command, invocation.text)
+            log.exception("could not write the audit entry for %s", invocation.command)
             return None
 
     async def finish_audit(self, entry_id: int | None, outcome: str, detail: str = "") -> None:
         if entry_id is None:
             return
         try:
-            await asyncio.to_thread(self.store.finish, entry_id, outcome, detail)
+            await asyncio.to_thread(self.store.finish, entry_id, outcome, storable(detail, 500))
         except Exception:
             log.exception("could not finish audit entry %s as %s", entry_id, outcome)
 
@@ -122,41 +135,121 @@ class Command(ABC, Generic[Request]):
 Ack = Callable[..., Awaitable[Any]]
 
 
-async def handle(command: Command[Any], body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> None:
-    invocation = Invocation.from_body(body)
+@dataclass(frozen=True)
+class Invalid:
+    """A request not understood: `problem` for the audit row, `answer` for the person."""
+
+    action: str
+    problem: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request understood: what the policy is asked (`needs`; None: anyone may) about which service, and the work.
+    `check`, if given, looks at the state the work would act on once the person may act (a stale button)."""
+
+    action: str
+    service: str | None
+    needs: str | None
+    work: Callable[[], Awaitable[None]]
+    acknowledgement: str = ""
+    check: Callable[[], Awaitable[Invalid | None]] | None = None
+
+
+class Answer:
+    """Where a request's answers go. A slash command's first answer rides in its ack, which Slack shows at once; a
+    button is acked bare at once (Slack takes no answer in a block_actions response), so everything it says goes to
+    the response_url. An answer that cannot be delivered is logged, never raised: the audit row still tells."""
+
+    def __init__(self, runtime: Runtime, invocation: Invocation, ack: Ack | None) -> None:
+        self._runtime = runtime
+        self._invocation = invocation
+        self._ack = ack
+
+    async def __call__(self, text: str) -> None:
+        if self._ack is not None:
+            ack, self._ack = self._ack, None
+            await ack(text=text)
+            return
+        if not text or not self._invocation.response_url.startswith(("https://", "http://")):
+            return
+        try:
+            await self._runtime.slack.respond(self._invocation.response_url, text)
+        except Exception:
+            log.exception("could not answer %s about %s", self._invocation.user_id, self._invocation.command)
+
+
+Prepare = Callable[[], Awaitable[Plan | Invalid]]
+
+
+async def guarded(runtime: Runtime, invocation: Invocation, prepare: Prepare, answer: Answer) -> str:
+    """The one pipeline every command and button goes through; returns the request's final outcome."""
+    action, service, entry = invocation.command, None, None
+    with runtime.slack.answering(invocation.response_url, invocation.channel_id, invocation.user_id):
+        try:
+            prepared = await prepare()
+            action = prepared.action
+            if isinstance(prepared, Invalid):
+                return await _invalid(runtime, invocation, prepared, None, answer)
+            service = prepared.service
+            if prepared.needs is not None:
+                groups = groups_of(invocation.user_id, runtime.config.slack.usergroups)
+                decision = decide(runtime.grants, invocation.user_id, groups, prepared.needs, service)
+                if isinstance(decision, Refused):
+                    await answer(f":no_entry: {decision.message()} Ask someone who has it, or the on-call.")
+                    await runtime.audit(invocation, action, service, "refused", decision.message())
+                    return "refused"
+            stale = await prepared.check() if prepared.check else None
+            if stale is not None:
+                return await _invalid(runtime, invocation, stale, service, answer)
+            await answer(prepared.acknowledgement)
+            entry = await runtime.audit(invocation, action, service, "accepted")
+            await prepared.work()
+        except Exception as exc:
+            reference = secrets.token_hex(4)
+            log.exception("%s failed (ref %s)", invocation.command, reference)
+            detail = f"ref {reference}: {type(exc).__name__}: {exc}"
+            if entry is None:
+                await runtime.audit(invocation, action, service, "failed", detail)
+            else:
+                await runtime.finish_audit(entry, "failed", detail)
+            await answer(f":x: `{_shown(invocation)}` failed on our side (ref `{reference}` in the bot's logs). "
+                         "Try again, or `/status` to see where things stand.")
+            return "failed"
+    await runtime.finish_audit(entry, "ok")
+    return "ok"
+
+
+async def _invalid(runtime: Runtime, invocation: Invocation, invalid: Invalid, service: str | None,
+                   answer: Answer) -> str:
+    await answer(invalid.answer)
+    await runtime.audit(invocation, invalid.action, service, "invalid", invalid.problem)
+    return "invalid"
+
+
+def _shown(invocation: Invocation) -> str:
+    """The request as the person would recognise it, short enough to quote back."""
+    said = f"{invocation.command} {invocation.text}".strip().replace("`", "'")
+    return said if len(said) <= 80 else said[:79] + "…"
+
+
+def plan_command(command: Command[Any], invocation: Invocation, runtime: Runtime) -> Plan | Invalid:
+    """A slash command's request: the grammar, then the command's own parser (pure, before the ack)."""
+    action = command.action or command.name
     args = tokenize(invocation.text, command.usage)
     request = args if isinstance(args, UserError) else command.parse(args, runtime.config)
     if isinstance(request, UserError):
-        await ack(text=request.text() + f"\nUsage: `{command.usage}` · `/help {command.name}` explains it.")
-        await runtime.audit(invocation, command.action or command.name, None, "invalid", request.problem)
-        return
-    service = command.target(request)
-    action = command.action or command.name
-    if command.action is not None:
-        groups = groups_of(invocation.user_id, runtime.config.slack.usergroups)
-        decision = decide(runtime.grants, invocation.user_id, groups, command.action, service)
-        if isinstance(decision, Refused):
-            await ack(text=f":no_entry: {decision.message()} Ask someone who has it, or the on-call.")
-            await runtime.audit(invocation, action, service, "refused", decision.message())
-            return
-    await ack(text=command.acknowledgement(request, runtime.config))
-    entry = await runtime.audit(invocation, action, service, "accepted")
-    with runtime.slack.answering(invocation.response_url, invocation.channel_id, invocation.user_id):
-        try:
-            await command.act(request, invocation, runtime)
-        except Exception as exc:
-            reference = secrets.token_hex(4)
-            log.exception("%s failed (ref %s)", command.slash, reference)
-            await runtime.finish_audit(entry, "failed", f"ref {reference}: {exc}")
-            await _apologise(runtime, invocation, reference)
-        else:
-            await runtime.finish_audit(entry, "ok")
+        return Invalid(action, request.problem,
+                       request.text() + f"\nUsage: `{command.usage}` · `/help {command.name}` explains it.")
+    return Plan(action, command.target(request), command.action, partial(command.act, request, invocation, runtime),
+                command.acknowledgement(request, runtime.config))
 
 
-async def _apologise(runtime: Runtime, invocation: Invocation, reference: str) -> None:
-    text = (f":x: `{invocation.command} {invocation.text}` failed on our side (ref `{reference}` in the bot's "
-            "logs). Try again, or `/status` to see where things stand.")
-    try:
-        await runtime.slack.respond(invocation.response_url, text)
-    except Exception:
-        log.exception("could not tell %s that %s failed (ref %s)", invocation.user_id, invocation.command, reference)
+async def handle(command: Command[Any], body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str:
+    invocation = Invocation.from_body(body)
+
+    async def prepare() -> Plan | Invalid:
+        return plan_command(command, invocation, runtime)
+
+    return await guarded(runtime, invocation, prepare, Answer(runtime, invocation, ack))

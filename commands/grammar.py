@@ -11,6 +11,13 @@ import shlex
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+MAX_TEXT = 4000
+"""The longest command text the bot reads. Slack documents no limit for a slash command's `text`. For messages it
+says "Previously, we asked you only to keep messages under 4,000 bytes", and truncates past 40,000 characters
+(https://api.slack.com/changelog/2018-04-truncating-really-long-messages); the stricter 4,000 is taken here, an
+assumption. No command needs a tenth of it; longer text is refused unread, so shlex and difflib never chew on
+megabytes before the ack, which Slack wants within 3 s."""
+
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})  # noqa: RUF001
 """Slack clients turn quotes into typographic ones; shlex would not recognise them."""
 
@@ -39,6 +46,9 @@ class Args:
 
 
 def tokenize(text: str, usage: str) -> Args | UserError:
+    if len(text) > MAX_TEXT:
+        return UserError(f"that is {len(text):,} characters; a command takes at most {MAX_TEXT:,}, and none needs "
+                         "that many.", f"`{usage}`")
     try:
         tokens = shlex.split(text.translate(_QUOTES))
     except ValueError:

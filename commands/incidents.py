@@ -18,7 +18,8 @@ from bot.render.blocks import context, escape, header, section
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
-_DURATION = re.compile(r"^(\d+)(m|h|d)$")
+_DURATION = re.compile(r"^([0-9]{1,6})(m|h|d)$")
+"""ASCII digits, and few enough that a mistyped number is refused as too long instead of overflowing timedelta."""
 _UNIT = {"m": 60, "h": 3600, "d": 86400}
 MAX_SILENCE = timedelta(days=7)
 

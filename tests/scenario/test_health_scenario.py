@@ -160,22 +160,54 @@ def signed(secret: str, body: str, timestamp: int) -> dict[str, str]:
 
 
 async def test_forged_replayed_and_tampered_requests_get_401_and_do_nothing(fleet: Scenario) -> None:
+    """Slack signs `v0:<timestamp>:<body>` with the app's signing secret, and a timestamp more than five minutes from
+    local time is to be ignored as a possible replay (https://api.slack.com/authentication/verifying-requests-from-
+    slack). A refused request reaches no listener: no Slack call, no audit row."""
     before = len(fleet.world.workspace.calls)
+    audited = len(fleet.bot.runtime.store.audit(limit=500))
     answer = await fleet.command("oncall", "/health all", signature="v0=" + "0" * 64)
     assert answer["status"] == 401
-    answer = await fleet.command("oncall", "/health all", timestamp=int(time.time()) - 6 * 60)
-    assert answer["status"] == 401
+    now = int(time.time())
+    for stale in (now - 6 * 60, now + 6 * 60, 0):  # replayed, from the future, long expired
+        answer = await fleet.command("oncall", "/health all", timestamp=stale)
+        assert answer["status"] == 401, stale
 
     body = urlencode({"command": "/health", "text": "all", "user_id": "U07ONCALL01", "channel_id": "C07DEPLOYS1",
                       "team_id": "T07SANDBOX1", "response_url": f"{fleet.user_side}/response/x"})
-    headers = signed(fleet.world.signing_secret, body, int(time.time()))
+    headers = signed(fleet.world.signing_secret, body, now)
+    events = f"{fleet.bot_url}/slack/events"
     tampered = body.replace("U07ONCALL01", "U07LEAD0001")
-    response = await fleet.http.post(f"{fleet.bot_url}/slack/events", content=tampered, headers=headers)
+    response = await fleet.http.post(events, content=tampered, headers=headers)
     assert response.status_code == 401
-    missing = await fleet.http.post(f"{fleet.bot_url}/slack/events", content=body,
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    missing = await fleet.http.post(events, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert missing.status_code == 401
+    signature = headers["X-Slack-Signature"]
+    forgeries = {
+        "another app's secret": signed("0" * 32, body, now),
+        "a timestamp that is no number": {**headers, "X-Slack-Request-Timestamp": "soon"},
+        "another signature version": {**headers, "X-Slack-Signature": signature.replace("v0=", "v1=")},
+        "the signature without its version": {**headers, "X-Slack-Signature": signature[3:]},
+        "an empty signature": {**headers, "X-Slack-Signature": ""},
+    }
+    for name, forged in forgeries.items():
+        assert (await fleet.http.post(events, content=body, headers=forged)).status_code == 401, name
+    junk = await fleet.http.post(events, content=b"payload=%7Bnot+json", headers=headers)
+    assert junk.status_code == 401, "an unsigned body that does not parse is refused, not a 500"
     assert len(fleet.world.workspace.calls) == before, "no Slack API call followed a rejected request"
+    assert len(fleet.bot.runtime.store.audit(limit=500)) == audited, "nor an audit row"
+
+
+async def test_a_request_signed_four_minutes_ago_is_still_taken(fleet: Scenario) -> None:
+    """The five minutes are Slack's window, not a stricter one: a slow proxy's request is not lost."""
+    before = await fleet.latest_ts()
+    answer = await fleet.command("oncall", "/health all", timestamp=int(time.time()) - 4 * 60 - 50)
+    assert answer["status"] == 200 and "Probing" in answer["body"]
+    await fleet.wait_for("oncall", is_report, after=before)
+
+    async def finished() -> bool:
+        return all(e.outcome != "accepted" for e in fleet.bot.runtime.store.audit(limit=5, user_id="U07ONCALL01"))
+
+    await fleet.until(finished, 5, "the request's audit row to end")
 
 
 async def test_every_command_is_audited_with_its_outcome(fleet: Scenario) -> None:
