@@ -50,14 +50,20 @@ class Reconciler:
         self.claimed = 0  # rollouts the last tick took: benches read it
         self._due: list[datetime] = []
         self._wake = asyncio.Event()
+        self._stopping = False
         self._slots = asyncio.Semaphore(concurrency)
 
     def wake(self) -> None:
         """Look now rather than at the next interval: a person just asked for something."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Claim nothing more: `run` returns once the tick in progress has persisted what it did."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             pause = self.interval_s
             try:
                 pause = await self.tick()
