@@ -9,15 +9,28 @@ be corrected by retrying with a backoff" (google.rpc.Code, https://cloud.google.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
+from sqlalchemy import select
 
-from bot.adapters.store import StoredRollout
-from bot.config import Config
+from bot.adapters.store import RolloutRow, Store, StoredRollout
+from bot.config import Config, load_config
+from bot.domain.rollout import Rollout
 from sandbox.blockkit_text import text_of
+from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
+from sandbox.world import World, WorldOptions
+from tests.conftest import EXAMPLE_CONFIG
 from tests.scenario.harness import Scenario, fast, scenario
 
 # -- Google's errors inside one bot (the harness) -----------------------------------------------------------
@@ -197,3 +210,253 @@ async def test_a_rollback_with_the_admin_api_down_is_retried_said_and_lands_once
     assert fleet.world.run.traffic_history(service).count({stable: 100}) == 1, "the rollback landed exactly once"
     assert said(replies, "stage 10% failed") == 1 and said(replies, f"cannot read {service}") == 1
     assert faulted["UpdateService"] >= 4 and faulted["GetService"] >= 1
+
+
+# -- the bot as its own process (`chatops serve`), killed, stopped, and its database restarted ------------------
+
+WRITES = ("CreateService", "UpdateService", "DeleteService", "DeleteRevision")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A rollout's row as another instance sees it: the rollout, and who holds it until when."""
+
+    rollout: Rollout
+    open: bool
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        return self.rollout.state.value
+
+
+@dataclass
+class Processes:
+    """A world and the bot in it as its own process. A bot that dies is replaced by one on another port, so under
+    another CHATOPS_INSTANCE_ID (BotProcess names the instance after its port), as Cloud Run starts a new instance."""
+
+    world: World
+    config: Path
+    env: dict[str, str]
+    log: Path
+    store: Store
+    http: httpx.AsyncClient
+    bot: BotProcess
+    takeovers: list[float] = field(default_factory=list)  # seconds after the dead instance's lease ran out
+
+    @property
+    def owner(self) -> str:
+        return f"sandbox-bot:{self.bot.url.rsplit(':', 1)[1]}"
+
+    async def command(self, text: str) -> None:
+        command, _, rest = text.partition(" ")
+        answer = await self.http.post(f"{self.world.url('slack_user')}/commands", json={
+            "user": "oncall", "channel": "deploys", "command": command, "text": rest})
+        assert answer.json()["status"] == 200
+
+    async def fault(self, **fault: Any) -> int:
+        response = await self.http.post(f"{self.world.url('control')}/faults", json=fault)
+        assert response.status_code == 201, response.text
+        fault_id: int = response.json()["id"]
+        return fault_id
+
+    def hits(self, fault_id: int) -> int:
+        return next(int(f["hits"]) for f in self.world.faults.listing() if f["id"] == fault_id)
+
+    async def row(self, service: str) -> Row | None:
+        def read() -> Row | None:
+            query = select(RolloutRow).where(RolloutRow.service == service).order_by(RolloutRow.id.desc()).limit(1)
+            with self.store.reading() as session:
+                found = session.scalars(query).first()
+                return Row(found.stored().rollout, found.open, found.lease_owner, found.lease_expires_at) \
+                    if found else None
+
+        return await asyncio.to_thread(read)
+
+    async def reach(self, service: str, check: Callable[[Row], bool], what: str, timeout: float = 40) -> Row:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.row(service)
+            if found is not None and check(found):
+                return found
+            assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+            await asyncio.sleep(0.05)
+
+    def share(self, service: str, candidate: str) -> int:
+        return self.world.run.routed_share(service).get(candidate, 0)
+
+    async def replace_bot(self) -> None:
+        self.bot.stop()
+        self.bot = BotProcess(self.config, free_port(), self.env, self.log)
+        await self.bot.ready()
+
+    async def kill_and_replace(self, service: str) -> str:
+        """SIGKILL the bot; a new instance must wait out the lease the dead one held before it acts on the
+        rollout. Returns the state the rollout was killed in."""
+        held = await self.row(service)
+        assert held is not None and held.lease_expires_at is not None and held.lease_owner == self.owner
+        os.kill(self.bot.process.pid, signal.SIGKILL)
+        self.bot.process.wait()
+        killed, expiry = time.time(), held.lease_expires_at.timestamp()
+        self.world.faults.clear()
+        await self.replace_bot()
+        await self.reach(service, lambda r: r.lease_owner == self.owner or not r.open, "the new instance's claim")
+        taken = time.time()
+        assert taken >= expiry, f"taken over {expiry - taken:.2f} s before the dead instance's lease ran out"
+        early = [c for c in self.world.run.calls if c.method in WRITES and killed < c.at < expiry]
+        assert not early, f"Cloud Run written while the dead instance's lease held: {early}"
+        self.takeovers.append(taken - expiry)
+        return held.state
+
+    async def messages(self) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = (await self.http.get(f"{self.world.url('slack_user')}/messages",
+                                                          params={"channel": "deploys", "user": "oncall"})).json()
+        return seen
+
+    async def reported(self, outcome: str, timeout: float = 40) -> list[str]:
+        """The replies in the thread of the one rollout message, once that message shows `outcome` (Slack takes
+        a post a second, so the thread may still be filling)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = await self.messages()
+            parents = [m for m in seen if m["kind"] == "message" and "rollout #" in text_of(m)]
+            assert len(parents) <= 1, "the rollout has one message, whichever instance reported it"
+            if parents and outcome in str(parents[0]["text"]):
+                await asyncio.sleep(3.0)  # what is still queued in the living instance goes out
+                return [str(m["text"]) for m in await self.messages()
+                        if m.get("thread_ts") == parents[0]["ts"] and m["ts"] != parents[0]["ts"]]
+            assert time.monotonic() < deadline, f"not within {timeout} s: the rollout message showing {outcome!r}"
+            await asyncio.sleep(0.1)
+
+
+def process_config(tmp: Path, lease_s: float) -> Path:
+    """The sandbox's bot config (windows of 2 s), with its lease shortened so a takeover is seconds away."""
+    path = sandbox_config(EXAMPLE_CONFIG, tmp, window_s=2.0)
+    data = yaml.safe_load(path.read_text())
+    data["engine"].update({"lease": lease_s, "google_timeout": lease_s / 2.5})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def processes(tmp: Path, *, lease_s: float, database_url: str | None = None) -> AsyncIterator[Processes]:
+    config = process_config(tmp, lease_s)
+    port = free_port()
+    world = World(load_config(config), WorldOptions(bot_urls=[f"http://127.0.0.1:{port}"], requests_per_s=40,
+                                                    start_ms=60, route_ms=20))
+    await world.start()
+    url = database_url or f"sqlite:///{tmp / 'chatops.db'}"
+    env = bot_environment(world, url)
+    bot = BotProcess(config, port, env, tmp / "bot.log")
+    store = Store(url)
+    try:
+        await bot.ready()
+        async with httpx.AsyncClient(timeout=10) as http:
+            running = Processes(world, config, env, tmp / "bot.log", store, http, bot)
+            yield running
+            bot = running.bot
+    finally:
+        bot.stop()
+        store.close()
+        await world.stop()
+
+
+def candidate_history(p: Processes, service: str, candidate: str) -> list[int]:
+    return [split.get(candidate, 0) for split in p.world.run.traffic_history(service)]
+
+
+async def test_a_bot_killed_at_every_rollout_state_is_taken_over_after_its_lease_and_finishes_once(
+        tmp_path: Path) -> None:
+    """Killed in deploying and promoting while its write hangs, in verifying and at 5% between writes. The thread
+    is held to "nothing said twice", not "nothing lost": the rollout's replies wait in the reporter's memory until
+    Slack takes them (a post a second), so what a killed instance had not posted yet is gone."""
+    service = "prediction-coordinator"
+    async with processes(tmp_path, lease_s=4.0) as p:
+        writes = p.world.run.counts["UpdateService"]
+        hang = await p.fault(method="UpdateService", hang=True)  # the new revision's write never answers
+        await p.command(f"/deploy {service} tag=v3")
+        await p.reach(service, lambda r: r.state == "deploying" and p.hits(hang) >= 1, "the write in flight")
+        killed = [await p.kill_and_replace(service)]
+        await p.reach(service, lambda r: r.state == "verifying", "verifying")
+        killed.append(await p.kill_and_replace(service))
+        at_five = await p.reach(service, lambda r: r.state == "analysing" and p.share(service, r.rollout.candidate)
+                                == 5, "analysing at 5%")
+        killed.append(await p.kill_and_replace(service))
+        candidate = at_five.rollout.candidate
+        await p.reach(service, lambda r: r.state == "analysing" and p.share(service, candidate) == 100, "at 100%")
+        hang = await p.fault(method="UpdateService", hang=True)  # the promotion never answers
+        await p.reach(service, lambda r: r.state == "promoted" and p.hits(hang) >= 1, "the promotion in flight")
+        killed.append(await p.kill_and_replace(service))
+        done = await p.reach(service, lambda r: not r.open, "the rollout finished")
+        assert killed == ["deploying", "verifying", "analysing", "promoted"]
+        assert done.state == "promoted" and p.world.run.routed_share(service) == {candidate: 100}
+        assert not any(s.get("tag") for s in p.world.run.services[service].traffic_statuses)
+        assert candidate_history(p, service, candidate) == [0, 5, 50, 100, 100], "each write made once"
+        assert p.world.run.counts["UpdateService"] - writes == 5, "new revision, 3 stages, promotion: no more"
+        replies = await p.reported("promoted")  # the instance that finished redraws the rollout's message
+        for stage in (5, 50, 100):
+            assert sum(r.startswith(f"stage {stage}% passed") for r in replies) <= 1, "no stage reported twice"
+        assert sum("serves 100% of traffic" in r for r in replies) <= 1
+        assert all(0 <= late < 3.0 for late in p.takeovers), p.takeovers
+
+
+async def test_a_bot_killed_while_rolling_back_is_taken_over_after_its_lease_and_the_rollback_lands_once(
+        tmp_path: Path) -> None:
+    service = "mlb-prediction-worker"
+    async with processes(tmp_path, lease_s=4.0) as p:
+        stable = p.world.run.services[service].traffic_statuses[0]["revision"]
+        await p.http.post(f"{p.world.url('control')}/images", json={
+            "image": f"{p.world.config.services[service].image}:v3-broken", "error_rate": 0.6})
+        await p.command(f"/deploy {service} tag=v3-broken")
+        at_five = await p.reach(service, lambda r: r.state == "analysing" and p.share(service, r.rollout.candidate)
+                                == 5, "analysing at 5%")
+        hang = await p.fault(method="UpdateService", hang=True)  # the rollback never answers
+        await p.reach(service, lambda r: r.state == "rolled_back" and p.hits(hang) >= 1, "the rollback in flight")
+        assert p.world.run.routed_share(service) == {stable: 95, at_five.rollout.candidate: 5}
+        assert await p.kill_and_replace(service) == "rolled_back"
+        done = await p.reach(service, lambda r: not r.open, "the rollback landed")
+        assert done.state == "rolled_back" and p.world.run.routed_share(service) == {stable: 100}
+        assert p.world.run.traffic_history(service).count({stable: 100}) == 1, "the rollback made once"
+        replies = await p.reported("rolled back")
+        assert sum(r.startswith("stage 5% failed") for r in replies) <= 1
+
+
+async def test_sigterm_releases_the_lease_so_the_next_instance_takes_over_at_once(tmp_path: Path) -> None:
+    """Cloud Run sends SIGTERM and "your application will have 10 seconds to exit. If the container does not exit
+    by then, a SIGKILL signal ... will be sent" (https://cloud.google.com/blog/topics/developers-practitioners/
+    graceful-shutdowns-cloud-run-deep-dive; https://cloud.google.com/run/docs/container-contract#lifecycle).
+    SIGTERM arrives while a stage's write is in flight (answered 1.5 s late): the write is finished, the lease
+    released, and the next instance carries on at once instead of waiting out the lease."""
+    service = "nba-admin-dashboard"
+    async with processes(tmp_path, lease_s=10.0) as p:
+        await p.command(f"/deploy {service} tag=v3")
+        at_five = await p.reach(service, lambda r: r.state == "analysing" and p.share(service, r.rollout.candidate)
+                                == 5, "analysing at 5%")
+        candidate = at_five.rollout.candidate
+        slow = await p.fault(method="UpdateService", latency_ms=1500, count=1)
+        await p.reach(service, lambda r: p.hits(slow) == 1, "the 50% write in flight")
+        held = await p.row(service)
+        assert held is not None and held.lease_owner == p.owner and held.lease_expires_at is not None
+        logged = p.log.stat().st_size
+        p.bot.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        # uvicorn shuts down gracefully, then raises the signal again, so the exit status is SIGTERM's
+        assert await asyncio.to_thread(p.bot.process.wait, 10) in (0, -signal.SIGTERM)
+        exited = time.monotonic() - signalled
+        with p.log.open() as log:
+            log.seek(logged)
+            assert "Application shutdown complete." in log.read(), "it shut down, it was not cut off"
+        left = await p.row(service)
+        assert left is not None and left.lease_owner is None, "the lease was released"
+        assert p.share(service, candidate) == 50 and left.rollout.pending is None, "the write in flight was finished"
+        await p.replace_bot()
+        await p.reach(service, lambda r: r.lease_owner == p.owner or not r.open, "the new instance's claim")
+        assert time.time() < held.lease_expires_at.timestamp(), "taken over before the old lease would have run out"
+        done = await p.reach(service, lambda r: not r.open, "the rollout finished")
+        assert done.state == "promoted" and p.world.run.routed_share(service) == {candidate: 100}
+        assert candidate_history(p, service, candidate) == [0, 5, 50, 100, 100], "each write made once"
+        replies = await p.reported("promoted")
+        for stage in (5, 50, 100):
+            assert sum(r.startswith(f"stage {stage}% passed") for r in replies) == 1, "said once, none lost"
+        assert exited < 10
