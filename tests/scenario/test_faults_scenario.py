@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,9 +42,14 @@ from tests.scenario.harness import Scenario, fast, scenario
 # -- Google's errors inside one bot (the harness) -----------------------------------------------------------
 
 
+STAGES = (5, 100)
+"""Two canary stages rather than the example's three: every state a fault meets is still there (a stage at 5%, the
+last at 100%, the promotion), and the file runs in about three minutes."""
+
+
 @pytest.fixture(scope="module")
 async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scenario]:
-    async with scenario(fast(example_config, min_requests=5), tmp_path_factory.mktemp("faults"),
+    async with scenario(fast(example_config, min_requests=5, stages=STAGES), tmp_path_factory.mktemp("faults"),
                         requests_per_s=60) as running:
         yield running
 
@@ -57,14 +64,15 @@ async def inject(fleet: Scenario, **fault: Any) -> int:
 async def clear(fleet: Scenario) -> dict[str, int]:
     """Take every fault away; returns how many calls each method's faults hit."""
     cleared = (await fleet.http.delete(f"{fleet.control}/faults")).json()["cleared"]
-    hits: dict[str, int] = {}
+    by_method: dict[str, int] = {}
     for fault in cleared:
-        hits[fault["method"]] = hits.get(fault["method"], 0) + fault["hits"]
-    return hits
+        by_method[fault["method"]] = by_method.get(fault["method"], 0) + fault["hits"]
+    return by_method
 
 
-def hits(fleet: Scenario, fault_id: int) -> int:
-    return next(int(f["hits"]) for f in fleet.world.faults.listing() if f["id"] == fault_id)
+def hits(world: World, fault_id: int) -> int:
+    """How many calls the fault has hit so far."""
+    return next(int(f["hits"]) for f in world.faults.listing() if f["id"] == fault_id)
 
 
 async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -99,7 +107,7 @@ async def admin_api_down_for_a_while(fleet: Scenario, service: str, writes: int 
     then GetService too, until the bot has found it cannot read the service (its reads retry for
     `google_timeout` first); then both are cleared. Returns the calls each method's faults hit."""
     writes = writes or await inject(fleet, method="UpdateService", status=503)
-    await until(lambda: hits(fleet, writes) >= 2, 20, "the bot's write refused twice")
+    await until(lambda: hits(fleet.world, writes) >= 2, 20, "the bot's write refused twice")
     await inject(fleet, method="GetService", status=503)
 
     async def unreadable() -> bool:
@@ -164,7 +172,7 @@ async def test_cloud_run_errors_while_verifying_hold_the_first_stage_until_they_
     done, replies = await converges(fleet, service, "promoted")
     assert fleet.routed(service) == {done.rollout.candidate: 100}
     assert said(replies, "Cloud Run did not take the traffic change") == 1 and said(replies, f"cannot read {service}")
-    assert [s.percent for s in done.rollout.results] == [5, 50, 100], "every stage judged once"
+    assert tuple(s.percent for s in done.rollout.results) == STAGES, "every stage judged once"
     assert faulted["UpdateService"] >= 2 and faulted["GetService"] >= 1
 
 
@@ -177,7 +185,7 @@ async def test_cloud_run_errors_while_analysing_hold_the_next_stage_until_they_p
     assert done.rollout.id == at_five.rollout.id and fleet.routed(service) == {done.rollout.candidate: 100}
     assert said(replies, "Cloud Run did not take the traffic change") == 1 and said(replies, f"cannot read {service}")
     history = [split.get(done.rollout.candidate, 0) for split in fleet.world.run.traffic_history(service)]
-    assert history == [0, 5, 50, 100, 100], "each stage asked for once, none skipped or repeated"
+    assert history == [0, 5, 100, 100], "each stage asked for once, none skipped or repeated"
     assert faulted["UpdateService"] >= 2
 
 
@@ -202,7 +210,7 @@ async def test_a_rollback_with_the_admin_api_down_is_retried_said_and_lands_once
     at_ten = await reaches(fleet, service, "analysing", percent=10)
     candidate = at_ten.rollout.candidate
     writes = await inject(fleet, method="UpdateService", status=503)
-    await until(lambda: hits(fleet, writes) >= 4, 30, "the rollback tried four times")
+    await until(lambda: hits(fleet.world, writes) >= 4, 30, "the rollback tried four times")
     rolling = await latest(fleet, service)
     assert rolling is not None and rolling.rollout.state.value == "rolled_back" and rolling.rollout.pending
     assert fleet.routed(service) == {stable: 90, candidate: 10}, "nothing lands while Cloud Run refuses"
@@ -265,9 +273,6 @@ class Processes:
         fault_id: int = response.json()["id"]
         return fault_id
 
-    def hits(self, fault_id: int) -> int:
-        return next(int(f["hits"]) for f in self.world.faults.listing() if f["id"] == fault_id)
-
     async def row(self, service: str) -> Row | None:
         def read() -> Row | None:
             query = select(RolloutRow).where(RolloutRow.service == service).order_by(RolloutRow.id.desc()).limit(1)
@@ -318,6 +323,18 @@ class Processes:
                                                           params={"channel": "deploys", "user": "oncall"})).json()
         return seen
 
+    async def _thread_once_quiet(self, parent: str, quiet: float = 1.5) -> list[str]:
+        """The thread's replies once nothing more has come for `quiet` seconds: what the living instance had
+        queued is out (Slack takes a post a second)."""
+        replies: list[str] = []
+        still = time.monotonic()
+        while time.monotonic() - still < quiet:
+            await asyncio.sleep(0.25)
+            now = [str(m["text"]) for m in await self.messages() if m.get("thread_ts") == parent and m["ts"] != parent]
+            if now != replies:
+                replies, still = now, time.monotonic()
+        return replies
+
     async def reported(self, outcome: str, timeout: float = 40) -> list[str]:
         """The replies in the thread of the one rollout message, once that message shows `outcome` (Slack takes
         a post a second, so the thread may still be filling)."""
@@ -327,17 +344,16 @@ class Processes:
             parents = [m for m in seen if m["kind"] == "message" and "rollout #" in text_of(m)]
             assert len(parents) <= 1, "the rollout has one message, whichever instance reported it"
             if parents and outcome in str(parents[0]["text"]):
-                await asyncio.sleep(3.0)  # what is still queued in the living instance goes out
-                return [str(m["text"]) for m in await self.messages()
-                        if m.get("thread_ts") == parents[0]["ts"] and m["ts"] != parents[0]["ts"]]
+                return await self._thread_once_quiet(parents[0]["ts"])
             assert time.monotonic() < deadline, f"not within {timeout} s: the rollout message showing {outcome!r}"
             await asyncio.sleep(0.1)
 
 
 def process_config(tmp: Path, lease_s: float) -> Path:
-    """The sandbox's bot config (windows of 2 s), with its lease shortened so a takeover is seconds away."""
+    """The sandbox's bot config (windows of 2 s) with STAGES, its lease shortened so a takeover is seconds away."""
     path = sandbox_config(EXAMPLE_CONFIG, tmp, window_s=2.0)
     data = yaml.safe_load(path.read_text())
+    data["defaults"]["canary"]["stages"] = list(STAGES)
     data["engine"].update({"lease": lease_s, "google_timeout": lease_s / 2.5})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -380,7 +396,7 @@ async def test_a_bot_killed_at_every_rollout_state_is_taken_over_after_its_lease
         writes = p.world.run.counts["UpdateService"]
         hang = await p.fault(method="UpdateService", hang=True)  # the new revision's write never answers
         await p.command(f"/deploy {service} tag=v3")
-        await p.reach(service, lambda r: r.state == "deploying" and p.hits(hang) >= 1, "the write in flight")
+        await p.reach(service, lambda r: r.state == "deploying" and hits(p.world, hang) >= 1, "the write in flight")
         killed = [await p.kill_and_replace(service)]
         await p.reach(service, lambda r: r.state == "verifying", "verifying")
         killed.append(await p.kill_and_replace(service))
@@ -390,16 +406,16 @@ async def test_a_bot_killed_at_every_rollout_state_is_taken_over_after_its_lease
         candidate = at_five.rollout.candidate
         await p.reach(service, lambda r: r.state == "analysing" and p.share(service, candidate) == 100, "at 100%")
         hang = await p.fault(method="UpdateService", hang=True)  # the promotion never answers
-        await p.reach(service, lambda r: r.state == "promoted" and p.hits(hang) >= 1, "the promotion in flight")
+        await p.reach(service, lambda r: r.state == "promoted" and hits(p.world, hang) >= 1, "the promotion in flight")
         killed.append(await p.kill_and_replace(service))
         done = await p.reach(service, lambda r: not r.open, "the rollout finished")
         assert killed == ["deploying", "verifying", "analysing", "promoted"]
         assert done.state == "promoted" and p.world.run.routed_share(service) == {candidate: 100}
         assert not any(s.get("tag") for s in p.world.run.services[service].traffic_statuses)
-        assert candidate_history(p, service, candidate) == [0, 5, 50, 100, 100], "each write made once"
-        assert p.world.run.counts["UpdateService"] - writes == 5, "new revision, 3 stages, promotion: no more"
+        assert candidate_history(p, service, candidate) == [0, 5, 100, 100], "each write made once"
+        assert p.world.run.counts["UpdateService"] - writes == 4, "new revision, 2 stages, promotion: no more"
         replies = await p.reported("promoted")  # the instance that finished redraws the rollout's message
-        for stage in (5, 50, 100):
+        for stage in STAGES:
             assert sum(r.startswith(f"stage {stage}% passed") for r in replies) <= 1, "no stage reported twice"
         assert sum("serves 100% of traffic" in r for r in replies) <= 1
         assert all(0 <= late < 3.0 for late in p.takeovers), p.takeovers
@@ -416,7 +432,8 @@ async def test_a_bot_killed_while_rolling_back_is_taken_over_after_its_lease_and
         at_five = await p.reach(service, lambda r: r.state == "analysing" and p.share(service, r.rollout.candidate)
                                 == 5, "analysing at 5%")
         hang = await p.fault(method="UpdateService", hang=True)  # the rollback never answers
-        await p.reach(service, lambda r: r.state == "rolled_back" and p.hits(hang) >= 1, "the rollback in flight")
+        await p.reach(service, lambda r: r.state == "rolled_back" and hits(p.world, hang) >= 1,
+                      "the rollback in flight")
         assert p.world.run.routed_share(service) == {stable: 95, at_five.rollout.candidate: 5}
         assert await p.kill_and_replace(service) == "rolled_back"
         done = await p.reach(service, lambda r: not r.open, "the rollback landed")
@@ -439,7 +456,7 @@ async def test_sigterm_releases_the_lease_so_the_next_instance_takes_over_at_onc
                                 == 5, "analysing at 5%")
         candidate = at_five.rollout.candidate
         slow = await p.fault(method="UpdateService", latency_ms=1500, count=1)
-        await p.reach(service, lambda r: p.hits(slow) == 1, "the 50% write in flight")
+        await p.reach(service, lambda r: hits(p.world, slow) == 1, "the 100% write in flight")
         held = await p.row(service)
         assert held is not None and held.lease_owner == p.owner and held.lease_expires_at is not None
         logged = p.log.stat().st_size
@@ -453,15 +470,15 @@ async def test_sigterm_releases_the_lease_so_the_next_instance_takes_over_at_onc
             assert "Application shutdown complete." in log.read(), "it shut down, it was not cut off"
         left = await p.row(service)
         assert left is not None and left.lease_owner is None, "the lease was released"
-        assert p.share(service, candidate) == 50 and left.rollout.pending is None, "the write in flight was finished"
+        assert p.share(service, candidate) == 100 and left.rollout.pending is None, "the write in flight was finished"
         await p.replace_bot()
         await p.reach(service, lambda r: r.lease_owner == p.owner or not r.open, "the new instance's claim")
         assert time.time() < held.lease_expires_at.timestamp(), "taken over before the old lease would have run out"
         done = await p.reach(service, lambda r: not r.open, "the rollout finished")
         assert done.state == "promoted" and p.world.run.routed_share(service) == {candidate: 100}
-        assert candidate_history(p, service, candidate) == [0, 5, 50, 100, 100], "each write made once"
+        assert candidate_history(p, service, candidate) == [0, 5, 100, 100], "each write made once"
         replies = await p.reported("promoted")
-        for stage in (5, 50, 100):
+        for stage in STAGES:
             assert sum(r.startswith(f"stage {stage}% passed") for r in replies) == 1, "said once, none lost"
         assert exited < 10
 
@@ -552,7 +569,7 @@ async def test_postgresql_restarted_under_the_bot_loses_and_doubles_no_step(
                                 == 5, "analysing at 5%")
         candidate = at_five.rollout.candidate
         slow = await p.fault(method="UpdateService", latency_ms=1000, count=1)
-        await p.reach(service, lambda r: p.hits(slow) == 1, "the 50% write in flight")
+        await p.reach(service, lambda r: hits(p.world, slow) == 1, "the 100% write in flight")
         logged = p.log.stat().st_size
         await asyncio.to_thread(private_postgres.stop)
         await asyncio.sleep(3.0)
@@ -563,10 +580,40 @@ async def test_postgresql_restarted_under_the_bot_loses_and_doubles_no_step(
             log.seek(logged)
             assert "is unavailable" in log.read(), "the bot did meet the outage"
         assert done.state == "promoted" and p.world.run.routed_share(service) == {candidate: 100}
-        assert candidate_history(p, service, candidate) == [0, 5, 50, 100, 100], "each write made once"
-        assert p.world.run.counts["UpdateService"] - writes == 5
+        assert candidate_history(p, service, candidate) == [0, 5, 100, 100], "each write made once"
+        assert p.world.run.counts["UpdateService"] - writes == 4
         replies = await p.reported("promoted")
-        for stage in (5, 50, 100):
+        for stage in STAGES:
             assert sum(r.startswith(f"stage {stage}% passed") for r in replies) == 1, "each stage said once"
-        assert sum(r.startswith("stage 2/3: 50%") for r in replies) == 1
+        assert sum(r.startswith("stage 2/2: 100%") for r in replies) == 1
         assert sum("serves 100% of traffic" in r for r in replies) == 1
+
+
+async def test_secret_manager_answering_503_at_start_stops_the_bot_with_one_line(tmp_path: Path) -> None:
+    """google-api-core retries UNAVAILABLE ("retrying with a backoff") until the read's deadline; then the bot
+    exits non-zero with one line naming the secret, as it does when Secret Manager cannot be reached at all
+    (tests/contract/test_serve_startup.py)."""
+    config = process_config(tmp_path, lease_s=4.0)
+    world = World(load_config(config), WorldOptions())
+    await world.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"{world.url('control')}/faults",
+                                     json={"method": "AccessSecretVersion", "status": 503})
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CHATOPS_LOG_FORMAT": "json",
+               **bot_environment(world, f"sqlite:///{tmp_path / 'chatops.db'}")}
+        result = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1",
+            "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=60, check=False)
+        tries = hits(world, answer.json()["id"])
+    finally:
+        await world.stop()
+    assert result.returncode == 1
+    (line,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert line["severity"] == "CRITICAL"
+    assert f"cannot reach Secret Manager at {env['CHATOPS_SECRET_MANAGER_ENDPOINT']} to read secret " \
+           f"'{world.config.secrets.slack_bot_token}'" in line["message"]
+    assert ": 503 GET" in line["message"], "Google's answer is in the line"
+    assert "roles/secretmanager.secretAccessor" in line["message"]
+    assert tries >= 2, "the read was retried before the bot gave up"
+    assert world.bot_token not in result.stdout + result.stderr
