@@ -418,7 +418,7 @@ async def test_a_bot_killed_at_every_rollout_state_is_taken_over_after_its_lease
         for stage in STAGES:
             assert sum(r.startswith(f"stage {stage}% passed") for r in replies) <= 1, "no stage reported twice"
         assert sum("serves 100% of traffic" in r for r in replies) <= 1
-        assert all(0 <= late < 3.0 for late in p.takeovers), p.takeovers
+        assert all(0 <= late < 10.0 for late in p.takeovers), f"taken over this long after expiry: {p.takeovers}"
 
 
 async def test_a_bot_killed_while_rolling_back_is_taken_over_after_its_lease_and_the_rollback_lands_once(
