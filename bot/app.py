@@ -22,7 +22,7 @@ from bot.adapters.outbox import Outbox
 from bot.adapters.prober import Prober
 from bot.adapters.secrets import Credentials
 from bot.adapters.slack import SlackGateway
-from bot.adapters.store import Store
+from bot.adapters.store import Store, StoreUnavailable
 from bot.config import Config
 from bot.domain.monitoring_alert import OnAlert
 from bot.engine.budget import ReadBudget
@@ -45,6 +45,11 @@ from commands.framework import Command, Runtime, handle
 from commands.registry import all_commands
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_S = 6.0
+"""How long the shutdown after the web server stopped may take: Cloud Run sends SIGKILL 10 s after SIGTERM
+(https://cloud.google.com/run/docs/container-contract#lifecycle), and uvicorn first waits up to 3 s for requests in
+flight (serve.py)."""
 
 
 @dataclass
@@ -136,20 +141,36 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
 
     bolt.action(re.compile(".*"))(button)  # every button: one the bot does not know is answered, not left a 404
 
+    async def _hand_over(reconciling: asyncio.Task[None], loops: list[asyncio.Task[None]]) -> None:
+        """Shutting down (Cloud Run's SIGTERM, 10 s before its SIGKILL): claim no more rollouts, let the tick in
+        progress persist what it did, give the leases up so another instance carries on at once, and post what
+        is queued for Slack, all within SHUTDOWN_S."""
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_S
+        reconciler.stop()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(reconciling, timeout=SHUTDOWN_S / 2)  # cancelled past it: the write stays pending
+        for loop in loops:
+            loop.cancel()
+        for loop in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        try:
+            released = await asyncio.to_thread(store.release_rollouts, owner)
+        except StoreUnavailable as exc:
+            log.error("could not give up the rollout leases (they run out by themselves): %s", exc)
+        else:
+            log.info("shutting down: gave up %d rollout lease(s)", released)
+        await reporter.flush(timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loops = [asyncio.create_task(reconciler.run(), name="reconciler"),
-                 asyncio.create_task(sender.run(), name="outbox"),
+        reconciling = asyncio.create_task(reconciler.run(), name="reconciler")
+        loops = [asyncio.create_task(sender.run(), name="outbox"),
                  asyncio.create_task(scheduler.run(), name="scheduler")]
         try:
             yield
         finally:
-            for loop in loops:
-                loop.cancel()
-            for loop in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
-            await reporter.flush()
+            await _hand_over(reconciling, loops)
             await bot.aclose()
 
     async def unroutable_click(payload: Mapping[str, Any]) -> None:

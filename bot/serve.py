@@ -71,6 +71,9 @@ def serve(args: argparse.Namespace) -> int:
     bot = build(config, env, credentials, store, runbooks, public_url=public_url, owner=owner)
     log.info("serving %d services of %s/%s on port %d", len(config.services), config.project, config.region,
              args.port)
+    # On SIGTERM, requests in flight get 3 s: Slack waits no longer for an ack ("you only have 3 seconds to respond",
+    # https://docs.slack.dev/tools/bolt-python/concepts/acknowledge), and Cloud Run kills the instance 10 s after
+    # SIGTERM, so the rest (bot/app.py, SHUTDOWN_S) needs the time.
     uvicorn.run(bot.web, host=args.host, port=args.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=3)
     return 0

@@ -24,6 +24,7 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
 from sandbox.cloudrun import CloudRun, Operation
+from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.google_json import parse_body, respond
 
@@ -47,6 +48,42 @@ _PROTO: dict[str, type[Message]] = {
 }
 
 
+METHODS = ("ListServices", "CreateService", "GetService", "UpdateService", "DeleteService", "ListRevisions",
+           "GetRevision", "DeleteRevision", "GetIamPolicy", "SetIamPolicy", "TestIamPermissions", "ListOperations",
+           "GetOperation", "WaitOperation", "DeleteOperation")
+"""The v2 API's methods, by the names `CloudRun.record` counts them under (and `POST /faults` takes)."""
+
+_VERBS = {":getIamPolicy": "GetIamPolicy", ":setIamPolicy": "SetIamPolicy", ":testIamPermissions": "TestIamPermissions"}
+_SERVICES = {"GET": "ListServices", "POST": "CreateService"}
+_ITEM = {"GET": "Get", "PATCH": "Update", "DELETE": "Delete"}
+
+
+def method_of(request: web.Request) -> str:
+    """The method a request calls, from its path and HTTP method ("" for none: it is answered 404 or 405)."""
+    rest = request.match_info.get("rest", "")
+    match = _ROUTE.match(rest)
+    if match is None:
+        return ""
+    if match["operation"] is not None:
+        return "WaitOperation" if match["wait"] else _item(request.method, "Operation")
+    if rest == "operations":
+        return "ListOperations"
+    if match["verb"] is not None:
+        return _VERBS[match["verb"]]
+    if match["revision"] is not None:
+        return _item(request.method, "Revision")
+    if rest.endswith("/revisions"):
+        return "ListRevisions"
+    if match["service"] is not None:
+        return _item(request.method, "Service")
+    return _SERVICES.get(request.method, "")
+
+
+def _item(http_method: str, noun: str) -> str:
+    verb = _ITEM.get(http_method)
+    return f"{verb}{noun}" if verb else ""
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
@@ -66,10 +103,12 @@ def _page(request: web.Request, items: list[dict[str, Any]], key: str) -> dict[s
     return body
 
 
-def cloudrun_app(run: CloudRun) -> web.Application:
+def cloudrun_app(run: CloudRun, faults: Faults | None = None) -> web.Application:
     authorize = run.iam.authorize
+    injected = faults or Faults()
 
     async def dispatch(request: web.Request) -> web.Response:
+        await injected.google(method_of(request))
         project, region = request.match_info["project"], request.match_info["region"]
         if (project, region) != (run.project, run.region):
             raise GoogleError("PERMISSION_DENIED", f"Permission denied on resource "

@@ -13,6 +13,11 @@
                                Monitoring notifies the bot's webhook (sandbox/monitoring_alerts.py); answers
                                {"status": <bot's HTTP status, 0 if unreachable>, "attempts", "error",
                                "incident_id", "payload"}
+    POST   /faults             {"method", "status"?, "count"? | "probability"?, "latency_ms"?, "hang"?, "error"?,
+                               "retry_after"?}: the method misbehaves (sandbox/faults.py); an unknown method is
+                               refused with the known ones
+    GET    /faults             {"faults": [...]}: those in force, with the calls each hit
+    DELETE /faults             {"cleared": [...]}: take them all away
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from aiohttp import web
 
 from sandbox.behaviour import BehaviourError, Behaviours
 from sandbox.cloudrun import CloudRun
+from sandbox.faults import FaultError, Faults
 from sandbox.fleet import Fleet
 from sandbox.iam import Iam, RoleError
 from sandbox.limits import LimitError, Limits
@@ -46,7 +52,8 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Limits,
-                extra_state: Callable[[], dict[str, Any]], *, iam: Iam, alerts: MonitoringAlerts) -> web.Application:
+                extra_state: Callable[[], dict[str, Any]], *, iam: Iam, alerts: MonitoringAlerts,
+                faults: Faults) -> web.Application:
     async def declare_image(request: web.Request) -> web.Response:
         body = await _json_object(request)
         if isinstance(body, web.Response):
@@ -155,7 +162,26 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Lim
             return _error(exc.status, str(exc))
         return web.json_response(sent)
 
+    async def add_fault(request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            fault = faults.add(body)
+        except FaultError as exc:
+            return _error(400, str(exc))
+        return web.json_response(fault.to_json(), status=201)
+
+    async def list_faults(request: web.Request) -> web.Response:
+        return web.json_response({"faults": faults.listing()})
+
+    async def clear_faults(request: web.Request) -> web.Response:
+        return web.json_response({"cleared": [fault.to_json() for fault in faults.clear()]})
+
     app = web.Application()
+    app.router.add_post("/faults", add_fault)
+    app.router.add_get("/faults", list_faults)
+    app.router.add_delete("/faults", clear_faults)
     app.router.add_post("/alerts/monitoring", monitoring_alert)
     app.router.add_get("/iam", get_iam)
     app.router.add_put("/iam", put_iam)

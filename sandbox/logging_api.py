@@ -25,11 +25,14 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.iam import Authorize, allow_all
 from sandbox.logfilter import FilterError
 from sandbox.logstore import LoggingLimits, LogStore, SortKey, sort_key
 
+METHODS = ("ListLogEntries",)
+"""LoggingServiceV2's RPC name for `entries.list`, as `POST /faults` takes it."""
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_RESOURCES = 100
@@ -218,12 +221,15 @@ class ReadQuota:
 
 
 def logging_app(store: LogStore, *, consumer_number: str, authorize: Authorize = allow_all,
-                clock: Callable[[], float] = time.monotonic, quota: ReadQuota | None = None) -> web.Application:
+                clock: Callable[[], float] = time.monotonic, quota: ReadQuota | None = None,
+                faults: Faults | None = None) -> web.Application:
     """`consumer_number` is the project number the calls are billed to, the one quota errors name; `quota`, when
     given, is the world's, so its counts can be read."""
     quota = quota or ReadQuota(store.limits, consumer_number, clock)
+    injected = faults or Faults()
 
     async def list_entries(request: web.Request) -> web.Response:
+        await injected.google("ListLogEntries")  # before the quota: a call that fails in front is not charged
         quota.charge()  # every call that reaches the API counts, even one it then refuses (an assumption)
         try:
             body = await request.json() if await request.read() else {}

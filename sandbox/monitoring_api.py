@@ -45,6 +45,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.iam import Authorize, allow_all
 from sandbox.monitoring_filter import FilterError, MonitoringFilter, Subject, compile_filter
@@ -66,6 +67,8 @@ _WELL_KNOWN = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration"
 _SCALAR_TYPES = {FieldDescriptor.TYPE_INT32: "TYPE_INT32", FieldDescriptor.TYPE_STRING: "TYPE_STRING"}
 
 CALLS = web.AppKey("calls", list[list[tuple[str, str]]])  # the query of every request, as sent
+METHODS = ("ListTimeSeries",)
+"""MetricService's RPC name for `timeSeries.list`, as `POST /faults` takes it (REST and gRPC alike)."""
 
 
 @dataclass
@@ -737,10 +740,12 @@ def _encode(request: web.Request, body: dict[str, Any]) -> web.Response:
 
 def monitoring_app(records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str, region: str,
                    *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
-                   clock: Callable[[], float] = time.time) -> web.Application:
+                   clock: Callable[[], float] = time.time, faults: Faults | None = None) -> web.Application:
     source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize, clock)
+    injected = faults or Faults()
 
     async def list_time_series(request: web.Request) -> web.Response:
+        await injected.google("ListTimeSeries")
         request.app[CALLS].append(list(request.query.items()))
         message = _request_message(request.match_info["project"], request.query.items())
         return _encode(request, source.answer(message))
@@ -760,9 +765,10 @@ class MonitoringGrpc:
 
     def __init__(self, records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str,
                  region: str, *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, faults: Faults | None = None) -> None:
         self.source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize,
                               clock)
+        self.faults = faults or Faults()
         self.calls: list[Message] = []
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -775,6 +781,7 @@ class MonitoringGrpc:
     async def _list_time_series(self, request: Message, context: grpc.aio.ServicerContext[Message, Message]) -> Message:
         self.calls.append(request)
         try:
+            await self.faults.google("ListTimeSeries")
             return self.answer(request)
         except GoogleError as exc:
             await context.abort(grpc.StatusCode[exc.status], exc.message)

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from bot.checksum import crc32c
 from sandbox.cloudrun import rfc3339
+from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.google_json import parse_body, respond
 from sandbox.iam import Authorize, allow_all
@@ -37,6 +38,31 @@ _PATH = re.compile(
     r"(?:/versions(?:/(?P<version>[^/:]+)(?::(?P<verb>access|enable|disable|destroy))?)?)?)?$"
 )
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+METHODS = ("ListSecrets", "CreateSecret", "GetSecret", "UpdateSecret", "DeleteSecret", "AddSecretVersion",
+           "ListSecretVersions", "GetSecretVersion", "AccessSecretVersion", "EnableSecretVersion",
+           "DisableSecretVersion", "DestroySecretVersion")
+"""The v1 API's methods (SecretManagerService's RPC names), as `POST /faults` takes them."""
+
+_SECRET_METHODS = {"GET": "GetSecret", "PATCH": "UpdateSecret", "DELETE": "DeleteSecret"}
+
+
+def method_of(request: web.Request) -> str:
+    """The method a request calls, from its path and HTTP method ("" for none: it is answered 404 or 405)."""
+    match = _PATH.match(request.path)
+    if match is None:
+        return ""
+    if match["verb"] is not None:
+        return f"{match['verb'].capitalize()}SecretVersion"
+    if match["version"] is not None:
+        return "GetSecretVersion"
+    if request.path.endswith("/versions"):
+        return "ListSecretVersions"
+    if match["secret_verb"] is not None:
+        return "AddSecretVersion"
+    if match["secret"] is not None:
+        return _SECRET_METHODS.get(request.method, "")
+    return {"GET": "ListSecrets", "POST": "CreateSecret"}.get(request.method, "")
 
 
 @dataclass
@@ -124,8 +150,11 @@ _PROTO: dict[str, type[Message]] = {
 }
 
 
-def secretmanager_app(manager: SecretManager) -> web.Application:
+def secretmanager_app(manager: SecretManager, faults: Faults | None = None) -> web.Application:
+    injected = faults or Faults()
+
     async def dispatch(request: web.Request) -> web.Response:
+        await injected.google(method_of(request))
         match = _PATH.match(request.path)
         if match is None:
             raise web.HTTPNotFound()

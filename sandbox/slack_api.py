@@ -28,11 +28,13 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.faults import Faults
 from sandbox.slack_errors import MissingScope, RateLimited, SlackError
 from sandbox.slack_scopes import ACCEPTED, needed_scope
 from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
 
 WORKSPACE = web.AppKey("workspace", Workspace)
+FAULTS = web.AppKey("faults", Faults)
 _JSON_TYPES = ("application/json",)
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _ICON = "https://a.slack-edge.com/80588/img/plugins/app/bot_{}.png"
@@ -101,9 +103,10 @@ class Args:
 Method = Callable[[Workspace, Args], Json]
 
 
-def slack_api_app(workspace: Workspace) -> web.Application:
+def slack_api_app(workspace: Workspace, faults: Faults | None = None) -> web.Application:
     app = web.Application()
     app[WORKSPACE] = workspace
+    app[FAULTS] = faults or Faults()
     app.router.add_route("GET", "/api/{method}", _call)
     app.router.add_route("POST", "/api/{method}", _call)
     return app
@@ -112,6 +115,8 @@ def slack_api_app(workspace: Workspace) -> web.Application:
 async def _call(request: web.Request) -> web.Response:
     workspace = request.app[WORKSPACE]
     name = request.match_info["method"]
+    if (faulted := await request.app[FAULTS].slack(name)) is not None:
+        return faulted
     workspace.calls[name] += 1
     method = _METHODS.get(name)
     if method is None:
@@ -416,3 +421,6 @@ _METHODS: dict[str, Method] = {
     "usergroups.users.list": _usergroup_users,
     "reactions.add": _react,
 }
+
+METHODS = tuple(_METHODS)
+"""Slack's method names, as `POST /faults` takes them."""

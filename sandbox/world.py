@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config
+from sandbox import cloudrun_api, logging_api, monitoring_api, secretmanager, slack_api
 from sandbox.behaviour import Behaviour, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
 from sandbox.cloudrun_rules import CloudRunLimits
 from sandbox.control import control_app
+from sandbox.faults import Api, Faults
 from sandbox.fleet import Fleet, ServiceSpec, fleet_app
 from sandbox.iam import Iam
 from sandbox.idtoken import IdentityLimits, IdTokenIssuer
@@ -75,6 +77,11 @@ class World:
         self.options = options or WorldOptions()
         self.listeners: dict[str, Listener] = {}
         self.limits = Limits()
+        self.faults = Faults([Api("Cloud Run Admin API v2", "google", cloudrun_api.METHODS),
+                              Api("Secret Manager v1", "google", secretmanager.METHODS),
+                              Api("Cloud Logging v2", "google", logging_api.METHODS),
+                              Api("Cloud Monitoring v3", "google", monitoring_api.METHODS),
+                              Api("Slack Web API", "slack", slack_api.METHODS)])
         self._bot_token = _bot_token()
         self._signing_secret = secrets.token_hex(16)
         self.behaviours = Behaviours(default=Behaviour(latency_ms=self.options.latency_ms))
@@ -128,7 +135,8 @@ class World:
         self.traffic = TrafficSimulator(self.fleet, self.logs, tick=self.options.traffic_tick)
         self.logging_quota = ReadQuota(self.logs.limits, self.run.project_number)
         self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
-                                         config.region, limits=self.monitoring_limits, authorize=self.iam.authorize)
+                                         config.region, limits=self.monitoring_limits, authorize=self.iam.authorize,
+                                         faults=self.faults)
 
     @property
     def signing_secret(self) -> str:
@@ -167,17 +175,17 @@ class World:
         self._fleet_url = fleet.url
         self._seed()
         apps = {
-            "cloud_run": cloudrun_app(self.run),
-            "secret_manager": secretmanager_app(self.secret_manager),
+            "cloud_run": cloudrun_app(self.run, self.faults),
+            "secret_manager": secretmanager_app(self.secret_manager, self.faults),
             "logging": logging_app(self.logs, consumer_number=self.run.project_number, authorize=self.iam.authorize,
-                                   quota=self.logging_quota),
+                                   quota=self.logging_quota, faults=self.faults),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region, limits=self.monitoring_limits,
-                                         authorize=self.iam.authorize),
-            "slack_api": slack_api_app(self.workspace),
+                                         authorize=self.iam.authorize, faults=self.faults),
+            "slack_api": slack_api_app(self.workspace, self.faults),
             "metadata": metadata_app(self.metadata),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,
-                                   iam=self.iam, alerts=self.monitoring_alerts),
+                                   iam=self.iam, alerts=self.monitoring_alerts, faults=self.faults),
         }
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
@@ -216,6 +224,7 @@ class World:
         }
 
     async def stop(self) -> None:
+        self.faults.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

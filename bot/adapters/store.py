@@ -410,6 +410,14 @@ class Store:
                     .values(command=None))
         return True
 
+    def release_rollouts(self, owner: str) -> int:
+        """Give up every rollout lease `owner` holds, so another instance takes them over at once rather than
+        when they run out: an instance shutting down (SIGTERM) says it is gone. Returns how many it held."""
+        with self._reachable(), self._writes.begin() as session:
+            result = session.execute(update(RolloutRow).where(RolloutRow.lease_owner == owner)
+                                     .values(lease_owner=None, lease_expires_at=None))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless a round trip to the database works (readiness checks, startup)."""
         with self._reachable(), self._engine.connect() as conn:

@@ -257,7 +257,13 @@ def _applied(write: Write, live: Live) -> bool:
         return live.exists
     if write.kind == "create_candidate":
         return live.candidate != "missing"
-    return live.traffic == write.traffic
+    return live.traffic == write.traffic and _tag_as_written(write, live)
+
+
+def _tag_as_written(write: Write, live: Live) -> bool:
+    """Cloud Run routes chatops' tag as the write left it. A promotion moves no traffic (the last stage already
+    sent 100%) and only takes the tag away, so the split alone cannot tell it done from never made."""
+    return (TAG in live.tags) == write.tagged
 
 
 def _drift(rollout: Rollout, live: Live) -> str | None:
@@ -321,7 +327,8 @@ def _settle(rollout: Rollout, write: Write, live: Live, now: datetime) -> Decisi
     if not write.generation:
         if _applied(write, live):
             return None
-        if live.asked == write.traffic:  # Cloud Run has it; the crash came before we learnt its generation
+        if live.asked == write.traffic and (live.reconciling or _tag_as_written(write, live)):
+            # Cloud Run has it; the crash came before we learnt its generation
             known = replace(write, generation=live.generation)
             return _settle(replace(rollout, pending=known), known, live, now)
         if live.traffic == write.previous:

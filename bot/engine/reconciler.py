@@ -30,6 +30,9 @@ _WRITES_PER_TICK = 2
 """A write and, when Google refuses it, the write that restores traffic."""
 
 
+_STORE_RETRY_S = 0.5
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -50,14 +53,20 @@ class Reconciler:
         self.claimed = 0  # rollouts the last tick took: benches read it
         self._due: list[datetime] = []
         self._wake = asyncio.Event()
+        self._stopping = False
         self._slots = asyncio.Semaphore(concurrency)
 
     def wake(self) -> None:
         """Look now rather than at the next interval: a person just asked for something."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Claim nothing more: `run` returns once the tick in progress has persisted what it did."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             pause = self.interval_s
             try:
                 pause = await self.tick()
@@ -154,9 +163,24 @@ class Reconciler:
 
     async def _persist(self, claim: StoredRollout, decision: Decision) -> None:
         after = decision.rollout
-        if await asyncio.to_thread(self.store.save, claim, after, release=after.state.ended and after.pending is None):
+        if await self._save_when_back(claim, after, release=after.state.ended and after.pending is None):
             self.reporter.publish(claim, after, decision.notes)
             if not after.state.ended or after.pending is not None:
                 self._due.append(after.next_check_at)
         else:
             log.warning("rollout %s: lease lost; another instance has it", after.id)
+
+    async def _save_when_back(self, claim: StoredRollout, rollout: Rollout, *, release: bool) -> bool:
+        """The fenced save, waiting out a database that is away for a moment (a restart, a failover) for up to a
+        lease: what the tick learnt from Cloud Run, and what it has to tell the thread, is kept rather than dropped.
+        Waiting is safe: once another instance holds the rollout, the save is refused."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lease_s
+        while True:
+            try:
+                return await asyncio.to_thread(self.store.save, claim, rollout, release=release)
+            except StoreUnavailable as exc:
+                if loop.time() >= give_up:
+                    raise
+                log.warning("rollout %s: cannot persist yet, trying again: %s", rollout.id, exc)
+                await asyncio.sleep(_STORE_RETRY_S)

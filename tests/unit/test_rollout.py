@@ -222,6 +222,16 @@ def test_an_unanswered_stage_move_is_retried_until_the_deadline_then_pauses_in_t
     assert "did not take the traffic change" in late.rollout.reason
 
 
+def test_an_unanswered_promotion_is_made_again_though_its_split_is_already_routed() -> None:
+    """The last stage routes 100% already; the promotion only takes the tag away, so a refused one is not done."""
+    last = decide(at_stage(2), live({CANDIDATE: 100}), at(60), PASS)
+    refused = after_write(last.rollout, WriteResult("retry", message="503 Service Unavailable"), at(60))
+    again = decide(refused.rollout, live({CANDIDATE: 100}), refused.rollout.next_check_at)
+    assert again.write == refused.rollout.pending and again.rollout.state is State.PROMOTED
+    done = decide(refused.rollout, live({CANDIDATE: 100}, tagged=False), refused.rollout.next_check_at)
+    assert done.write is None and done.rollout.pending is None
+
+
 def test_an_unanswered_rollback_is_never_given_up() -> None:
     back = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(5), FAIL)
     waiting = back.rollout
