@@ -1,25 +1,26 @@
 #!/usr/bin/env python3
 """Reconciler tick cost: how long one `Reconciler.tick()` takes with 1, 10 and 100 rollouts due at once, per
 rollout, and against one `CloudRunGateway.read` (one GET of a service) measured in the same run, with the calls
-to Cloud Run, Monitoring, Logging, the fleet's health endpoints and Slack that one tick makes.
+to Cloud Run, Monitoring, Logging and the fleet's health endpoints that one tick makes.
 
 How: for each N a fresh world and bot are built in this process, as tests/scenario/harness.py builds them: a
 `sandbox.world.World` on a generated fleet config of --services services (bench/common.py's generator, with
 the canary window raised to --window so that stage 1 lasts the whole measurement), and `bot.app.build` on
 it with a fresh SQLite database (as the sandbox's bot has), without serving Slack and without starting
 the reconciler's own loop: this script calls `tick()`. N rollouts are written to the store as `/deploy`
-writes them (`plan_for`, `candidate_name`, `Rollout(...)`, `store.create_rollout`, then the reporter posts the
-rollout's message), each on its own service, healthy images; their plan's interim-check interval is set to
---interval (plan_for would make it min(10 s, window / 6)). Then `tick()` is called until every rollout is
-ANALYSING stage 1 (5%) with no write pending: candidate created, ready, probed at its tag URL, 5% routed.
+writes them (`plan_for`, `candidate_name`, `Rollout(...)`, `store.create_rollout`; the first tick's save queues
+the rollout's message in the outbox, which nothing sends here), each on its own service, healthy images; their
+plan's interim-check interval is set to --interval (plan_for would make it min(10 s, window / 6)). Then `tick()`
+is called until every rollout is ANALYSING stage 1 (5%) with no write pending: candidate created, ready, probed at
+its tag URL, 5% routed.
 Measured: one `GET` of a service through the bot's `CloudRunGateway.read`, sequentially (--baseline times,
 median), then --repeats ticks, each once every rollout's `next_check_at` has passed (the script sleeps until
 the latest one), so every rollout is due: the median tick's wall time, the rollouts it claimed (the store
 hands out at most 50 a tick), and per tick the Admin API reads (the world's `run.counts`), Monitoring queries
 (`world.monitoring.calls`), Logging `entries:list` calls (the Logging emulator's store queries), health probes
-(`world.fleet.probes`) and Slack Web API calls; also the process's CPU time during the tick, the mean time of
-each step of `advance` (read the service, collect the signals, save to the store, queue the Slack report) as the
-bot's coroutines saw it, and how much of the tick the Logging and Monitoring emulators spent answering.
+(`world.fleet.probes`); also the process's CPU time during the tick, the mean time of each step of `advance`
+(read the service, collect the signals, save to the store with the Slack report's outbox rows) as the bot's
+coroutines saw it, and how much of the tick the Logging and Monitoring emulators spent answering.
 The emulators run in this process and event loop, as in the scenario tests, so their CPU is inside the tick's
 wall time; that is why the fleet gets no simulated traffic by default (--requests-per-s 0): every Monitoring
 query of the emulator reads every request record the world keeps (15 minutes of the whole fleet's) and every
@@ -123,7 +124,7 @@ def time_sync(owner: object, name: str, timer: Timer) -> None:
     setattr(owner, name, timed)
 
 
-STEPS = ("read", "collect", "save", "publish")
+STEPS = ("read", "collect", "save")
 EMULATORS = ("logging", "monitoring")
 
 
@@ -139,7 +140,7 @@ class Probe:
         values: dict[str, float] = {
             "admin reads": sum(run[m] for m in READS), "admin writes": sum(run[m] for m in WRITES),
             "GetService": run["GetService"], "monitoring": len(self.world.monitoring.calls),
-            "probes": self.world.fleet.probes, "slack": sum(self.world.workspace.calls.values()),
+            "probes": self.world.fleet.probes,
         }
         for name, timer in self.timers.items():
             values[f"{name} calls"], values[f"{name} s"] = timer.snapshot()
@@ -216,7 +217,6 @@ class Harness:
         reconciler = self.bot.reconciler
         time_async(reconciler.cloudrun, "read", self.timers["read"])
         time_async(reconciler.collector, "collect", self.timers["collect"])
-        time_sync(reconciler.reporter, "publish", self.timers["publish"])  # it queues; the reporter's tasks post
         time_sync(reconciler.store, "save", self.timers["save"])
         time_sync(self.world.logs, "select", self.timers["logging"])
         time_sync(self.world.monitoring, "answer", self.timers["monitoring"])
@@ -411,12 +411,13 @@ def main() -> int:
         claimed = max(r.claimed, 1.0)
         rows.append([str(r.n), fmt(r.med("admin reads") / claimed, 1), fmt(r.med("monitoring") / claimed, 1),
                      fmt(r.med("logging calls") / claimed, 1), fmt(r.med("probes") / claimed, 1),
-                     fmt(r.med("slack") / claimed, 1), fmt(r.med("admin writes"), 0),
+                     fmt(r.med("admin writes"), 0),
                      *(fmt(r.step_ms(step), 1) for step in STEPS)])
-    print(table(["N", "Admin API reads", "Monitoring queries", "Logging calls", "probes", "Slack calls",
-                 "writes (tick)", "read ms", "collect ms", "save ms", "publish ms"], rows))
-    print("read/collect/save/publish ms: mean time of one call of that step of Reconciler.advance, as its coroutine "
-          "waited for it (queueing for a worker thread included)")
+    print(table(["N", "Admin API reads", "Monitoring queries", "Logging calls", "probes",
+                 "writes (tick)", "read ms", "collect ms", "save ms"], rows))
+    print("read/collect/save ms: mean time of one call of that step of Reconciler.advance, as its coroutine waited "
+          "for it (queueing for a worker thread included); a save also writes what the rollout tells Slack to the "
+          "outbox, which this script does not send")
     for r in results:
         print(f"  N={r.n}: set-up {r.setup_s:.1f} s ({r.setup_ticks} ticks); ticks "
               + ", ".join(f"{t.ms:.0f}" for t in r.ticks) + " ms")

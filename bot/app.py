@@ -99,7 +99,6 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     cloudrun = CloudRunGateway(config.project, config.region, env, call_timeout=engine.google_timeout)
     pages, link_key = _runbook_pages(config, credentials, public_url)
     linker = RunbookLinker(config, runbooks, pages)
-    reporter = RolloutReporter(slack, store, linker)
     logs = LogsGateway(config.project, config.region, env, timeout=engine.google_timeout)
     budget = ReadBudget(engine.logging_reads_per_minute)
     collector = SignalCollector(prober, logs, MetricsGateway(config.project, env, timeout=engine.google_timeout),
@@ -107,10 +106,11 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                                 budget=budget, log_lag_s=engine.log_lag,
                                 metrics_delay_s=engine.metrics_delay,
                                 error_filters={name: config.canary_for(name).error_filter for name in config.services})
-    reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector, reporter=reporter, owner=owner,
-                            interval_s=config.engine.interval, lease_s=config.engine.lease)
     outbox = Outbox(store)
     sender = OutboxSender(outbox, slack, owner)
+    reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector,
+                            reporter=RolloutReporter(linker, sent=sender.wake), owner=owner,
+                            interval_s=config.engine.interval, lease_s=config.engine.lease)
     incident_store = IncidentStore(store)
     incidents = IncidentEngine(config, incident_store, linker, sent=sender.wake)
     sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)
@@ -144,7 +144,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     async def _hand_over(reconciling: asyncio.Task[None], loops: list[asyncio.Task[None]]) -> None:
         """Shutting down (Cloud Run's SIGTERM, 10 s before its SIGKILL): claim no more rollouts, let the tick in
         progress persist what it did, give the leases up so another instance carries on at once, and post what
-        is queued for Slack, all within SHUTDOWN_S."""
+        is due for Slack, all within SHUTDOWN_S; what is left in the outbox is sent by the next instance."""
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_S
         reconciler.stop()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -160,7 +160,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
             log.error("could not give up the rollout leases (they run out by themselves): %s", exc)
         else:
             log.info("shutting down: gave up %d rollout lease(s)", released)
-        await reporter.flush(timeout=max(0.1, deadline - asyncio.get_running_loop().time()))
+        await sender.hand_over(deadline - asyncio.get_running_loop().time())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,31 @@ from google.cloud import run_v2
 
 from bot.config import Config, load_config
 from sandbox.world import World, WorldOptions
+from tests import figures
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "chatops.example.yaml"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, None]:
+    outcome = yield
+    if call.when == "teardown":
+        report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]  # pluggy Result
+        report.user_properties.extend(figures.take())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    totals: Counter[str] = Counter()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if isinstance(name, str) and name.startswith(figures.PREFIX):
+                    totals[name.removeprefix(figures.PREFIX)] += int(value)
+    if totals:
+        terminalreporter.write_sep("-", "figures: what the suite put the bot through")
+        for what, n in sorted(totals.items()):
+            terminalreporter.write_line(f"{n:>7,}  {what}")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The outbox: every alert and digest bound for Slack is a row before it is a message.
+"""The outbox: every rollout report, alert and digest bound for Slack is a row before it is a message.
 
 A row is written in the same transaction as what it reports (an incident's new state, a digest's claim), so
 nothing is decided without being said. Rows of one thread (`thread_key`) go out in order: a thread's next row
@@ -10,7 +10,7 @@ an instance killed mid-send leaves the row `sending`, and whoever takes it over 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -18,10 +18,19 @@ from typing import Any, Literal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.adapters.store import Store
+from bot.adapters.store import RolloutRow, Store
 from bot.adapters.tables import OutboxRow
 
 Action = Literal["post", "reply", "update"]
+Write = Callable[[Session], None]
+"""Rows to add inside someone else's transaction."""
+
+_ROLLOUT = "rollout:"
+
+
+def rollout_thread(rollout_id: int) -> str:
+    """The thread of a rollout's message: its post, its redraws, its notes and the post-deploy watch's warning."""
+    return f"{_ROLLOUT}{rollout_id}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,23 @@ def enqueue(session: Session, messages: Iterable[Message], now: datetime | None 
                               payload=json.dumps({"blocks": message.blocks, "attachments": message.attachments,
                                                   "thread_ts": message.thread_ts}),
                               state="pending", attempts=0, next_at=at, created_at=at, error=""))
+
+
+def last_drawn(session: Session, thread_key: str) -> Message | None:
+    """The thread's first message as it was last queued (posted or redrawn), None before it is posted."""
+    query = (select(OutboxRow).where(OutboxRow.thread_key == thread_key, OutboxRow.action.in_(("post", "update")))
+             .order_by(OutboxRow.id.desc()).limit(1))
+    row = session.scalars(query).first()
+    return _queued(row).message if row is not None else None
+
+
+def thread_writer(thread_key: str, compose: Callable[[Message | None], list[Message]]) -> Write:
+    """Writes, inside a caller's transaction, what `compose` makes of the thread's first message as last queued:
+    a redraw that would show the same need not be queued again."""
+    def write(session: Session) -> None:
+        enqueue(session, compose(last_drawn(session, thread_key)))
+
+    return write
 
 
 def _queued(row: OutboxRow) -> Queued:
@@ -104,10 +130,26 @@ class Outbox:
         return (found[0], found[1]) if found is not None and found[1] else None
 
     def sent(self, row_id: int, owner: str, ts: str, now: datetime) -> None:
+        """Mark the row sent; a rollout's first message also becomes the rollout's `message_ts`, which its
+        buttons' thread and the post-deploy watch look for."""
         with self.store.writing() as session:
-            session.execute(update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.lease_owner == owner)
-                            .values(state="sent", ts=ts, sent_at=now, lease_owner=None, lease_expires_at=None,
-                                    error=""))
+            done = session.execute(update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.lease_owner == owner)
+                                   .values(state="sent", ts=ts, sent_at=now, lease_owner=None, lease_expires_at=None,
+                                           error=""))
+            row = session.get(OutboxRow, row_id) if done.rowcount == 1 else None  # type: ignore[attr-defined]
+            if row is not None and row.action == "post" and row.thread_key.startswith(_ROLLOUT):
+                rollout_id = int(row.thread_key.removeprefix(_ROLLOUT))
+                session.execute(update(RolloutRow).where(RolloutRow.id == rollout_id)
+                                .values(channel=row.channel, message_ts=ts))
+
+    def release(self, owner: str, now: datetime) -> int:
+        """Give up the rows `owner` is sending (shutting down): whoever claims one next asks Slack whether it
+        arrived before sending it again, as after a crash, but without waiting out the lease."""
+        with self.store.writing() as session:
+            result = session.execute(update(OutboxRow).where(OutboxRow.state == "sending",
+                                                             OutboxRow.lease_owner == owner)
+                                     .values(lease_expires_at=now - timedelta(seconds=1)))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def retry(self, row_id: int, owner: str, later: datetime, error: str) -> None:
         with self.store.writing() as session:
@@ -129,10 +171,13 @@ class Outbox:
             session.execute(query.values(state="failed", lease_owner=None, lease_expires_at=None,
                                          error=error[:500]))
 
-    def pending(self) -> int:
+    def pending(self, thread_key: str | None = None) -> int:
+        """Rows not sent yet, of one thread or of all."""
+        query = select(func.count()).select_from(OutboxRow).where(OutboxRow.state.in_(("pending", "sending")))
+        if thread_key is not None:
+            query = query.where(OutboxRow.thread_key == thread_key)
         with self.store.reading() as session:
-            return int(session.scalar(select(func.count()).select_from(OutboxRow)
-                                      .where(OutboxRow.state.in_(("pending", "sending")))) or 0)
+            return int(session.scalar(query) or 0)
 
     def next_due(self) -> datetime | None:
         with self.store.reading() as session:

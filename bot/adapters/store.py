@@ -13,7 +13,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -385,11 +385,13 @@ class Store:
                         claimed.append(row.stored())
         return claimed
 
-    def save(self, claim: StoredRollout, rollout: Rollout, *, release: bool = False) -> bool:
+    def save(self, claim: StoredRollout, rollout: Rollout, *, release: bool = False,
+             also: Callable[[Session], object] | None = None) -> bool:
         """Persist the reconciler's next rollout, fenced: False when the lease passed to someone else.
 
         The command column is cleared only if it still holds the command this rollout consumed, so a
-        command that arrives during a tick is not lost.
+        command that arrives during a tick is not lost. `also` writes in the same transaction (what the
+        rollout tells Slack), so what is decided and what is said are kept together or not at all.
         """
         now = datetime.now(UTC)
         values: dict[str, object] = {
@@ -408,6 +410,8 @@ class Store:
                 session.execute(update(RolloutRow).where(
                     RolloutRow.id == rollout.id, RolloutRow.command == encode(claim.rollout.command))
                     .values(command=None))
+            if also is not None:
+                also(session)
         return True
 
     def release_rollouts(self, owner: str) -> int:

@@ -62,6 +62,21 @@ class OutboxSender:
                 await asyncio.wait_for(self._wake.wait(), self.idle_s)
             self._wake.clear()
 
+    async def hand_over(self, within_s: float) -> None:
+        """Shutting down: send what is due while there is time, then give up the rows still being sent, so the
+        next instance sends them at once rather than when their lease runs out."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, within_s)):
+                while await self.drain_once():
+                    pass
+        try:
+            released = await asyncio.to_thread(self.outbox.release, self.owner, self.clock())
+        except StoreUnavailable as exc:
+            log.error("outbox: could not give up the rows being sent (their leases run out by themselves): %s", exc)
+        else:
+            if released:
+                log.info("shutting down: gave up %d outbox row(s) being sent", released)
+
     async def drain_once(self) -> int:
         """Send the head of every thread that is due; returns how many rows went out."""
         rows = await asyncio.to_thread(self.outbox.claim, self.owner, self.clock(), self.lease_s)

@@ -1,5 +1,5 @@
 """Each tick: claim due rollouts, read their services, gather the evidence of all of them at once, decide, make
-at most one write each, persist, report.
+at most one write each, persist with what to report (the outbox sends it).
 
 Every instance runs one; leases and fencing generations in the store make sure only one acts on a given
 rollout, and a rollout's next state is persisted with its write marked pending *before* the write, so a
@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bot.adapters.cloudrun import CloudRunGateway, CloudRunRefused, CloudRunUnavailable, ServiceView
+from bot.adapters.outbox import Write
 from bot.adapters.store import Store, StoredRollout, StoreUnavailable
 from bot.domain.analysis import analyse
 from bot.domain.rollout import Decision, Note, Rollout, State, WriteResult, after_write, decide, unreadable
@@ -149,9 +150,14 @@ class Reconciler:
             write = decision.write
             if write is None:
                 break
-            if not await asyncio.to_thread(self.store.save, claim, decision.rollout):
+            # What was decided so far is said with the save that marks the write pending: a crash during the write
+            # loses none of it, and the rollout's message is redrawn once the write's outcome is known.
+            said = self.reporter.saying(claim, decision.rollout, notes, redraw=False)
+            if not await asyncio.to_thread(self.store.save, claim, decision.rollout, also=said):
                 log.warning("rollout %s: lease lost before writing; another instance has it", rollout.id)
                 return
+            self.reporter.sent()
+            notes = []
             result = await self.cloudrun.apply(decision.rollout, write, view)
             if result.outcome in ("refused", "retry"):
                 log.warning("rollout %s: Cloud Run %s: %s %s", rollout.id,
@@ -163,14 +169,15 @@ class Reconciler:
 
     async def _persist(self, claim: StoredRollout, decision: Decision) -> None:
         after = decision.rollout
-        if await self._save_when_back(claim, after, release=after.state.ended and after.pending is None):
-            self.reporter.publish(claim, after, decision.notes)
+        if await self._save_when_back(claim, after, release=after.state.ended and after.pending is None,
+                                      said=self.reporter.saying(claim, after, decision.notes)):
+            self.reporter.sent()
             if not after.state.ended or after.pending is not None:
                 self._due.append(after.next_check_at)
         else:
             log.warning("rollout %s: lease lost; another instance has it", after.id)
 
-    async def _save_when_back(self, claim: StoredRollout, rollout: Rollout, *, release: bool) -> bool:
+    async def _save_when_back(self, claim: StoredRollout, rollout: Rollout, *, release: bool, said: Write) -> bool:
         """The fenced save, waiting out a database that is away for a moment (a restart, a failover) for up to a
         lease: what the tick learnt from Cloud Run, and what it has to tell the thread, is kept rather than dropped.
         Waiting is safe: once another instance holds the rollout, the save is refused."""
@@ -178,7 +185,7 @@ class Reconciler:
         give_up = loop.time() + self.lease_s
         while True:
             try:
-                return await asyncio.to_thread(self.store.save, claim, rollout, release=release)
+                return await asyncio.to_thread(self.store.save, claim, rollout, release=release, also=said)
             except StoreUnavailable as exc:
                 if loop.time() >= give_up:
                     raise

@@ -1,36 +1,20 @@
-"""What a rollout tells Slack: its one message, updated only when what it shows changed, and its thread.
+"""What a rollout tells Slack: its one message, redrawn only when what it shows changed, and its thread.
 
-Posting happens off the reconciler's tick, one queue per rollout: a Slack that answers 429 delays the
-messages, never the next check of any rollout. The queue is also the one place a rollout's message is
-created, so it is posted once, however many ticks run before Slack answers.
+Nothing is sent from here: each report becomes outbox rows written in the transaction that saves the rollout,
+so an instance killed after a save has still said what it decided (whoever sends the outbox sends it), and one
+killed before has said nothing it must take back. The rollout's message is posted by the first save that finds
+its thread empty, so it is posted once, whichever instance gets there.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-from slack_sdk.errors import SlackApiError
-
-from bot.adapters.slack import SlackGateway
-from bot.adapters.store import Store, StoredRollout
+from bot.adapters.outbox import Message, Write, rollout_thread, thread_writer
+from bot.adapters.store import StoredRollout
 from bot.domain.rollout import Note, Rollout, spoken
 from bot.render.rollout import RunbookLink, note_reply, rollout_message
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Outbox:
-    channel: str
-    ts: str | None
-    shown: str = ""
-    pending: list[tuple[Rollout, tuple[Note, ...]]] = field(default_factory=list)
-    worker: asyncio.Task[None] | None = None
 
 
 def created_note(rollout: Rollout) -> Note:
@@ -41,56 +25,37 @@ def created_note(rollout: Rollout) -> Note:
                            f"{stages}, {spoken(rollout.plan.window_s)} per stage.{why}")
 
 
+def _shown(message: Message) -> str:
+    return json.dumps([message.text, message.attachments], sort_keys=True)
+
+
 class RolloutReporter:
-    def __init__(self, slack: SlackGateway, store: Store, runbook: RunbookLink) -> None:
-        self.slack = slack
-        self.store = store
+    def __init__(self, runbook: RunbookLink, sent: Callable[[], None] = lambda: None) -> None:
         self.runbook = runbook
-        self._outboxes: dict[int, _Outbox] = {}
+        self.sent = sent  # wakes the outbox sender once the rows are committed
 
-    def publish(self, stored: StoredRollout, rollout: Rollout, notes: Sequence[Note] = ()) -> None:
-        """Queue the rollout's state and notes for Slack; returns at once."""
-        outbox = self._outboxes.get(rollout.id)
-        if outbox is None:
-            outbox = self._outboxes[rollout.id] = _Outbox(stored.channel, stored.message_ts)
-        outbox.pending.append((rollout, tuple(notes)))
-        if outbox.worker is None or outbox.worker.done():
-            outbox.worker = asyncio.create_task(self._drain(rollout.id, outbox), name=f"report-{rollout.id}")
+    def saying(self, stored: StoredRollout, rollout: Rollout, notes: Sequence[Note] = (), *,
+               redraw: bool = True) -> Write:
+        """The write to make beside the rollout's save (Store.save's `also`)."""
+        return thread_writer(rollout_thread(rollout.id),
+                             lambda before: self.messages(before, stored, rollout, notes, redraw=redraw))
 
-    async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every queued message is out (shutdown, tests)."""
-        workers = [o.worker for o in self._outboxes.values() if o.worker is not None and not o.worker.done()]
-        if workers:
-            await asyncio.wait(workers, timeout=timeout)
-
-    async def _drain(self, rollout_id: int, outbox: _Outbox) -> None:
-        finished = False
-        while outbox.pending:
-            rollout, notes = outbox.pending.pop(0)
-            finished = rollout.state.ended and rollout.pending is None
-            with contextlib.suppress(SlackApiError):
-                await self._send(outbox, rollout, notes)
-        if finished:
-            self._outboxes.pop(rollout_id, None)
-
-    async def _send(self, outbox: _Outbox, rollout: Rollout, notes: tuple[Note, ...]) -> None:
+    def messages(self, before: Message | None, stored: StoredRollout, rollout: Rollout, notes: Sequence[Note] = (),
+                 *, redraw: bool = True) -> list[Message]:
+        """The rollout's message, posted if its thread has none yet or (when `redraw`) redrawn if it would show
+        something other than `before`, its last drawing; then a reply per note."""
+        key = rollout_thread(rollout.id)
+        thread_ts = stored.message_ts or ""  # a message posted before rollouts were reported through the outbox
         rendered = rollout_message(rollout)
-        shown = json.dumps([rendered.text, rendered.attachments], sort_keys=True)
-        try:
-            if outbox.ts is None:
-                existing = await asyncio.to_thread(self.store.rollout, rollout.id)
-                outbox.ts = existing.message_ts if existing else None
-            if outbox.ts is None:
-                posted = await self.slack.post(outbox.channel, rendered.text, attachments=rendered.attachments)
-                outbox.ts = posted.ts
-                await asyncio.to_thread(self.store.set_message, rollout.id, posted.channel, posted.ts)
-                notes = (created_note(rollout), *notes)
-            elif outbox.shown != shown:
-                await self.slack.update(outbox.channel, outbox.ts, rendered.text, attachments=rendered.attachments)
-            outbox.shown = shown
-            for note in notes:
-                reply = note_reply(rollout, note, self.runbook)
-                await self.slack.post(outbox.channel, reply.text, reply.blocks, thread_ts=outbox.ts)
-        except SlackApiError as exc:
-            log.warning("could not tell Slack about rollout %s: %s", rollout.id, exc.response.get("error"))
-            raise
+        drawn = Message(key, "update", stored.channel, rendered.text, attachments=rendered.attachments,
+                        thread_ts=thread_ts)
+        messages: list[Message] = []
+        if before is None and not thread_ts:
+            messages.append(Message(key, "post", stored.channel, rendered.text, attachments=rendered.attachments))
+            notes = (created_note(rollout), *notes)
+        elif redraw and (before is None or _shown(before) != _shown(drawn)):
+            messages.append(drawn)
+        for note in notes:
+            reply = note_reply(rollout, note, self.runbook)
+            messages.append(Message(key, "reply", stored.channel, reply.text, reply.blocks, thread_ts=thread_ts))
+        return messages

@@ -14,6 +14,7 @@ from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store
 from bot.engine.outbox_sender import OutboxSender
 from sandbox.serving import stop
+from tests import figures
 from tests.contract.slack_stage import DEPLOYS, Slack, slack_api
 
 
@@ -61,6 +62,7 @@ async def test_a_burst_of_replies_arrives_once_each_in_order_through_429s(slack:
     assert ["prediction-worker is unhealthy", *(f"update {n}" for n in range(8))] in threads
     assert ["Morning digest"] in threads and len(threads) == 2, "nothing lost, nothing twice"
     assert slack.workspace.calls["chat.postMessage"] > 10, "Slack answered 429 along the way: more calls than posts"
+    figures.count("outbox messages delivered through Slack's 429s, once each and in order", len(messages))
 
 
 async def test_a_sender_killed_after_slack_took_the_message_is_not_repeated_by_the_next(
@@ -75,3 +77,19 @@ async def test_a_sender_killed_after_slack_took_the_message_is_not_repeated_by_t
     assert await taker.drain_once() == 1
     assert await taker.drain_once() == 1
     assert thread_texts(slack) == [["nba-grading-service is down", "acknowledged"]]
+
+
+async def test_a_row_given_up_at_shutdown_is_sent_by_the_next_sender_at_once_and_once(
+        slack: Slack, outbox: Outbox) -> None:
+    """Cloud Run's SIGTERM leaves 10 s (https://cloud.google.com/run/docs/container-contract#lifecycle): an instance
+    that was sending when it stopped gives its rows up rather than leave them leased for the next one to wait out."""
+    await asyncio.to_thread(outbox.add, [Message("rollout:7", "post", DEPLOYS, "rollout #7 of nba-grading-service"),
+                                         Message("rollout:7", "reply", DEPLOYS, "stage 5% passed")])
+    now = datetime.now(UTC)
+    (row,) = await asyncio.to_thread(outbox.claim, "bot-a", now, 30.0)
+    await gateway(slack).post(DEPLOYS, row.message.text, marker=row.id)  # Slack took it; bot-a stops before marking
+    assert await asyncio.to_thread(outbox.release, "bot-a", now) == 1
+    taker = OutboxSender(outbox, gateway(slack), "bot-b", clock=lambda: now + timedelta(seconds=1))
+    assert await taker.drain_once() == 1, "not held until bot-a's 30 s lease ran out"
+    assert await taker.drain_once() == 1
+    assert thread_texts(slack) == [["rollout #7 of nba-grading-service", "stage 5% passed"]]

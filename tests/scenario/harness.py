@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bot.adapters.outbox import rollout_thread
 from bot.adapters.secrets import fetch_credentials
 from bot.adapters.store import Store, StoredRollout
 from bot.app import Bot, build
@@ -127,8 +128,15 @@ class Scenario:
             return bool(latest) and latest[0].rollout.state.value in states and latest[0].rollout.pending is None
 
         await self.until(reached, timeout, f"{service}'s rollout reaching {states}")
-        await self.bot.reconciler.reporter.flush()
-        return latest[0]
+        thread = rollout_thread(latest[0].rollout.id)
+
+        async def told() -> bool:
+            return await asyncio.to_thread(self.bot.outbox.outbox.pending, thread) == 0
+
+        await self.until(told, timeout, f"the outbox sending what {service}'s rollout said")
+        stored = await asyncio.to_thread(self.bot.runtime.store.rollout, latest[0].rollout.id)
+        assert stored is not None
+        return stored
 
     async def thread(self, stored: StoredRollout, user: str = "oncall") -> list[dict[str, Any]]:
         seen = await self.messages(user, "deploys")

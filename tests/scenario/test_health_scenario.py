@@ -14,6 +14,7 @@ import pytest
 from bot.adapters.store import Store
 from bot.config import Config, parse_config
 from sandbox.blockkit_text import text_of
+from tests import figures
 from tests.conftest import EXAMPLE_CONFIG, bot_may_not_invoke
 from tests.scenario.harness import Scenario, scenario
 
@@ -153,6 +154,9 @@ async def test_an_unknown_command_points_to_help(fleet: Scenario) -> None:
     assert answer["status"] == 200 and "`/help`" in answer["body"] and "/frobnicate" in answer["body"]
 
 
+REFUSED = "requests refused at the bot's Slack route (forged, replayed, expired, tampered, unsigned)"
+
+
 def signed(secret: str, body: str, timestamp: int) -> dict[str, str]:
     digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": f"v0={digest}",
@@ -167,10 +171,12 @@ async def test_forged_replayed_and_tampered_requests_get_401_and_do_nothing(flee
     audited = len(fleet.bot.runtime.store.audit(limit=500))
     answer = await fleet.command("oncall", "/health all", signature="v0=" + "0" * 64)
     assert answer["status"] == 401
+    figures.count(REFUSED)
     now = int(time.time())
     for stale in (now - 6 * 60, now + 6 * 60, 0):  # replayed, from the future, long expired
         answer = await fleet.command("oncall", "/health all", timestamp=stale)
         assert answer["status"] == 401, stale
+        figures.count(REFUSED)
 
     body = urlencode({"command": "/health", "text": "all", "user_id": "U07ONCALL01", "channel_id": "C07DEPLOYS1",
                       "team_id": "T07SANDBOX1", "response_url": f"{fleet.user_side}/response/x"})
@@ -181,6 +187,7 @@ async def test_forged_replayed_and_tampered_requests_get_401_and_do_nothing(flee
     assert response.status_code == 401
     missing = await fleet.http.post(events, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert missing.status_code == 401
+    figures.count(REFUSED, 2)
     signature = headers["X-Slack-Signature"]
     forgeries = {
         "another app's secret": signed("0" * 32, body, now),
@@ -191,8 +198,10 @@ async def test_forged_replayed_and_tampered_requests_get_401_and_do_nothing(flee
     }
     for name, forged in forgeries.items():
         assert (await fleet.http.post(events, content=body, headers=forged)).status_code == 401, name
+        figures.count(REFUSED)
     junk = await fleet.http.post(events, content=b"payload=%7Bnot+json", headers=headers)
     assert junk.status_code == 401, "an unsigned body that does not parse is refused, not a 500"
+    figures.count(REFUSED)
     assert len(fleet.world.workspace.calls) == before, "no Slack API call followed a rejected request"
     assert len(fleet.bot.runtime.store.audit(limit=500)) == audited, "nor an audit row"
 

@@ -31,6 +31,7 @@ from bot.environment import Environment
 from bot.log import REDACTED
 from sandbox.runner import BotProcess, bot_environment, free_port
 from sandbox.world import World, WorldOptions
+from tests import figures
 from tests.conftest import EXAMPLE_CONFIG, client_options
 from tests.contract.test_serve_startup import config_with
 from tests.scenario.harness import Scenario, scenario
@@ -168,8 +169,10 @@ async def test_forged_requests_get_401_and_nothing_to_learn_from(fleet: Fleet,
         assert answer.status_code == 401, name
         assert answer.content == b"", name
         assert answer.headers["WWW-Authenticate"].startswith("Basic "), name
+        figures.count("forged Cloud Monitoring notifications refused (401)")
     both = await fleet.running.http.post(f"{fleet.webhook}?auth_token={token}&auth_token={changed}", json=payload)
     assert both.status_code == 401
+    figures.count("forged Cloud Monitoring notifications refused (401)")
     assert fleet.received == []
     assert "refused a Cloud Monitoring notification without valid credentials" in logged(caplog)
     assert "challenged a Cloud Monitoring notification that came without credentials" in logged(caplog)

@@ -19,10 +19,12 @@ from bot.config import Config
 from sandbox.blockkit_text import text_of
 from sandbox.slack_user import sign
 from sandbox.world import World, WorldOptions
+from tests import figures
 from tests.scenario.harness import Scenario, fast, free_socket, scenario, serving
 from tests.unit.test_request_signing import EXAMPLE_BODY, EXAMPLE_SECRET, EXAMPLE_SIGNATURE, EXAMPLE_TIMESTAMP
 
 USERS = {"oncall": "U07ONCALL01", "viewer": "U07VIEWER01"}
+REFUSED = "requests refused at the bot's Slack route (forged, replayed, expired, tampered, unsigned)"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,7 @@ async def test_slacks_published_example_request_is_taken_once_it_is_fresh(exampl
     published = await example_signed.http.post(events, content=EXAMPLE_BODY,
                                                headers=form_headers(EXAMPLE_TIMESTAMP, EXAMPLE_SIGNATURE))
     assert published.status_code == 401
+    figures.count(REFUSED)
     now = str(int(time.time()))
     fresh = await example_signed.http.post(events, content=EXAMPLE_BODY,
                                            headers=form_headers(now, sign(EXAMPLE_SECRET, now, EXAMPLE_BODY)))
@@ -76,6 +79,8 @@ async def test_slacks_published_example_request_is_taken_once_it_is_fresh(exampl
     world_secret = await example_signed.http.post(events, content=EXAMPLE_BODY, headers=form_headers(
         now, sign(example_signed.world.signing_secret, now, EXAMPLE_BODY)))
     assert world_secret.status_code == 401, "the bot holds the newest version of the secret, and only it"
+    figures.count(REFUSED)
+    figures.count("Slack's published example request, signed now, taken at the route")
 
 
 # -- clicks ----------------------------------------------------------------------------------------------------
@@ -166,6 +171,7 @@ async def test_a_signed_but_malformed_click_gets_200_an_answer_and_an_invalid_ro
     action_id = (payload.get("actions") or [{}])[0]
     command = f"button:{action_id.get('action_id', '?')}" if isinstance(action_id, dict) else "button:?"
     assert (await newest_row(fleet, "oncall", command, "invalid")).detail
+    figures.count("signed but malformed clicks answered 200, told and audited (no 500)")
 
 
 async def test_a_signed_body_that_does_not_parse_gets_400_and_an_unsigned_one_401(fleet: Scenario) -> None:
@@ -180,8 +186,10 @@ async def test_a_signed_body_that_does_not_parse_gets_400_and_an_unsigned_one_40
         headers = {**form_headers(now, sign(fleet.world.signing_secret, now, body)), "Content-Type": content_type}
         signed = await fleet.http.post(events, content=body, headers=headers)
         assert signed.status_code == 400, body
+        figures.count("signed bodies that do not parse answered 400 at the route (no 500)")
         forged = await fleet.http.post(events, content=body, headers={**headers, "X-Slack-Signature": "v0=" + "1" * 64})
         assert forged.status_code == 401, body
+        figures.count(REFUSED)
     assert sum(fleet.world.workspace.calls.values()) == calls, "nothing reached Slack"
 
 

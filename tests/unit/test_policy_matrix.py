@@ -26,6 +26,7 @@ from commands.buttons import handle_button
 from commands.deploy import plan_for
 from commands.framework import Command, Invocation, Runtime, handle
 from commands.registry import all_commands
+from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
 
 USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"}
@@ -142,11 +143,13 @@ async def test_every_command_by_every_role_is_allowed_or_refused_naming_the_role
     row = last_row(runtime, user)
     assert (row.command, row.text, row.action) == (command.slash, TYPED[command.name], command.action or command.name)
     assert len(runtime.store.audit(limit=10, user_id=USERS[user])) == 1, "one audit row per request"
+    figures.count("policy decisions checked (every command and button by every role)")
     if command.name in MAY[user]:
         assert outcome == row.outcome == "ok" and acted == [f"{USERS[user]} {command.slash}"]
         assert "no_entry" not in acks.texts[0]
     else:
         assert outcome == row.outcome == "refused" and not acted
+        figures.count("policy decisions that refused, naming the role needed")
         assert acks.texts == [f":no_entry: {row.detail} Ask someone who has it, or the on-call."]
         assert row.detail.startswith("You can't ") and row.detail.endswith("that needs the *deployer* role.")
         assert row.service == (SERVICE if TYPED[command.name].startswith(SERVICE) else None)
@@ -206,11 +209,13 @@ async def test_every_button_by_every_role_is_authorized_again_and_audited(
     assert (row.command, row.text, row.action, row.service) == (f"button:{action_id}", value, BUTTONS[action_id],
                                                                  SERVICE)
     assert len(runtime.store.audit(limit=10, user_id=USERS[user])) == 1
+    figures.count("policy decisions checked (every command and button by every role)")
     if BUTTONS[action_id] in MAY[user]:
         assert outcome == row.outcome == "ok"
         assert said(runtime) and ":no_entry:" not in said(runtime)[0]
     else:
         assert outcome == row.outcome == "refused"
+        figures.count("policy decisions that refused, naming the role needed")
         assert said(runtime) == [f":no_entry: {row.detail} Ask someone who has it, or the on-call."]
         assert row.detail.endswith("that needs the *deployer* role.")
 

@@ -18,6 +18,7 @@ from commands.buttons import ACTIONS, LINK_BUTTONS, Click, invocation_of, read_c
 from commands.framework import Command, Invalid, Invocation, Plan, Runtime, plan_command
 from commands.grammar import MAX_TEXT, Args, UserError, tokenize
 from commands.registry import all_commands
+from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
 
 QUICK = settings(max_examples=150, deadline=None, database=None, derandomize=True,
@@ -55,6 +56,7 @@ COMMAND_TEXT = st.one_of(
 @example(text="prediction-worker 99999999999999999999d")  # found by this test: timedelta overflowed in /silence
 @example(text="prediction-worker 1000000000d")
 def test_every_command_parses_any_text_into_a_request_or_a_helpful_message(command: Command[Any], text: str) -> None:
+    figures.count("generated inputs tried (hypothesis): command text, parsed")
     args = tokenize(text, command.usage)
     request = args if isinstance(args, UserError) else command.parse(args, CONFIG)
     if isinstance(request, UserError):
@@ -70,6 +72,7 @@ def test_every_command_parses_any_text_into_a_request_or_a_helpful_message(comma
 @given(text=COMMAND_TEXT)
 def test_the_pipeline_plans_any_text_without_raising(command: Command[Any], text: str) -> None:
     """What runs before the ack: grammar, parser, the service the policy decides about, the acknowledgement."""
+    figures.count("generated inputs tried (hypothesis): command text, planned by the pipeline")
     invocation = Invocation(command.slash, text, "U07VIEWER01", "viewer", "C07DEPLOYS1", "https://hooks.slack.test/x")
     planned = plan_command(command, invocation, cast(Runtime, SimpleNamespace(config=CONFIG)))
     assert isinstance(planned, Plan | Invalid)
@@ -112,6 +115,7 @@ CLICK = st.fixed_dictionaries({"type": st.sampled_from(["block_actions", "intera
 @QUICK
 @given(payload=st.one_of(CLICK, st.dictionaries(st.text(max_size=10), _JSON, max_size=5)))
 def test_any_click_payload_reads_as_a_button_or_says_what_is_wrong(payload: dict[str, Any]) -> None:
+    figures.count("generated inputs tried (hypothesis): button click payloads")
     click = read_click(payload)
     invocation = invocation_of(payload)
     assert all(isinstance(v, str) for v in vars(invocation).values())
@@ -131,6 +135,7 @@ def test_any_click_payload_reads_as_a_button_or_says_what_is_wrong(payload: dict
        content_type=st.sampled_from(["application/x-www-form-urlencoded", "application/json", "text/plain", ""]))
 def test_any_body_is_read_as_a_mapping_or_refused(body: bytes, content_type: str) -> None:
     """What the route does with a signed body before Bolt sees it."""
+    figures.count("generated inputs tried (hypothesis): request bodies")
     read = parsed(body, content_type)
     assert read is None or isinstance(read, dict)
 
@@ -176,16 +181,19 @@ def _loads_or_explains(text: str) -> None:
 @example(text="a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(  # ten to the eighth values from nine lines
     f"{name}: &{name} [{', '.join([f'*{inner}'] * 10)}]\n" for inner, name in zip("abcdefg", "bcdefgh", strict=True)))
 def test_any_config_text_loads_or_explains_itself(text: str) -> None:
+    figures.count("generated inputs tried (hypothesis): config files (text)")
     _loads_or_explains(text)
 
 
 @QUICK
 @given(data=_YAMLISH)
 def test_any_structure_loads_or_explains_itself(data: Any) -> None:
+    figures.count("generated inputs tried (hypothesis): config files (structures)")
     _loads_or_explains(yaml.safe_dump(data))
 
 
 @QUICK
 @given(path=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=6), value=_YAMLISH)
 def test_the_example_config_with_any_one_node_changed_loads_or_explains_itself(path: list[int], value: Any) -> None:
+    figures.count("generated inputs tried (hypothesis): config files (the example, one node changed)")
     _loads_or_explains(yaml.safe_dump(_replace_somewhere(EXAMPLE, path, value), sort_keys=False))
