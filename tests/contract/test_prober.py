@@ -4,6 +4,7 @@ private services called with the bot's ID token."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -134,3 +135,47 @@ async def test_without_a_metadata_server_probes_go_out_without_a_token_and_say_s
     finally:
         await prober.aclose()
     assert probe.status == 403 and "no ID token" in probe.error
+
+
+class Asked:
+    """A token source that records which thread asks it."""
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+
+    async def token(self, audience: str) -> str | None:
+        self.threads.add(threading.current_thread().name)
+        return None
+
+
+async def test_probes_run_on_the_probers_own_thread_which_ends_on_aclose(server: tuple[str, Counting]) -> None:
+    """Slack's acks share the caller's loop: the probing, token fetches included, happens on another."""
+    url, _ = server
+    asked = Asked()
+    prober = Prober(concurrency=6, tokens=asked)
+    results = await prober.probe_many([Target(f"{url}/svc-{i}", HealthPaths(), f"{url}/svc-{i}") for i in range(4)])
+    assert [probes[0].status for probes in results] == [200] * 4
+    assert asked.threads == {"prober"}
+    assert "prober" in {thread.name for thread in threading.enumerate()}
+    await prober.aclose()
+    assert "prober" not in {thread.name for thread in threading.enumerate()}
+    with pytest.raises(RuntimeError, match="closed"):
+        await prober.probe("liveness", f"{url}/svc-0", "/health", 2.0, audience=None)
+
+
+async def test_a_cancelled_caller_cancels_its_probes(server: tuple[str, Counting]) -> None:
+    url, counting = server
+    prober = Prober(concurrency=30)
+    try:
+        many = asyncio.create_task(prober.probe_many([Target(f"{url}/svc-{i}", HealthPaths(), None)
+                                                      for i in range(200)]))
+        while counting.now == 0:  # noqa: ASYNC110 - the fixture's server offers no event to wait on
+            await asyncio.sleep(0.005)
+        many.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await many
+        await asyncio.sleep(0.1)  # what was in flight answers (20 ms); nothing new is sent
+        assert counting.now == 0
+        assert counting.most <= 30
+    finally:
+        await prober.aclose()
