@@ -112,6 +112,19 @@ async def test_a_private_service_is_probed_with_the_bots_id_token_on_its_url_and
     assert world.metadata.identity_requests == minted + 1
 
 
+async def test_each_further_audience_costs_one_identity_call_not_a_ping(world: World) -> None:
+    """A thousand services are a thousand audiences: the metadata server is found once, then asked only for
+    tokens."""
+    tokens = IdTokens(bot_environment(world, "sqlite://")["GCE_METADATA_HOST"])
+    pings, minted = world.metadata.pings, world.metadata.identity_requests
+    names = ("nba-grading-service", "prediction-worker", "mlb-prediction-worker")
+    audiences = [world.run.url_for(name) for name in names]
+    found = [await tokens.token(audience) for audience in audiences]
+    assert all(found) and len(set(found)) == 3
+    assert world.metadata.identity_requests - minted == 3
+    assert world.metadata.pings - pings == 1
+
+
 async def test_a_403_says_to_grant_the_bot_run_invoker(world: World, bot_prober: Prober) -> None:
     """A valid token of a member without roles/run.invoker is refused with 403
     (https://cloud.google.com/run/docs/securing/managing-access): /health says what to grant, and does not
