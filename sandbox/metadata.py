@@ -35,6 +35,7 @@ class MetadataServer:
     issuer: IdTokenIssuer
     identity_requests: int = 0
     token_requests: int = 0
+    pings: int = 0
 
     def account(self, name: str) -> bool:
         """`default` and the account's own email both name the attached service account."""
@@ -61,6 +62,7 @@ async def _flavored(request: web.Request, handler: Handler) -> web.StreamRespons
 
 def metadata_app(server: MetadataServer) -> web.Application:
     async def ping(request: web.Request) -> web.Response:
+        server.pings += 1
         return _text("computeMetadata/\n")
 
     async def project_id(request: web.Request) -> web.Response:

@@ -3,6 +3,10 @@
 httpx's API on aiohttp's connection pool: httpx's own async pool collapses above a few dozen
 connections (encode/httpx#3215), and `/health all` over a large fleet needs a hundred in flight.
 
+The probes run on the prober's own event loop in a daemon thread, with their own client (and ID tokens) on that
+loop: three thousand requests of a thousand-service sweep or `/health all` otherwise share the web server's loop
+with Slack's acks, which must answer within 3 s, and held them up by a hundred milliseconds and more.
+
 Private services answer only callers that send an ID token for the service's URL, on the service URL and
 on its tag URLs alike (https://cloud.google.com/run/docs/authenticating/service-to-service): each probe
 names that audience and carries a token when one can be had. Cloud Run's own refusals (401, 403, an HTML
@@ -13,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import httpx
@@ -26,6 +31,8 @@ from bot.config import HealthPaths
 from bot.domain.health import Endpoint, Probe
 
 _MAX_BODY = 256 * 1024
+
+T = TypeVar("T")
 
 
 class TokenSource(Protocol):
@@ -43,8 +50,85 @@ class Target:
 
 
 class Prober:
+    """Awaitable from any event loop; the probing itself happens on the prober's own loop and thread, started at
+    the first probe. `tokens` is asked only from that loop."""
+
     def __init__(self, concurrency: int = 100, transport: httpx.AsyncBaseTransport | None = None,
                  tokens: TokenSource | None = None) -> None:
+        self._concurrency = concurrency
+        self._transport = transport
+        self._tokens = tokens
+        self._starting = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._probes: _Probes | None = None
+        self._closed = False
+
+    async def probe(self, endpoint: Endpoint, base_url: str, path: str, limit_s: float, *,
+                    audience: str | None) -> Probe:
+        return await self._on_loop(lambda probes: probes.probe(endpoint, base_url, path, limit_s, audience=audience))
+
+    async def probe_service(self, base_url: str, paths: HealthPaths, *, audience: str | None) -> list[Probe]:
+        return await self._on_loop(lambda probes: probes.probe_service(base_url, paths, audience=audience))
+
+    async def probe_many(self, targets: Sequence[Target]) -> list[list[Probe]]:
+        """Probe many services from a fixed pool of workers, in the order given."""
+        return await self._on_loop(lambda probes: probes.probe_many(targets))
+
+    async def _on_loop(self, work: Callable[[_Probes], Coroutine[Any, Any, T]]) -> T:
+        """`work(probes)` run on the prober's loop and awaited here; cancelling the caller cancels it there."""
+        loop, probes = self._started()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work(probes), loop))
+
+    def _started(self) -> tuple[asyncio.AbstractEventLoop, _Probes]:
+        with self._starting:
+            if self._closed:
+                raise RuntimeError("the prober is closed")
+            if self._loop is None or self._probes is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="prober", daemon=True)
+                thread.start()
+                # The client, its semaphore and the token fetches belong to the loop they serve.
+                self._probes = asyncio.run_coroutine_threadsafe(self._make(), loop).result()
+                self._loop, self._thread = loop, thread
+            return self._loop, self._probes
+
+    async def _make(self) -> _Probes:
+        return _Probes(self._concurrency, self._transport, self._tokens)
+
+    async def aclose(self) -> None:
+        """Close the client and end what still runs on the prober's loop, then stop the loop and its thread; a
+        probe asked for afterwards raises."""
+        with self._starting:
+            self._closed = True
+            loop, thread, probes = self._loop, self._thread, self._probes
+            self._loop = self._thread = self._probes = None
+        if loop is None or thread is None or probes is None:
+            return
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_wind_down(probes), loop))
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join)
+            loop.close()
+
+
+async def _wind_down(probes: _Probes) -> None:
+    """On the prober's loop: close the client, cancel what is left (a token fetch), and end the loop's threads."""
+    await probes.aclose()
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_default_executor()
+
+
+class _Probes:
+    """The probing itself: one client, one bound on requests in flight, on the loop it was made on."""
+
+    def __init__(self, concurrency: int, transport: httpx.AsyncBaseTransport | None,
+                 tokens: TokenSource | None) -> None:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(transport=transport or AiohttpTransport(limits=limits),
                                          headers={"User-Agent": "chatops-prober/1"}, follow_redirects=False)

@@ -4,6 +4,7 @@ private services called with the bot's ID token."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -111,6 +112,19 @@ async def test_a_private_service_is_probed_with_the_bots_id_token_on_its_url_and
     assert world.metadata.identity_requests == minted + 1
 
 
+async def test_each_further_audience_costs_one_identity_call_not_a_ping(world: World) -> None:
+    """A thousand services are a thousand audiences: the metadata server is found once, then asked only for
+    tokens."""
+    tokens = IdTokens(bot_environment(world, "sqlite://")["GCE_METADATA_HOST"])
+    pings, minted = world.metadata.pings, world.metadata.identity_requests
+    names = ("nba-grading-service", "prediction-worker", "mlb-prediction-worker")
+    audiences = [world.run.url_for(name) for name in names]
+    found = [await tokens.token(audience) for audience in audiences]
+    assert all(found) and len(set(found)) == 3
+    assert world.metadata.identity_requests - minted == 3
+    assert world.metadata.pings - pings == 1
+
+
 async def test_a_403_says_to_grant_the_bot_run_invoker(world: World, bot_prober: Prober) -> None:
     """A valid token of a member without roles/run.invoker is refused with 403
     (https://cloud.google.com/run/docs/securing/managing-access): /health says what to grant, and does not
@@ -134,3 +148,47 @@ async def test_without_a_metadata_server_probes_go_out_without_a_token_and_say_s
     finally:
         await prober.aclose()
     assert probe.status == 403 and "no ID token" in probe.error
+
+
+class Asked:
+    """A token source that records which thread asks it."""
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+
+    async def token(self, audience: str) -> str | None:
+        self.threads.add(threading.current_thread().name)
+        return None
+
+
+async def test_probes_run_on_the_probers_own_thread_which_ends_on_aclose(server: tuple[str, Counting]) -> None:
+    """Slack's acks share the caller's loop: the probing, token fetches included, happens on another."""
+    url, _ = server
+    asked = Asked()
+    prober = Prober(concurrency=6, tokens=asked)
+    results = await prober.probe_many([Target(f"{url}/svc-{i}", HealthPaths(), f"{url}/svc-{i}") for i in range(4)])
+    assert [probes[0].status for probes in results] == [200] * 4
+    assert asked.threads == {"prober"}
+    assert "prober" in {thread.name for thread in threading.enumerate()}
+    await prober.aclose()
+    assert "prober" not in {thread.name for thread in threading.enumerate()}
+    with pytest.raises(RuntimeError, match="closed"):
+        await prober.probe("liveness", f"{url}/svc-0", "/health", 2.0, audience=None)
+
+
+async def test_a_cancelled_caller_cancels_its_probes(server: tuple[str, Counting]) -> None:
+    url, counting = server
+    prober = Prober(concurrency=30)
+    try:
+        many = asyncio.create_task(prober.probe_many([Target(f"{url}/svc-{i}", HealthPaths(), None)
+                                                      for i in range(200)]))
+        while counting.now == 0:  # noqa: ASYNC110 - the fixture's server offers no event to wait on
+            await asyncio.sleep(0.005)
+        many.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await many
+        await asyncio.sleep(0.1)  # what was in flight answers (20 ms); nothing new is sent
+        assert counting.now == 0
+        assert counting.most <= 30
+    finally:
+        await prober.aclose()
