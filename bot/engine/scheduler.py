@@ -6,7 +6,9 @@ instance fires every job, and the job claims (job, fire time) in the store, so e
 work. APScheduler's job stores are not used for that: they promise no such thing across processes.
 
 After downtime, a job that asks for it (`catch_up`) gets the most recent fire time it missed once, marked late;
-older missed fire times are not replayed one by one.
+older missed fire times are not replayed one by one. A fire time that comes while the job's previous run on this
+instance is still going is skipped here, as APScheduler's `max_instances=1` does: sweeps of a large fleet on a
+short interval would otherwise pile up and slow each other down (another instance may take that fire time).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class Scheduler:
         self.jobs = list(jobs)
         self.clock = clock
         self._running: set[asyncio.Task[None]] = set()
+        self._busy: dict[str, datetime] = {}  # job name -> the fire time of its run in progress
+        self.skipped = 0
 
     async def run(self) -> None:
         now = self.clock()
@@ -102,6 +106,13 @@ class Scheduler:
             self._launch(job, missed, late=True)
 
     def _launch(self, job: Job, fire: datetime, *, late: bool) -> None:
+        running = self._busy.get(job.name)
+        if running is not None:
+            self.skipped += 1
+            log.warning("%s for %s skipped: its run for %s is still going (it takes longer than its interval)",
+                        job.name, fire.isoformat(), running.isoformat())
+            return
+        self._busy[job.name] = fire
         task = asyncio.create_task(self._guarded(job, fire, late), name=f"{job.name}@{fire.isoformat()}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -113,6 +124,8 @@ class Scheduler:
             raise
         except Exception:
             log.exception("%s for %s failed", job.name, fire.isoformat())
+        finally:
+            self._busy.pop(job.name, None)
 
     async def settle(self) -> None:
         """Wait for the jobs running now (tests, shutdown)."""
