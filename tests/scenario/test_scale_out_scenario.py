@@ -41,6 +41,7 @@ from bot.domain.rollout import Rollout
 from sandbox.blockkit_text import text_of
 from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
 from sandbox.world import World, WorldOptions
+from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
 
 POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -286,6 +287,7 @@ async def test_concurrent_deploys_at_every_instance_each_promote_with_each_write
         assert cluster.history(service, candidate) == [0, 5, 100, 100], f"{service}: each write made once"
         assert len(await cluster.rows(service)) == 1, f"{service}: one rollout, however many instances were asked"
     assert cluster.writes() - writes == 4 * len(DEPLOYED), "no write made twice, none other made"
+    figures.count(f"rollouts promoted by {cluster.n} instances on one PostgreSQL, each write once", len(DEPLOYED))
 
     def promoted_in_every_thread(seen: list[dict[str, Any]]) -> bool:
         return all(any("serves 100% of traffic" in r for p in parents_of(seen, row.rollout.id)
@@ -337,6 +339,7 @@ async def test_an_instance_killed_holding_a_lease_is_taken_over_by_a_running_one
     assert not any(s.get("tag") for s in cluster.world.run.services[KILLED].traffic_statuses)
     assert cluster.history(KILLED, candidate) == [0, 5, 100, 100], "each write made once"
     assert cluster.writes() - writes == 4, "the hung write reached Cloud Run never, then once"
+    figures.count(f"bot instances killed (SIGKILL) holding a lease, taken over by one of {cluster.n - 1} running")
 
     def promoted(seen: list[dict[str, Any]]) -> bool:
         return any("serves 100% of traffic" in r for p in parents_of(seen, done.rollout.id)
