@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -290,6 +290,17 @@ def secret_value(endpoints: Mapping[str, Any], name: str) -> str:
 
 def signing_secret(endpoints: Mapping[str, Any]) -> str:
     return secret_value(endpoints, "slack-signing-secret")
+
+
+def id_tokens(endpoints: Mapping[str, Any], audiences: Iterable[str]) -> dict[str, str]:
+    """An ID token per audience from the sandbox's metadata server, as the bot's service account gets them: the
+    fleet's services are private, so a baseline that probes them without one is answered 403 at once, which
+    measures nothing (https://cloud.google.com/run/docs/authenticating/service-to-service)."""
+    url = f"{endpoints['bot_env']['GCE_METADATA_HOST']}"
+    identity = f"http://{url}/computeMetadata/v1/instance/service-accounts/default/identity"
+    with httpx.Client(timeout=30, headers={"Metadata-Flavor": "Google"}) as client:
+        return {audience: client.get(identity, params={"audience": audience, "format": "full"})
+                .raise_for_status().text for audience in audiences}
 
 
 def fleet_urls(endpoints: Mapping[str, Any]) -> dict[str, str]:

@@ -3,14 +3,17 @@
 the same URLs one after another (the seeds' curl loop) and against a bare aiohttp floor.
 
 How: for each N (10, 100, 1000 by default) a fleet config of N generated services is written (defaults
-from chatops.example.yaml, so `probe_concurrency` is 100) and `chatops sandbox --headless --latency-ms 50
---requests-per-s 0` runs it with the bot. A `/health all` is sent as the on-call user through the
+from chatops.example.yaml, so `probe_concurrency` is 100), `chatops sandbox --headless --world-only --latency-ms 50
+--requests-per-s 0` runs its world and `chatops serve` the bot, in a process of its own as the floor below is: in
+one process with the world, the bot's probing and the fleet's answering (each request's ID token verified)
+shared one core while the floor had the other. A `/health all` is sent as the on-call user through the
 sandbox's Slack user side (`POST /commands`, signed and delivered like Slack does); the time is from just
 before that send to the report's `ts` in #deploys, which is the Slack emulator's receive time (epoch
 seconds), so how often the channel is polled adds nothing. One warm-up run is discarded (it lists the
 services from the Cloud Run emulator and opens the connections), then the median of --repeats runs.
 Against the same fleet URLs (from the Cloud Run emulator's services list) and the same 3 probes per service
-(/health, /ready, /health/deep):
+(/health, /ready, /health/deep), each with its service's ID token from the sandbox's metadata server, fetched
+before the timing (the services are private, as the bot's tokens are cached after its warm-up run):
   * sequential: one `httpx.Client` request after another, on a sample of services (100 by default) and
     extrapolated linearly per probe to 3N probes when N is larger (marked `*`);
   * floor: a bare `aiohttp.ClientSession` with `TCPConnector(limit=100)` and a semaphore of 100, all 3N
@@ -39,17 +42,21 @@ from pathlib import Path
 import aiohttp
 import httpx
 from common import (
+    CHILDREN,
     BenchError,
     Sandbox,
     elapsed_note,
     fleet_config,
     fleet_urls,
     fmt,
+    free_port,
+    id_tokens,
     median,
     ratio,
     remove_workdir,
     report_after,
     run_main,
+    start_bot,
     start_sandbox,
     table,
     workdir,
@@ -89,23 +96,29 @@ def bot_run(sandbox: Sandbox, client: httpx.Client, poll_s: float, timeout: floa
     raise BenchError(f"no /health all report in #deploys within {timeout:g} s")
 
 
-async def _floor_once(session: aiohttp.ClientSession, urls: list[str]) -> float:
+Probes = list[tuple[str, dict[str, str]]]
+"""(URL, headers): each probe with the ID token of its service."""
+
+
+async def _floor_once(session: aiohttp.ClientSession, probes: Probes) -> float:
     slots = asyncio.Semaphore(FLOOR_CONCURRENCY)
 
-    async def probe(url: str) -> None:
-        async with slots, session.get(url) as response:
+    async def probe(url: str, headers: dict[str, str]) -> None:
+        async with slots, session.get(url, headers=headers) as response:
             await response.read()
+            if response.status in (401, 403):
+                raise BenchError(f"the floor's probe of {url} was refused ({response.status})")
 
     started = time.perf_counter()
-    await asyncio.gather(*(probe(u) for u in urls))
+    await asyncio.gather(*(probe(u, h) for u, h in probes))
     return (time.perf_counter() - started) * 1000
 
 
 class Floor:
     """A bare aiohttp prober kept open across runs, as the bot keeps its pool."""
 
-    def __init__(self, urls: list[str]) -> None:
-        self.urls = urls
+    def __init__(self, probes: Probes) -> None:
+        self.probes = probes
         self.loop = asyncio.new_event_loop()
         self.session = self.loop.run_until_complete(self._open())
 
@@ -113,34 +126,39 @@ class Floor:
         return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=FLOOR_CONCURRENCY))
 
     def run(self) -> float:
-        return self.loop.run_until_complete(_floor_once(self.session, self.urls))
+        return self.loop.run_until_complete(_floor_once(self.session, self.probes))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.session.close())
         self.loop.close()
 
 
-def sequential(urls: list[str]) -> float:
-    """ms for probing `urls` one after another, as a curl loop does (but on one keep-alive client)."""
+def sequential(probes: Probes) -> float:
+    """ms for making `probes` one after another, as a curl loop does (but on one keep-alive client)."""
     with httpx.Client(timeout=10) as client:
-        client.get(urls[0]).read()  # connect once, outside the timing, as the floor and the bot are warm
+        client.get(probes[0][0], headers=probes[0][1]).read()  # connect outside the timing: the others are warm
         started = time.perf_counter()
-        for url in urls:
-            client.get(url).read()
+        for url, headers in probes:
+            if client.get(url, headers=headers).status_code in (401, 403):
+                raise BenchError(f"the sequential probe of {url} was refused")
         return (time.perf_counter() - started) * 1000
 
 
 def measure(n: int, args: argparse.Namespace, directory: Path) -> Row:
     config = fleet_config(n, directory)
-    with elapsed_note(f"N={n}: sandbox start"):
-        sandbox = start_sandbox(config, directory, latency_ms=args.latency_ms, requests_per_s=0,
-                                slack_rate=args.slack_rate)
+    port = free_port()
+    with elapsed_note(f"N={n}: sandbox and bot start"):
+        sandbox = start_sandbox(config, directory, world_only=True, bot_urls=[f"http://127.0.0.1:{port}"],
+                                latency_ms=args.latency_ms, requests_per_s=0, slack_rate=args.slack_rate)
     try:
+        start_bot(sandbox, directory, port)
         urls = fleet_urls(sandbox.endpoints)
         if len(urls) != n:
             raise BenchError(f"the Cloud Run emulator lists {len(urls)} services, expected {n}")
-        probe_urls = [url.rstrip("/") + path for url in urls.values() for path in PATHS]
-        floor = Floor(probe_urls)
+        tokens = id_tokens(sandbox.endpoints, urls.values())  # the bot's are cached too after its warm-up run
+        probes = [(url.rstrip("/") + path, {"Authorization": f"Bearer {tokens[url]}"})
+                  for url in urls.values() for path in PATHS]
+        floor = Floor(probes)
         bot_ms: list[float] = []
         ack_ms: list[float] = []
         floor_ms: list[float] = []
@@ -159,11 +177,12 @@ def measure(n: int, args: argparse.Namespace, directory: Path) -> Row:
             floor.close()
         sample = list(urls.values())[: min(n, args.sample)]
         with elapsed_note(f"N={n}: sequential over {len(sample)} services"):
-            seq_measured = sequential([url.rstrip("/") + path for url in sample for path in PATHS])
+            seq_measured = sequential([(url.rstrip("/") + path, {"Authorization": f"Bearer {tokens[url]}"})
+                                       for url in sample for path in PATHS])
         seq_ms = seq_measured / (len(sample) * len(PATHS)) * (n * len(PATHS))
         return Row(n, bot_ms, ack_ms, floor_ms, seq_ms, len(sample), cold_ms)
     finally:
-        sandbox.stop()
+        CHILDREN.stop_all()  # the bot, then the world
 
 
 def main() -> int:
