@@ -1,7 +1,8 @@
 """Health probes over HTTP, many at once, each bounded by its own timeout.
 
-httpx's API on aiohttp's connection pool: httpx's own async pool collapses above a few dozen
-connections (encode/httpx#3215), and `/health all` over a large fleet needs a hundred in flight.
+aiohttp's client, with a pool of a hundred connections: httpx's own async pool collapses above a few dozen
+(encode/httpx#3215), and httpx's API over aiohttp's pool (httpx-aiohttp) cost more than half of each probe's CPU
+in its request and response models, which made `/health all` over a thousand services CPU-bound (profiled).
 
 The probes run on the prober's own event loop in a daemon thread, with their own client (and ID tokens) on that
 loop: three thousand requests of a thousand-service sweep or `/health all` otherwise share the web server's loop
@@ -24,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from bot.config import HealthPaths
 from bot.domain.health import Endpoint, Probe
@@ -53,10 +52,8 @@ class Prober:
     """Awaitable from any event loop; the probing itself happens on the prober's own loop and thread, started at
     the first probe. `tokens` is asked only from that loop."""
 
-    def __init__(self, concurrency: int = 100, transport: httpx.AsyncBaseTransport | None = None,
-                 tokens: TokenSource | None = None) -> None:
+    def __init__(self, concurrency: int = 100, tokens: TokenSource | None = None) -> None:
         self._concurrency = concurrency
-        self._transport = transport
         self._tokens = tokens
         self._starting = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,7 +91,7 @@ class Prober:
             return self._loop, self._probes
 
     async def _make(self) -> _Probes:
-        return _Probes(self._concurrency, self._transport, self._tokens)
+        return _Probes(self._concurrency, self._tokens)
 
     async def aclose(self) -> None:
         """Close the client and end what still runs on the prober's loop, then stop the loop and its thread; a
@@ -127,11 +124,11 @@ async def _wind_down(probes: _Probes) -> None:
 class _Probes:
     """The probing itself: one client, one bound on requests in flight, on the loop it was made on."""
 
-    def __init__(self, concurrency: int, transport: httpx.AsyncBaseTransport | None,
-                 tokens: TokenSource | None) -> None:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self._client = httpx.AsyncClient(transport=transport or AiohttpTransport(limits=limits),
-                                         headers={"User-Agent": "chatops-prober/1"}, follow_redirects=False)
+    def __init__(self, concurrency: int, tokens: TokenSource | None) -> None:
+        # No cookie jar: a health endpoint's cookies mean nothing to the next probe, and storing them costs.
+        self._client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                             headers={"User-Agent": "chatops-prober/1"},
+                                             cookie_jar=aiohttp.DummyCookieJar())
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._tokens = tokens
@@ -144,24 +141,26 @@ class _Probes:
         async with self._slots:
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(limit_s):
-                    response = await self._client.get(url, timeout=limit_s, headers=headers)
+                async with asyncio.timeout(limit_s), self._client.get(url, headers=headers,
+                                                                      allow_redirects=False) as response:
+                    status = response.status
+                    content_type = response.headers.get("content-type", "")
+                    content = await response.read()
             except TimeoutError:
                 return Probe(endpoint, path, url, None, limit_s * 1000, error=f"timed out after {limit_s:g} s")
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 elapsed = (time.perf_counter() - started) * 1000
                 return Probe(endpoint, path, url, None, elapsed, error=_describe(exc))
             elapsed = (time.perf_counter() - started) * 1000
         body = None
-        is_json = response.headers.get("content-type", "").startswith("application/json")
-        if is_json and len(response.content) < _MAX_BODY:
+        if content_type.startswith("application/json") and len(content) < _MAX_BODY:
             try:
-                parsed = json.loads(response.content)
+                parsed = json.loads(content)
             except ValueError:
                 parsed = None
             body = parsed if isinstance(parsed, dict) else None
-        refused = _refusal(response.status_code, sent_token=token is not None) if body is None else ""
-        return Probe(endpoint, path, url, response.status_code, elapsed, body, error=refused)
+        refused = _refusal(status, sent_token=token is not None) if body is None else ""
+        return Probe(endpoint, path, url, status, elapsed, body, error=refused)
 
     async def probe_service(self, base_url: str, paths: HealthPaths, *, audience: str | None) -> list[Probe]:
         endpoints: Sequence[tuple[Endpoint, str]] = (
@@ -186,7 +185,7 @@ class _Probes:
         return results
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def _refusal(status: int, *, sent_token: bool) -> str:
@@ -207,13 +206,11 @@ def _refusal(status: int, *, sent_token: bool) -> str:
     return ""
 
 
-def _describe(exc: httpx.HTTPError) -> str:
-    """In words an on-call engineer acts on. The aiohttp transport maps a refused connection to httpx's
-    ConnectTimeout, so the original aiohttp error decides."""
-    cause = exc.__cause__
-    reason = str(cause or exc) or type(cause or exc).__name__
-    if isinstance(cause, aiohttp.ClientConnectorError) or (cause is None and isinstance(exc, httpx.ConnectError)):
+def _describe(exc: aiohttp.ClientError) -> str:
+    """In words an on-call engineer acts on."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return f"connection failed: {reason}"
-    if isinstance(cause, aiohttp.ServerTimeoutError) or (cause is None and isinstance(exc, httpx.TimeoutException)):
+    if isinstance(exc, aiohttp.ServerTimeoutError):
         return f"timed out: {reason}"
     return f"no answer: {reason}"
