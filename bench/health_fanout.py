@@ -2,14 +2,15 @@
 """`/health all` fan-out: how long the bot takes to probe N services and post the report, against probing
 the same URLs one after another (the seeds' curl loop) and against a bare aiohttp floor.
 
-How: for each N (10, 100, 1000 by default) a fleet config of N generated services is written (defaults
-from chatops.example.yaml, so `probe_concurrency` is 100), `chatops sandbox --headless --world-only --latency-ms 50
---requests-per-s 0` runs its world and `chatops serve` the bot, in a process of its own as the floor below is: in
-one process with the world, the bot's probing and the fleet's answering (each request's ID token verified)
-shared one core while the floor had the other. A `/health all` is sent as the on-call user through the
-sandbox's Slack user side (`POST /commands`, signed and delivered like Slack does); the time is from just
-before that send to the report's `ts` in #deploys, which is the Slack emulator's receive time (epoch
-seconds), so how often the channel is polled adds nothing. One warm-up run is discarded (it lists the
+How: for each N (10, 100, 1000 by default) a fleet config of N generated services is written (defaults from
+chatops.example.yaml, so `probe_concurrency` is 100), `chatops sandbox --headless --world-only --latency-ms 50
+--requests-per-s 0 --window 0` runs its world and `chatops serve` the bot on the config's own timings (the
+sandbox's 3 s sweeps of the whole fleet would run beside the measured `/health all`; bench/load.py measures those),
+in a process of its own as the floor below is: in one process with the world, the bot's probing and the fleet's
+answering (each request's ID token verified) shared one core while the floor had the other. A `/health all` is sent
+as the on-call user through the sandbox's Slack user side (`POST /commands`, signed and delivered like Slack does);
+the time is from just before that send to the report's `ts` in #deploys, which is the Slack emulator's receive time
+(epoch seconds), so how often the channel is polled adds nothing. One warm-up run is discarded (it lists the
 services from the Cloud Run emulator and opens the connections), then the median of --repeats runs.
 Against the same fleet URLs (from the Cloud Run emulator's services list) and the same 3 probes per service
 (/health, /ready, /health/deep), each with its service's ID token from the sandbox's metadata server, fetched
@@ -149,7 +150,7 @@ def measure(n: int, args: argparse.Namespace, directory: Path) -> Row:
     port = free_port()
     with elapsed_note(f"N={n}: sandbox and bot start"):
         sandbox = start_sandbox(config, directory, world_only=True, bot_urls=[f"http://127.0.0.1:{port}"],
-                                latency_ms=args.latency_ms, requests_per_s=0, slack_rate=args.slack_rate)
+                                latency_ms=args.latency_ms, requests_per_s=0, slack_rate=args.slack_rate, window=0)
     try:
         start_bot(sandbox, directory, port)
         urls = fleet_urls(sandbox.endpoints)
