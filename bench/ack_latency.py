@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import secrets
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +47,10 @@ from common import (
     fleet_config,
     fmt,
     free_port,
+    log_problems,
     median,
     percentile,
+    post_signed,
     ratio,
     remove_workdir,
     report_after,
@@ -63,8 +62,6 @@ from common import (
     wait_http_ok,
     workdir,
 )
-
-ACK_TIMEOUT_S = 3.0  # Slack's
 
 
 @dataclass
@@ -79,17 +76,6 @@ class Series:
 class Busy:
     runs_ms: list[float] = field(default_factory=list)
     acks_ms: list[float] = field(default_factory=list)
-
-
-def log_problems(path: Path) -> Counter[str]:
-    """How many of the bot's JSON log lines are WARNING, ERROR or CRITICAL."""
-    found: Counter[str] = Counter()
-    for line in path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            severity = json.loads(line).get("severity", "")
-            if severity in ("WARNING", "ERROR", "CRITICAL"):
-                found[severity] += 1
-    return found
 
 
 async def response_sink(port: int) -> web.AppRunner:
@@ -113,21 +99,11 @@ async def send_one(session: aiohttp.ClientSession, series: Series, url: str, sec
         await asyncio.sleep(delay)
     series.lag_ms.append(max(0.0, (time.perf_counter() - scheduled) * 1000))
     body, headers = slash_command(secret, endpoints, "/help", "", response_url=f"{sink}/{secrets.token_hex(8)}")
-    try:
-        async with asyncio.timeout(ACK_TIMEOUT_S):
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                status = response.status
-    except TimeoutError:
-        series.errors.append("timeout")
-        return
-    except aiohttp.ClientError as exc:
-        series.errors.append(type(exc).__name__)
-        return
-    if status != 200:
-        series.errors.append(f"HTTP {status}")
-        return
-    series.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
+    error, _ = await post_signed(session, url, body, headers)
+    if error:
+        series.errors.append(error)
+    else:
+        series.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
 
 
 async def open_loop(targets: dict[str, str], secret: str, endpoints: dict[str, Any], sink: str, rate: float,

@@ -8,6 +8,7 @@ script calls from a `finally`, so Ctrl-C or an error never leaves a sandbox or a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 import yaml
 
@@ -504,3 +507,34 @@ def elapsed_note(label: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     print(f"  [{label}: {time.perf_counter() - started:.1f} s]", file=sys.stderr, flush=True)
+
+
+ACK_TIMEOUT_S = 3.0
+"""Slack's: a request not acknowledged within it is an error (https://api.slack.com/interactivity/handling)."""
+
+
+async def post_signed(session: aiohttp.ClientSession, url: str, body: str,
+                      headers: Mapping[str, str]) -> tuple[str, bytes]:
+    """POST a signed Slack request as Slack does: ("", the ack's body) for a 200 within ACK_TIMEOUT_S, else
+    (what went wrong, b"")."""
+    try:
+        async with asyncio.timeout(ACK_TIMEOUT_S):
+            async with session.post(url, data=body, headers=dict(headers)) as response:
+                raw = await response.read()
+                status = response.status
+    except TimeoutError:
+        return f"no answer within {ACK_TIMEOUT_S:g} s", b""
+    except aiohttp.ClientError as exc:
+        return type(exc).__name__, b""
+    return ("", raw) if status == 200 else (f"HTTP {status}", b"")
+
+
+def log_problems(path: Path) -> Counter[str]:
+    """The bot's JSON log lines at WARNING or worse, by severity and message."""
+    found: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            record = json.loads(line)
+            if record.get("severity") in ("WARNING", "ERROR", "CRITICAL"):
+                found[f"{record['severity']}: {str(record.get('message', ''))[:120]}"] += 1
+    return found

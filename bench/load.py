@@ -59,7 +59,9 @@ from common import (
     fleet_config,
     fmt,
     free_port,
+    log_problems,
     percentile,
+    post_signed,
     ratio,
     remove_workdir,
     routed,
@@ -79,7 +81,6 @@ from sqlalchemy import select
 from bot.adapters.store import Store
 from bot.adapters.tables import ScheduleRunRow
 
-ACK_TIMEOUT_S = 3.0  # Slack's
 ROLLOUTS = 3
 SETTLE_S = 5.0  # after the last send, for the answers that follow acks to arrive before memory is read
 
@@ -173,19 +174,8 @@ async def send_one(session: aiohttp.ClientSession, series: Series, sent: Sent, u
     series.lag_ms.append(max(0.0, (time.perf_counter() - scheduled) * 1000))
     kind = sent.kind
     body, headers = slash_command(secret, endpoints, kind.command, kind.text, response_url=reply_url, user=kind.user)
-    try:
-        async with asyncio.timeout(ACK_TIMEOUT_S):
-            async with session.post(url, data=body, headers=headers) as response:
-                raw = await response.read()
-                status = response.status
-    except TimeoutError:
-        sent.error = "timeout"
-        return
-    except aiohttp.ClientError as exc:
-        sent.error = type(exc).__name__
-        return
-    if status != 200:
-        sent.error = f"HTTP {status}"
+    sent.error, raw = await post_signed(session, url, body, headers)
+    if sent.error:
         return
     sent.latency_ms = (time.perf_counter() - scheduled) * 1000
     sent.ack_text = ack_text(raw.decode(errors="replace"))
@@ -242,17 +232,6 @@ def sweeps_between(database_url: str, start: datetime, end: datetime) -> int:
             return sum(1 for fire in fires if start <= fire.replace(tzinfo=UTC) < end)
     finally:
         store.close()
-
-
-def log_problems(path: Path) -> Counter[str]:
-    """The bot's JSON log lines at WARNING or worse, by severity and message."""
-    found: Counter[str] = Counter()
-    for line in path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(ValueError, AttributeError):
-            record = json.loads(line)
-            if record.get("severity") in ("WARNING", "ERROR", "CRITICAL"):
-                found[f"{record['severity']}: {str(record.get('message', ''))[:120]}"] += 1
-    return found
 
 
 @dataclass

@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from common import (
+    ACK_TIMEOUT_S,
     CHILDREN,
     EXAMPLE_CONFIG,
     BenchError,
@@ -60,6 +61,7 @@ from common import (
     fmt,
     free_port,
     percentile,
+    post_signed,
     ratio,
     remove_workdir,
     run_main,
@@ -75,7 +77,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-ACK_TIMEOUT_S = 3.0  # Slack's
 COMMANDS = (("/help", ""), ("/status", ""))
 POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -199,21 +200,11 @@ async def send_one(session: aiohttp.ClientSession, step: Step, url: str, secret:
         await asyncio.sleep(delay)
     body, headers = slash_command(secret, endpoints, command[0], command[1],
                                   response_url=f"{sink}/{secrets.token_hex(8)}")
-    try:
-        async with asyncio.timeout(ACK_TIMEOUT_S):
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                status = response.status
-    except TimeoutError:
-        step.errors.append("no answer within 3 s")
-        return
-    except aiohttp.ClientError as exc:
-        step.errors.append(type(exc).__name__)
-        return
-    if status != 200:
-        step.errors.append(f"HTTP {status}")
-        return
-    step.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
+    error, _ = await post_signed(session, url, body, headers)
+    if error:
+        step.errors.append(error)
+    else:
+        step.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
 
 
 async def open_loop(urls: Sequence[str], secret: str, endpoints: dict[str, Any], sink: str, rate: float,

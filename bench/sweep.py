@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import math
 import os
 import sys
@@ -78,6 +76,7 @@ from common import (
     fleet_urls,
     fmt,
     free_port,
+    log_problems,
     median,
     ratio,
     remove_workdir,
@@ -328,17 +327,6 @@ def sample(pid: int) -> Sample:
 
 def sleep_until(epoch_s: float) -> None:
     time.sleep(max(0.0, epoch_s - time.time()))
-
-
-def log_problems(path: Path) -> Counter[str]:
-    """The bot's JSON log lines at WARNING or worse, by severity and message."""
-    found: Counter[str] = Counter()
-    for line in path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(ValueError, AttributeError):
-            record = json.loads(line)
-            if record.get("severity") in ("WARNING", "ERROR", "CRITICAL"):
-                found[f"{record['severity']}: {str(record.get('message', ''))[:120]}"] += 1
-    return found
 
 
 def store_figures(database: Path) -> tuple[list[datetime], Counter[str], Counter[str]]:

@@ -4,44 +4,23 @@ spans a fire time, one late digest from whichever instance comes back (not every
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
 from bot.config import Config, Digest
 from sandbox.blockkit_text import text_of
 from sandbox.world import World, WorldOptions
+from tests.postgres_schema import fresh_schema
 from tests.scenario.harness import fast, free_socket, serving
-
-POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
 def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test PostgreSQL; the database URL that puts it first on the search path."""
-    admin: Engine = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"), poolclass=NullPool,
-                                  isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    schema = f"chatops_digest_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        pytest.fail(f"this scenario needs PostgreSQL at {POSTGRES_URL}: {exc.orig}", pytrace=False)
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema("chatops_digest") as url:
+        yield url
 
 
 def minutely(config: Config) -> Config:

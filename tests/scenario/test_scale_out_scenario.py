@@ -13,14 +13,13 @@ the incident and digest test runs last, so the minutely digest has had the whole
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,10 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import create_engine, make_url, select, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import select
 
 from bot.adapters.store import RolloutRow, Store
 from bot.adapters.tables import ScheduleRunRow
@@ -43,8 +39,8 @@ from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_confi
 from sandbox.world import World, WorldOptions
 from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
+from tests.postgres_schema import fresh_schema
 
-POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 STAGES = (5, 100)
 LEASE_S = 4.0
 WRITES = ("CreateService", "UpdateService", "DeleteService", "DeleteRevision")
@@ -54,27 +50,6 @@ rollout costs the file about ten seconds a run."""
 BROKEN, BROKEN_CHANNEL, BROKEN_CHECK = "prediction-worker", "predictions", "gcs_model_file"
 KILLED = "mlb-prediction-worker"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@contextlib.contextmanager
-def fresh_schema() -> Iterator[str]:
-    """A new schema in the test PostgreSQL, dropped afterwards; the database URL that puts it first on the search
-    path, so every instance (and this test's own reads) use it."""
-    admin: Engine = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"), poolclass=NullPool,
-                                  isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    schema = f"chatops_scale_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        pytest.fail(f"this scenario needs PostgreSQL at {POSTGRES_URL}: {exc.orig}", pytrace=False)
-    try:
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def cluster_config(tmp: Path) -> Path:
@@ -249,7 +224,7 @@ async def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     await world.start()
     bots: list[BotProcess] = []
     try:
-        with fresh_schema() as database_url:
+        with fresh_schema("chatops_scale") as database_url:
             env = bot_environment(world, database_url)
             bots = [BotProcess(config, port, env, tmp / f"bot-{port}.log") for port in ports]
             store = Store(database_url)
