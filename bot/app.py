@@ -143,8 +143,9 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
 
     async def _hand_over(reconciling: asyncio.Task[None], loops: list[asyncio.Task[None]]) -> None:
         """Shutting down (Cloud Run's SIGTERM, 10 s before its SIGKILL): claim no more rollouts, let the tick in
-        progress persist what it did, give the leases up so another instance carries on at once, and post what
-        is due for Slack, all within SHUTDOWN_S; what is left in the outbox is sent by the next instance."""
+        progress persist what it did, give the leases up so another instance carries on at once (except those of a
+        write still in flight), and post what is due for Slack, all within SHUTDOWN_S; what is left in the outbox
+        is sent by the next instance."""
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_S
         reconciler.stop()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -154,12 +155,14 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
         for loop in loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+        in_flight = set(reconciler.writing)  # a write that runs on in its thread keeps its lease till it runs out
         try:
-            released = await asyncio.to_thread(store.release_rollouts, owner)
+            released = await asyncio.to_thread(store.release_rollouts, owner, in_flight)
         except StoreUnavailable as exc:
             log.error("could not give up the rollout leases (they run out by themselves): %s", exc)
         else:
-            log.info("shutting down: gave up %d rollout lease(s)", released)
+            log.info("shutting down: gave up %d rollout lease(s); %d kept with a write in flight", released,
+                     len(in_flight))
         await sender.hand_over(deadline - asyncio.get_running_loop().time())
 
     @contextlib.asynccontextmanager

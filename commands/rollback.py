@@ -1,9 +1,11 @@
 """`/rollback <service> [to=<revision>]`: all traffic back to a revision known to be good, in one call.
 
 Mid-rollout the reconciler does it (to the revision that served when the deploy started) and the rollout
-ends. After a finished deploy the command does it itself, to the revision `bot.domain.rollback` chooses,
-and says which and why; it is recorded like a rollout, so the next `/rollback` never returns to what this
-one rolled away from. `to=` may name any Ready revision, with a warning if chatops rolled it back before.
+ends. After a finished deploy the command chooses the revision (`bot.domain.rollback`) and says which and why,
+and the reconciler makes the write: a restore row (`bot.domain.rollout.restore`) under the same lease and
+fencing as a rollout, pursued until Cloud Run routes it, so there is one writer of traffic. It is kept like a
+rollout, so the next `/rollback` never returns to what this one rolled away from. `to=` may name any Ready
+revision, with a warning if chatops rolled it back before.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 from bot.adapters.cloudrun import CloudRunRefused, CloudRunUnavailable, RevisionInfo
 from bot.adapters.logs import LogsUnavailable
-from bot.domain.digest import MANUAL_ROLLBACK_IMAGE
+from bot.adapters.store import RolloutConflict
 from bot.domain.permissions import denied_permission, grant_hint
 from bot.domain.rollback import NoTarget, Record, RevisionFacts, Target, candidates, choose, record_of
 from bot.domain.rollout import Command as RolloutCommand
-from bot.domain.rollout import Rollout, State, describe
+from bot.domain.rollout import describe, restore
 from commands.deploy import plan_for
 from commands.framework import Invocation, Runtime
 from commands.rollout_control import RolloutControl, ServiceRequest, hand_over
@@ -91,26 +93,21 @@ class Rollback(RolloutControl):
                 return target
             if serving == target.revision:
                 return f"{service} already sends all traffic to `{target.revision}`."
-            before, result = await runtime.cloudrun.route(service, target.revision)
         except CloudRunUnavailable as exc:
             hint = grant_hint(denied_permission(exc.permission, str(exc))) if isinstance(exc, CloudRunRefused) else ""
             return f":x: Nothing was rolled back: {exc}" + (f" ({hint})" if hint else "") + ". Traffic is as it was."
-        was = describe(before.live.traffic)
-        if result.outcome in ("refused", "conflict"):
-            hint = grant_hint(denied_permission(result.permission, result.message))
-            return (f":x: Cloud Run refused to send all traffic to `{target.revision}`: {result.status} "
-                    f"{result.message}" + (f" ({hint})" if hint else "") + f". Traffic is as it was: {was}.")
-        if result.outcome == "retry":
-            return (f":warning: Cloud Run did not confirm the rollback to `{target.revision}` ({result.message}). "
-                    f"Traffic was {was}; `/status {service}` or `/rollback {service}` again.")
-        await self._remember(runtime, invocation, service, serving, target, was)
-        routing = "" if result.outcome == "done" else " (Cloud Run is routing it now)"
+        row = restore(service=service, target=target.revision, serving=serving, why=target.why,
+                      user=invocation.user_id, plan=plan_for(runtime.config, service, "direct"), live=view.live,
+                      now=datetime.now(UTC))
         channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
-        await runtime.slack.post(channel, f"{service} rolled back to {target.revision}",
-                                 [{"type": "section", "text": {"type": "mrkdwn", "text": (
-                                     f":rewind: <@{invocation.user_id}> rolled *{service}* back: all traffic to "
-                                     f"`{target.revision}`{routing}, because {target.why} (was {was}).")}}])
-        return f":rewind: {service} now sends all traffic to `{target.revision}`{routing}: {target.why}."
+        try:
+            stored = await asyncio.to_thread(runtime.store.create_rollout, row, channel)
+        except RolloutConflict as conflict:  # someone's /deploy or /rollback got there first: that one has it
+            return await hand_over(runtime, conflict.existing.rollout.id, self.command_for(request, invocation.user_id))
+        runtime.wake()
+        return (f":rewind: Rolling {service} back: all traffic to `{target.revision}`, because {target.why} (was "
+                f"{describe(view.live.traffic)}). Rollout #{stored.rollout.id}'s message says when Cloud Run routes "
+                "it; chatops keeps at it until it does.")
 
     async def _target(self, request: ServiceRequest, serving: str | None, revisions: list[RevisionInfo],
                       record: Record, runtime: Runtime) -> Target | str:
@@ -144,16 +141,3 @@ class Rollback(RolloutControl):
             except LogsUnavailable:
                 break
         return frozenset(seen)
-
-    async def _remember(self, runtime: Runtime, invocation: Invocation, service: str, serving: str | None,
-                        target: Target, was: str) -> None:
-        """Kept as an ended rollout: /history shows it, and the revision rolled away from is not chosen again."""
-        now = datetime.now(UTC)
-        plan = plan_for(runtime.config, service, "direct")
-        why = f"rolled back by <@{invocation.user_id}> to {target.revision} ({target.why}); was {was}"
-        rolled = Rollout(id=0, service=service, image=f"{MANUAL_ROLLBACK_IMAGE}{target.revision})",
-                         stable=target.revision, candidate=serving or "", plan=plan,
-                         requested_by=invocation.user_id, created_at=now, next_check_at=now,
-                         traffic=((target.revision, 100),), state=State.ROLLED_BACK, ended_at=now, reason=why)
-        channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
-        await asyncio.to_thread(runtime.store.record_closed, rolled, channel)

@@ -1,5 +1,6 @@
 """What /promote, /pause, /resume, /rollback and the rollout message's buttons have in common: find the
-service's open rollout and leave the person's command for the reconciler, which acts on it at once."""
+service's open rollout and queue the person's command for the reconciler, which acts on it at once and answers
+every command it was given, applied or refused, in the rollout's thread."""
 
 from __future__ import annotations
 
@@ -10,19 +11,10 @@ from typing import ClassVar
 
 from bot.config import Config
 from bot.domain.rollout import Command as RolloutCommand
-from bot.domain.rollout import State
+from bot.domain.rollout import admit
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
-_ALLOWED = {
-    "promote": (State.VERIFYING, State.ANALYSING, State.PAUSED),
-    "promote_full": (State.VERIFYING, State.ANALYSING, State.PAUSED),
-    "pause": (State.DEPLOYING, State.VERIFYING, State.ANALYSING),
-    "resume": (State.PAUSED,),
-    "rollback": (State.DEPLOYING, State.VERIFYING, State.ANALYSING, State.PAUSED),
-}
-_DONE = {"promote": "promoted", "promote_full": "promoted", "pause": "paused", "resume": "resumed",
-         "rollback": "rolled back"}
 _DOING = {"promote": "Promoting", "promote_full": "Promoting to 100%", "pause": "Pausing", "resume": "Resuming",
           "rollback": "Rolling back"}
 
@@ -35,22 +27,21 @@ class ServiceRequest:
 
 
 async def hand_over(runtime: Runtime, rollout_id: int, command: RolloutCommand) -> str:
-    """Hand the command to the reconciler; returns the answer for the person who asked."""
+    """Queue the command for the reconciler; returns the answer for the person who asked. A queued command is
+    never lost: the rollout's thread says when it was applied, or why not."""
     stored = await asyncio.to_thread(runtime.store.rollout, rollout_id)
-    if stored is None or stored.rollout.state.ended:
-        state = stored.rollout.state.value.replace("_", " ") if stored else "gone"
-        return f"Rollout #{rollout_id} has already ended ({state}); nothing to do."
-    rollout = stored.rollout
-    if rollout.state not in _ALLOWED[command.action]:
-        return (f"Rollout #{rollout.id} of {rollout.service} is {rollout.state.value}, so it can't be "
-                f"{_DONE[command.action]} now.")
-    if command.action == "rollback" and not rollout.stable and not command.to:
-        return f"{rollout.service} is a new service: there is no earlier revision to roll back to."
-    if await asyncio.to_thread(runtime.store.request, rollout.id, command) is None:
+    if stored is None:
+        return f"Rollout #{rollout_id} is gone; nothing to do."
+    refusal = admit(stored.rollout, command)
+    if refusal:
+        return refusal
+    queued = await asyncio.to_thread(runtime.store.request, rollout_id, command)
+    if queued is None:
         return f"Rollout #{rollout_id} ended just now; nothing to do."
     runtime.wake()
-    doing = _DOING[command.action]
-    return f":ok_hand: {doing} {rollout.service} (rollout #{rollout.id}); its message shows the result."
+    rollout = stored.rollout
+    return (f":ok_hand: {_DOING[command.action]} {rollout.service} (rollout #{rollout.id}); its thread says when "
+            "it is done, or why not.")
 
 
 class RolloutControl(Command[ServiceRequest]):

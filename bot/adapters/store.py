@@ -13,7 +13,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -41,10 +41,10 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, InterfaceError, Operat
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from bot.adapters.rollout_json import decode, dumps, encode, loads
+from bot.adapters.rollout_json import dumps, loads
 from bot.adapters.tables import ID as _ID
 from bot.adapters.tables import Base, UTCDateTime
-from bot.domain.rollout import Command, Rollout
+from bot.domain.rollout import Answer, Command, Rollout
 
 OUTCOMES = ("ok", "accepted", "refused", "invalid", "failed")
 """What became of a request: done, started (finishes later), not allowed, not understood, broke.
@@ -152,13 +152,31 @@ class RolloutRow(Base):
     channel: Mapped[str] = mapped_column(String())
     message_ts: Mapped[str | None] = mapped_column(String())
     data: Mapped[str] = mapped_column(Text())
-    command: Mapped[str | None] = mapped_column(Text())
 
-    def stored(self) -> StoredRollout:
-        rollout = loads(self.data)
-        if self.command:
-            rollout = replace(rollout, command=decode(Command, self.command))
+    def stored(self, commands: tuple[Command, ...] = ()) -> StoredRollout:
+        rollout = replace(loads(self.data), commands=commands)
         return StoredRollout(rollout, self.channel, self.message_ts, self.generation, self.lease_owner)
+
+
+class CommandRow(Base):
+    """Table `rollout_commands` (revision 0005): a person's command, kept until it is applied or refused (`outcome`),
+    with what its sender was told (`answer`)."""
+
+    __tablename__ = "rollout_commands"
+    __table_args__ = (Index("ix_rollout_commands_rollout_id_outcome", "rollout_id", "outcome"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(_ID)
+    action: Mapped[str] = mapped_column(String())
+    user_id: Mapped[str] = mapped_column(String())
+    target: Mapped[str] = mapped_column(String())
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String())
+    answer: Mapped[str] = mapped_column(Text())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def command(self) -> Command:
+        return Command(self.action, self.user_id, self.target, id=self.id, at=self.asked_at)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -180,8 +198,24 @@ class RolloutConflict(Exception):
         self.existing = existing
 
 
-def _is_open(rollout: Rollout) -> bool:
-    return not rollout.state.ended or rollout.pending is not None
+def _with_commands(session: Session, rows: Sequence[RolloutRow]) -> list[StoredRollout]:
+    """The rollouts with the commands still waiting for them, oldest first."""
+    waiting: dict[int, list[Command]] = {}
+    if rows:
+        query = (select(CommandRow).where(CommandRow.rollout_id.in_([row.id for row in rows]),
+                                          CommandRow.outcome.is_(None)).order_by(CommandRow.id))
+        for command in session.scalars(query):
+            waiting.setdefault(command.rollout_id, []).append(command.command())
+    return [row.stored(tuple(waiting.get(row.id, ()))) for row in rows]
+
+
+def _database_now(session: Session) -> datetime:
+    """The database's clock: leases are judged on it, so instances whose clocks differ still agree who holds one."""
+    if session.get_bind().dialect.name == "postgresql":
+        value: datetime = session.scalar(text("SELECT clock_timestamp()"))
+        return value.astimezone(UTC)
+    stamp: str = session.scalar(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"))
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
 
 
 def default_url() -> str:
@@ -308,32 +342,16 @@ class Store:
             raise RolloutConflict(existing) from None
         return row.stored()
 
-    def record_closed(self, rollout: Rollout, channel: str) -> StoredRollout:
-        """Keep something that already happened as an ended rollout (a `/rollback` outside a rollout), so
-        /history shows it and the next rollback knows which revision was rolled away from."""
-        if not rollout.state.ended or rollout.pending is not None:
-            raise ValueError("only an ended rollout with nothing pending can be recorded as closed")
-        now = datetime.now(UTC)
-        row = RolloutRow(service=rollout.service, state=rollout.state.value, open=False,
-                         next_check_at=rollout.next_check_at, generation=0, created_at=rollout.created_at,
-                         updated_at=now, ended_at=rollout.ended_at, requested_by=rollout.requested_by,
-                         image=rollout.image, channel=channel, data=dumps(rollout))
-        with self._reachable(), self._writes.begin() as session:
-            session.add(row)
-            session.flush()
-            row.data = dumps(replace(rollout, id=row.id))
-        return row.stored()
-
     def open_rollout(self, service: str) -> StoredRollout | None:
         query = select(RolloutRow).where(RolloutRow.service == service, RolloutRow.open)
         with self._reachable(), self._sessions() as session:
             row = session.scalars(query).first()
-            return row.stored() if row else None
+            return _with_commands(session, [row])[0] if row else None
 
     def rollout(self, rollout_id: int) -> StoredRollout | None:
         with self._reachable(), self._sessions() as session:
             row = session.get(RolloutRow, rollout_id)
-            return row.stored() if row else None
+            return _with_commands(session, [row])[0] if row else None
 
     def rollouts(self, *, service: str | None = None, open_only: bool = False, limit: int = 20) -> list[StoredRollout]:
         """Newest first."""
@@ -345,36 +363,50 @@ class Store:
         with self._reachable(), self._sessions() as session:
             return [row.stored() for row in session.scalars(query)]
 
-    def request(self, rollout_id: int, command: Command) -> StoredRollout | None:
-        """Leave a person's command for the reconciler and make the rollout due now; None if it has ended."""
+    def request(self, rollout_id: int, command: Command) -> Command | None:
+        """Queue a person's command for the reconciler and make the rollout due now; None if it has closed.
+
+        Returns the command as queued (its id and time): it is kept until the reconciler applies or refuses it,
+        whatever other commands arrive meanwhile."""
         now = datetime.now(UTC)
         with self._reachable(), self._writes.begin() as session:
             row = session.get(RolloutRow, rollout_id, with_for_update=True)
-            if row is None or not row.open or loads(row.data).state.ended:
+            if row is None or not row.open:
                 return None
-            row.command = encode(command)
+            queued = CommandRow(rollout_id=rollout_id, action=command.action, user_id=command.user,
+                                target=command.to, asked_at=now, answer="")
+            session.add(queued)
             row.next_check_at = now
             row.updated_at = now
-            return row.stored()
+            session.flush()
+            return queued.command()
+
+    def answers(self, rollout_id: int) -> list[tuple[Command, str | None, str]]:
+        """Every command given to a rollout, oldest first: (command, "applied" | "refused" | None, answer)."""
+        query = select(CommandRow).where(CommandRow.rollout_id == rollout_id).order_by(CommandRow.id)
+        with self._reachable(), self._sessions() as session:
+            return [(row.command(), row.outcome, row.answer) for row in session.scalars(query)]
 
     def set_message(self, rollout_id: int, channel: str, ts: str) -> None:
         with self._reachable(), self._writes.begin() as session:
             session.execute(update(RolloutRow).where(RolloutRow.id == rollout_id)
                             .values(channel=channel, message_ts=ts))
 
-    def claim_due(self, owner: str, now: datetime, lease_s: float, limit: int = 50) -> list[StoredRollout]:
-        """Lease the open rollouts that are due (or already ours), raising each one's fencing generation.
+    def claim_due(self, owner: str, now: datetime | None, lease_s: float, limit: int = 50) -> list[StoredRollout]:
+        """Lease the open rollouts that are due (or already ours), raising each one's fencing generation, with the
+        commands queued for them. `now` None: the database's clock, the one every instance shares.
 
         Candidates are read with FOR UPDATE SKIP LOCKED on PostgreSQL so instances don't queue behind
         each other; the conditional UPDATE is what makes the claim safe on every backend.
         """
-        expires = now + timedelta(seconds=lease_s)
-        free = (RolloutRow.lease_owner.is_(None)) | (RolloutRow.lease_expires_at < now) | (
-            RolloutRow.lease_owner == owner)
-        query = (select(RolloutRow.id).where(RolloutRow.open, RolloutRow.next_check_at <= now, free)
-                 .order_by(RolloutRow.next_check_at).limit(limit).with_for_update(skip_locked=True))
-        claimed: list[StoredRollout] = []
+        claimed: list[RolloutRow] = []
         with self._reachable(), self._writes.begin() as session:
+            at = now or _database_now(session)
+            expires = at + timedelta(seconds=lease_s)
+            free = (RolloutRow.lease_owner.is_(None)) | (RolloutRow.lease_expires_at < at) | (
+                RolloutRow.lease_owner == owner)
+            query = (select(RolloutRow.id).where(RolloutRow.open, RolloutRow.next_check_at <= at, free)
+                     .order_by(RolloutRow.next_check_at).limit(limit).with_for_update(skip_locked=True))
             for rollout_id in session.scalars(query).all():
                 result = session.execute(
                     update(RolloutRow).where(RolloutRow.id == rollout_id, free)
@@ -382,43 +414,60 @@ class Store:
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     row = session.get(RolloutRow, rollout_id, populate_existing=True)
                     if row is not None:
-                        claimed.append(row.stored())
-        return claimed
+                        claimed.append(row)
+            return _with_commands(session, claimed)
 
     def save(self, claim: StoredRollout, rollout: Rollout, *, release: bool = False,
+             answers: Sequence[Answer] = (), renew_s: float | None = None,
              also: Callable[[Session], object] | None = None) -> bool:
         """Persist the reconciler's next rollout, fenced: False when the lease passed to someone else.
 
-        The command column is cleared only if it still holds the command this rollout consumed, so a
-        command that arrives during a tick is not lost. `also` writes in the same transaction (what the
-        rollout tells Slack), so what is decided and what is said are kept together or not at all.
+        `renew_s`: the save before a Cloud Run write also checks, on the database's clock, that the lease is still
+        held, and renews it for `renew_s` (more than the write and its wait can take: config.py holds the lease to
+        over twice google_timeout); False when it ran out, so no write is made on a lease someone else may be
+        taking. `answers` ends the commands the rollout
+        applied or refused. A rollout is not closed while a command that came during the tick waits: it stays
+        open, due now, so that command is answered too. `also` writes in the same transaction (what the rollout
+        tells Slack), so what is decided and what is said are kept together or not at all.
         """
         now = datetime.now(UTC)
         values: dict[str, object] = {
-            "state": rollout.state.value, "open": _is_open(rollout), "next_check_at": rollout.next_check_at,
-            "updated_at": now, "ended_at": rollout.ended_at, "data": dumps(replace(rollout, command=None)),
+            "state": rollout.state.value, "open": rollout.open, "next_check_at": rollout.next_check_at,
+            "updated_at": now, "ended_at": rollout.ended_at, "data": dumps(replace(rollout, commands=())),
         }
-        if release or not _is_open(rollout):
-            values.update(lease_owner=None, lease_expires_at=None)
         fenced = (RolloutRow.id == rollout.id) & (RolloutRow.generation == claim.generation) & (
             RolloutRow.lease_owner == claim.lease_owner)
         with self._reachable(), self._writes.begin() as session:
+            if renew_s is not None:
+                clock = _database_now(session)
+                fenced &= RolloutRow.lease_expires_at > clock
+                values["lease_expires_at"] = clock + timedelta(seconds=renew_s)
+            answered = {answer.command.id for answer in answers}
+            if not rollout.open and session.scalar(select(func.count()).select_from(CommandRow).where(
+                    CommandRow.rollout_id == rollout.id, CommandRow.outcome.is_(None),
+                    CommandRow.id.not_in(answered))):
+                values.update(open=True, next_check_at=now)
+            elif release or not rollout.open:
+                values.update(lease_owner=None, lease_expires_at=None)
             result = session.execute(update(RolloutRow).where(fenced).values(**values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            if claim.rollout.command is not None and rollout.command is None:
-                session.execute(update(RolloutRow).where(
-                    RolloutRow.id == rollout.id, RolloutRow.command == encode(claim.rollout.command))
-                    .values(command=None))
+            for answer in answers:
+                session.execute(update(CommandRow).where(CommandRow.id == answer.command.id,
+                                                         CommandRow.outcome.is_(None))
+                                .values(outcome="applied" if answer.applied else "refused", answer=answer.text,
+                                        answered_at=now))
             if also is not None:
                 also(session)
         return True
 
-    def release_rollouts(self, owner: str) -> int:
+    def release_rollouts(self, owner: str, keep: Collection[int] = ()) -> int:
         """Give up every rollout lease `owner` holds, so another instance takes them over at once rather than
-        when they run out: an instance shutting down (SIGTERM) says it is gone. Returns how many it held."""
+        when they run out: an instance shutting down (SIGTERM) says it is gone. The rollouts in `keep` (a write
+        still in flight) keep their leases until they run out. Returns how many were given up."""
         with self._reachable(), self._writes.begin() as session:
-            result = session.execute(update(RolloutRow).where(RolloutRow.lease_owner == owner)
+            result = session.execute(update(RolloutRow).where(RolloutRow.lease_owner == owner,
+                                                              RolloutRow.id.not_in(list(keep)))
                                      .values(lease_owner=None, lease_expires_at=None))
         return int(result.rowcount)  # type: ignore[attr-defined]
 

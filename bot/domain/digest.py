@@ -17,18 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.health import FleetHealth, ServiceHealth, Status
-from bot.domain.rollout import Rollout, State
+from bot.domain.rollout import MANUAL_ROLLBACK_IMAGE, Rollout, State
 
 DEFAULT_MTTR_GOAL = timedelta(minutes=30)
 MTTR_WINDOW = timedelta(days=7)
 DEFAULT_GRACE = timedelta(minutes=5)
 """How long after its fire time a digest may go out before it says it is late: a scheduler that ticks every
 minute or so is not "late", a bot that was down for an hour is."""
-
-MANUAL_ROLLBACK_IMAGE = "(rollback to "
-"""How `/rollback` records itself (commands/rollback.py `_remember`): an ended ROLLED_BACK rollout whose image is
-`(rollback to <revision>)`. It is not a deploy: it is the remediation of the service's last promoted deploy."""
-
 
 @dataclass(frozen=True)
 class OpenIncident:

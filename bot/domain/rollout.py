@@ -124,11 +124,35 @@ class WriteResult:
     permission: str = ""  # the permission Google named, when it did
 
 
+Action = Literal["promote", "promote_full", "pause", "resume", "rollback"]
+
+_PRIORITY: dict[str, int] = {"rollback": 0, "pause": 1, "promote": 2, "promote_full": 2, "resume": 2}
+"""Which of several queued commands wins: a person stopping things comes before one moving them on."""
+
+
 @dataclass(frozen=True)
 class Command:
-    action: Literal["promote", "promote_full", "pause", "resume", "rollback"]
+    """A person's command, queued for the reconciler; `id` and `at` are the queue's (0 and None until queued)."""
+
+    action: Action
     user: str
     to: str = ""
+    id: int = 0
+    at: datetime | None = None
+
+    @property
+    def spoken(self) -> str:
+        when = f" at {self.at:%H:%M:%S} UTC" if self.at else ""
+        return f"`{self.action.replace('_', ' ')}` asked by <@{self.user}>{when}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What became of a queued command: applied, or refused with what its sender is told."""
+
+    command: Command
+    applied: bool
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,12 +184,13 @@ class Rollout:
     inconclusive: int = 0
     extensions: int = 0  # how many times this stage's window was extended for too little traffic
     results: tuple[StageResult, ...] = ()
-    command: Command | None = None
+    commands: tuple[Command, ...] = ()  # people's commands not yet applied or refused, oldest first
     ended_at: datetime | None = None
     last_verdict: str = ""
     progress_at: datetime | None = None  # the last time the rollout moved on; the progress deadline counts from it
     evidence: Tally | None = None  # the current window's request and error logs, read so far
     unreadable_since: datetime | None = None  # when reading the service from Cloud Run started failing
+    sent: tuple[Split, ...] = ()  # every traffic split chatops asked Cloud Run for in this rollout
 
     @property
     def percent(self) -> int:
@@ -188,6 +213,16 @@ class Rollout:
     def restoring(self) -> bool:
         """The pending write takes traffic back (a rollback or a failure), rather than forward."""
         return self.pending is not None and self.state in (State.ROLLED_BACK, State.FAILED)
+
+    @property
+    def is_restore(self) -> bool:
+        """A `/rollback` outside a rollout (`restore`), not a deploy."""
+        return self.image.startswith(MANUAL_ROLLBACK_IMAGE)
+
+    @property
+    def open(self) -> bool:
+        """The reconciler still has work: the rollout has not ended, or its last write is pending."""
+        return not self.state.ended or self.pending is not None
 
 
 @dataclass(frozen=True)
@@ -232,6 +267,7 @@ class Decision:
     write: Write | None = None
     analyse: bool = False
     notes: tuple[Note, ...] = field(default_factory=tuple)
+    answers: tuple[Answer, ...] = field(default_factory=tuple)
 
 
 def _stage_split(rollout: Rollout, index: int) -> Split:
@@ -244,7 +280,7 @@ def _write(rollout: Rollout, traffic: Split, *, tagged: bool) -> Write:
 
 
 def _end(rollout: Rollout, state: State, now: datetime, reason: str) -> Rollout:
-    return replace(rollout, state=state, reason=reason, ended_at=now, command=None, next_check_at=now)
+    return replace(rollout, state=state, reason=reason, ended_at=now, next_check_at=now)
 
 
 def _later(rollout: Rollout, now: datetime, seconds: float | None = None) -> Rollout:
@@ -289,8 +325,17 @@ def _drift(rollout: Rollout, live: Live) -> str | None:
 def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None = None) -> Decision:
     if rollout.unreadable_since is not None:
         rollout = replace(rollout, unreadable_since=None)
-    command = rollout.command
-    if command is not None and command.action in ("rollback", "pause") and not rollout.state.ended:
+    command, superseded = _triage(rollout.commands)
+    rollout = replace(rollout, commands=() if command is None else (command,))
+    return _finish(_decide(rollout, live, now, verdict, command), superseded)
+
+
+def _decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None, command: Command | None) -> Decision:
+    if command is not None and command.action in ("rollback", "pause") and rollout.open:
+        if rollout.restoring:  # answered with the way out, and the rollback goes on
+            answered = _command(rollout, live, now, command)
+            going_on = _decide(answered.rollout, live, now, verdict, None)
+            return replace(going_on, answers=(*answered.answers, *going_on.answers))
         return _command(rollout, live, now, command)  # a person stopping things comes before any pending write
     if rollout.pending is not None:
         unsettled = _settle(rollout, rollout.pending, live, now)
@@ -299,8 +344,8 @@ def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None 
         rollout = _routed(rollout, live.traffic, live.generation, now)
     if rollout.state.ended:
         return Decision(rollout)
-    if rollout.command is not None:
-        return _command(rollout, live, now, rollout.command)
+    if command is not None:
+        return _command(rollout, live, now, command)
     if rollout.state in (State.VERIFYING, State.ANALYSING):
         if drift := _drift(rollout, live):
             return _pause(rollout, now, drift, "")
@@ -316,41 +361,89 @@ def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None 
     return Decision(_later(rollout, now, 60))
 
 
+def _triage(commands: tuple[Command, ...]) -> tuple[Command | None, tuple[Answer, ...]]:
+    """The queued command to act on, and the others refused in its favour: a rollback beats a pause, which beats a
+    promote or resume; of equals, the first asked wins. A promote asked a moment after a rollback never undoes it."""
+    if not commands:
+        return None, ()
+    first = min(commands, key=lambda c: _PRIORITY[c.action])
+    refused = tuple(Answer(c, False, f"{c.spoken} was not done: {first.spoken} came first"
+                           if c.action != first.action else f"{c.spoken} was not done: {first.spoken} already")
+                    for c in commands if c is not first)
+    return first, refused
+
+
+def _finish(decision: Decision, superseded: tuple[Answer, ...] = ()) -> Decision:
+    """What every decision owes: the split it writes remembered as chatops' own, and every command answered once the
+    rollout closes (none is left waiting on a rollout that will never be looked at again)."""
+    rollout = decision.rollout
+    write = decision.write
+    if write is not None and write.kind == "set_traffic" and write.traffic not in rollout.sent:
+        rollout = replace(rollout, sent=(*rollout.sent, write.traffic))
+    answers = (*superseded, *decision.answers)
+    if not rollout.open and rollout.commands:
+        answers += tuple(Answer(c, False, f"{c.spoken} was not done: the rollout ended ({rollout.state.value})")
+                         for c in rollout.commands)
+        rollout = replace(rollout, commands=())
+    notes = (*decision.notes, *(Note("refused", a.text) for a in answers if not a.applied))
+    return replace(decision, rollout=rollout, notes=notes, answers=answers)
+
+
+def _by_hand(rollout: Rollout, live: Live) -> bool:
+    """A person changed the service's traffic: Cloud Run was asked for a split chatops never sent in this rollout,
+    at a generation chatops did not write. A split chatops asked for earlier (a write still routing, or one that
+    timed out and landed late) is never taken for a person's, nor is the split chatops last saw routed."""
+    own = {*rollout.sent, rollout.traffic, *((rollout.pending.traffic,) if rollout.pending else ())}
+    return live.asked not in own and (not rollout.generation or live.generation > rollout.generation)
+
+
 def _settle(rollout: Rollout, write: Write, live: Live, now: datetime) -> Decision | None:
-    """None when the pending write is done; otherwise what to do about it (wait, make it again, give up)."""
+    """None when the pending write is done; otherwise what to do about it (wait, make it again, stop).
+
+    A traffic write is pursued until Cloud Run routes it: only a person's change (`_by_hand`) stops it. A restore
+    (rollback) has no deadline; a forward move is bounded by the retry and progress deadlines."""
     if write.kind != "set_traffic":
         if _applied(write, live):
             return None
         return Decision(rollout, write=write)  # never made (a crash, or a call that failed): make it again
     if not live.exists:
         return _overtaken(rollout, "the service was deleted", live, now)
-    if not write.generation:
-        if _applied(write, live):
-            return None
-        if live.asked == write.traffic and (live.reconciling or _tag_as_written(write, live)):
-            # Cloud Run has it; the crash came before we learnt its generation
-            known = replace(write, generation=live.generation)
-            return _settle(replace(rollout, pending=known), known, live, now)
-        if live.traffic == write.previous:
-            return Decision(rollout, write=write)  # never made: make it again
-        return _overtaken(rollout, f"traffic was changed outside chatops: it is now {describe(live.traffic)}",
-                          live, now)
-    if live.generation > write.generation:
-        return _overtaken(rollout, f"the service was changed outside chatops while traffic moved: it is now set "
-                                   f"to {describe(live.asked)}", live, now)
-    if live.reconciling:
-        if now >= rollout.deadline and not rollout.restoring and rollout.stable:
-            reason = (f"Cloud Run was still applying {_what(rollout, write)} after "
-                      f"{spoken(rollout.plan.progress_deadline_s)}: the progress deadline ran out")
-            return _roll_back(replace(rollout, pending=None), now, reason, None, make_split({rollout.stable: 100}))
-        return Decision(_later(rollout, now, min(rollout.plan.interval_s, 1.0)))
-    if live.failure:
-        failed = WriteResult("refused", status="FAILED", message=live.failure)
-        return _refused(replace(rollout, traffic=live.traffic), write, failed, now)
     if _applied(write, live):
         return None
-    return _overtaken(rollout, f"Cloud Run routes {describe(live.traffic)}, not the {describe(write.traffic)} "
-                               "chatops asked for", live, now)
+    if _by_hand(rollout, live):
+        doing = "rolling it back" if rollout.restoring else "moving it"
+        return _overtaken(rollout, f"traffic was changed outside chatops while chatops was {doing}: it is now set "
+                                   f"to {describe(live.asked)}", live, now)
+    if live.asked == write.traffic and (live.reconciling or live.failure):  # Cloud Run has the write
+        known = write if write.generation else replace(write, generation=live.generation)
+        rollout = replace(rollout, pending=known, generation=max(rollout.generation, live.generation))
+        if live.reconciling:
+            if now >= rollout.deadline and not rollout.restoring and rollout.stable:
+                reason = (f"Cloud Run was still applying {_what(rollout, write)} after "
+                          f"{spoken(rollout.plan.progress_deadline_s)}: the progress deadline ran out")
+                return _roll_back(replace(rollout, pending=None), now, reason, None,
+                                  make_split({rollout.stable: 100}))
+            return Decision(_later(rollout, now, min(rollout.plan.interval_s, 1.0)))
+        if not rollout.restoring:
+            failed = WriteResult("refused", status="FAILED", message=live.failure)
+            return _refused(replace(rollout, traffic=live.traffic), known, failed, now)
+        return _again(rollout, known, now, live.failure)
+    if rollout.state is State.PAUSED:  # paused while a forward move never landed: it stays not made
+        return Decision(replace(rollout, pending=None, traffic=live.traffic,
+                                generation=max(rollout.generation, live.generation)))
+    return _again(rollout, write, now, "")
+
+
+def _again(rollout: Rollout, write: Write, now: datetime, why: str) -> Decision:
+    """Make the write again, with the etag read this tick: it never landed, an earlier write of chatops' landed after
+    it, or Cloud Run gave up applying it (`why`, counted as a try: a forward move gives up at its retry deadline)."""
+    again = replace(write, generation=0)
+    if not why:
+        return Decision(replace(rollout, pending=again), write=again)
+    waited = _retry(rollout, again, WriteResult("retry", message=why), now)
+    if waited.rollout.pending is None:
+        return waited
+    return replace(waited, write=waited.rollout.pending)
 
 
 def _routed(rollout: Rollout, traffic: Split, generation: int, now: datetime) -> Rollout:
@@ -364,10 +457,11 @@ def _routed(rollout: Rollout, traffic: Split, generation: int, now: datetime) ->
 
 
 def _overtaken(rollout: Rollout, changed: str, live: Live, now: datetime) -> Decision:
-    """Someone else changed the service while a write of ours was in flight: leave it to them, and say so."""
+    """A person changed the service while a write of ours was in flight: leave it to them, and say so."""
     adopted = replace(rollout, pending=None, traffic=live.traffic, generation=live.generation)
     if rollout.state.ended:
-        return Decision(adopted, notes=(Note("paused", f"not applying the last change: {changed}"),))
+        return Decision(adopted, notes=(Note("paused", f"not applying the last change: {changed}. Traffic is "
+                                                      f"{describe(live.traffic)}, left to whoever changed it"),))
     return _pause(adopted, now, changed, "")
 
 
@@ -377,17 +471,17 @@ def after_write(rollout: Rollout, result: WriteResult, now: datetime) -> Decisio
     if write is None:
         return Decision(rollout)
     if result.outcome == "done":
-        return Decision(_routed(rollout, result.traffic or write.traffic, result.generation or rollout.generation,
-                                now))
+        return _finish(Decision(_routed(rollout, result.traffic or write.traffic,
+                                        result.generation or rollout.generation, now)))
     if result.outcome == "started":
-        return Decision(_later(replace(rollout, pending=replace(write, generation=result.generation, tries=0),
-                                       generation=result.generation or rollout.generation), now,
+        return Decision(_later(replace(rollout, pending=replace(write, generation=result.generation),
+                                       generation=max(rollout.generation, result.generation)), now,
                                min(rollout.plan.interval_s, 1.0)))
     if result.outcome == "conflict":
         return Decision(replace(rollout, next_check_at=now))  # read the service again, then decide again
     if result.outcome == "retry":
-        return _retry(rollout, write, result, now)
-    return _refused(rollout, write, result, now)
+        return _finish(_retry(rollout, write, result, now))
+    return _finish(_refused(rollout, write, result, now))
 
 
 def unreadable(rollout: Rollout, result: WriteResult, now: datetime) -> Decision:
@@ -422,7 +516,8 @@ def _retry(rollout: Rollout, write: Write, result: WriteResult, now: datetime) -
     if rollout.restoring:
         if tried.tries == 1 or tried.tries % 10 == 0:
             note = Note("retrying", f"Cloud Run did not take {what} ({result.message}); still trying, every "
-                                    f"{spoken(backoff)}. Traffic is {describe(rollout.traffic)} until it does.",
+                                    f"{spoken(backoff)}, until it routes. Traffic is {describe(rollout.traffic)} "
+                                    f"until it does. To do it by hand: {_by_hand_command(rollout, write)}",
                         step="rolling-back")
             return Decision(waiting, notes=(note,))
         return Decision(waiting)
@@ -435,6 +530,11 @@ def _retry(rollout: Rollout, write: Write, result: WriteResult, now: datetime) -
     why = (f"Cloud Run did not take {what} for {spoken(elapsed)} ({result.message}); traffic stays "
            f"{describe(rollout.traffic)} until someone resumes, promotes or rolls back")
     return _pause(replace(rollout, pending=None), now, why, "")
+
+
+def _by_hand_command(rollout: Rollout, write: Write) -> str:
+    target = ",".join(f"{revision}={percent}" for revision, percent in write.traffic)
+    return f"`gcloud run services update-traffic {rollout.service} --to-revisions {target}`"
 
 
 def _what(rollout: Rollout, write: Write) -> str:
@@ -455,9 +555,8 @@ def _refused(rollout: Rollout, write: Write, result: WriteResult, now: datetime)
     step = "deploy-refused" if result.status == "PERMISSION_DENIED" else None
     cleared = replace(rollout, pending=None)
     if rollout.restoring:
-        target = describe(write.traffic).replace(" ", "=").replace("%", "")
-        text = (f"{why}. Traffic is still {describe(rollout.traffic)}; put it back by hand: `gcloud run services "
-                f"update-traffic {rollout.service} --to-revisions {target}`")
+        text = (f"{why}. Traffic is still {describe(rollout.traffic)}; put it back by hand: "
+                f"{_by_hand_command(rollout, write)}, or `/rollback {rollout.service}` once the cause is fixed")
         return Decision(replace(cleared, reason=f"{rollout.reason}; {text}"), notes=(Note("failed", text, step=step),))
     ended = _end(cleared, State.FAILED, now, why)
     if rollout.stable and (rollout.percent > 0 or rollout.candidate in dict(write.traffic)):
@@ -594,7 +693,7 @@ def _enter_stage(rollout: Rollout, index: int, now: datetime, *notes: Note) -> D
     moved = replace(rollout, state=State.ANALYSING, stage=index, stage_started_at=now, inconclusive=0, extensions=0,
                     evidence=None, next_check_at=now + timedelta(seconds=min(rollout.plan.interval_s,
                                                                              rollout.plan.window_s)),
-                    pending=write, paused_from=None, reason="", command=None, progress_at=now)
+                    pending=write, paused_from=None, reason="", progress_at=now)
     stage = Note("stage", f"stage {index + 1}/{len(rollout.plan.stages)}: {percent}% of traffic on the candidate "
                  f"for {rollout.plan.window_s:g} s")
     return Decision(moved, write=write, notes=(*notes, stage))
@@ -614,46 +713,117 @@ def _roll_back(rollout: Rollout, now: datetime, reason: str, verdict: Verdict | 
 
 
 def _pause(rollout: Rollout, now: datetime, reason: str, by: str, verdict: Verdict | None = None) -> Decision:
-    dropped = rollout.command
+    """Stop in the open. A promote or resume still queued is refused rather than applied to what a person or the
+    analysis just stopped: its sender is told to ask again."""
     paused = replace(rollout, state=State.PAUSED, paused_from=rollout.paused_from or rollout.state, reason=reason,
-                     command=None, next_check_at=now + timedelta(seconds=60))
+                     commands=(), next_check_at=now + timedelta(seconds=60))
     who = f" by <@{by}>" if by else ""
-    notes = [Note("paused", f"paused{who}: {reason}", verdict)]
-    if dropped is not None and dropped.action != "pause":
-        notes.append(Note("refused", f"`{dropped.action.replace('_', ' ')}` asked by <@{dropped.user}> was not done; "
-                                     "the rollout is paused: ask again to go on"))
-    return Decision(paused, notes=tuple(notes))
+    dropped = tuple(Answer(c, False, f"{c.spoken} was not done: the rollout paused; ask again to go on")
+                    for c in rollout.commands if c.action not in ("pause", "rollback"))
+    return Decision(paused, notes=(Note("paused", f"paused{who}: {reason}", verdict),), answers=dropped)
 
 
 def _command(rollout: Rollout, live: Live, now: datetime, command: Command) -> Decision:
+    decision = _act(rollout, live, now, command)
+    if any(answer.command == command for answer in decision.answers):
+        return decision
+    return replace(decision, answers=(*decision.answers, Answer(command, True)))
+
+
+def _refuse(rollout: Rollout, command: Command, why: str) -> Decision:
+    return Decision(replace(rollout, commands=()), answers=(Answer(command, False, f"{command.spoken}: {why}"),))
+
+
+def _act(rollout: Rollout, live: Live, now: datetime, command: Command) -> Decision:
     pending = rollout.pending
-    in_flight = pending if pending is not None and pending.generation and live.reconciling else None
-    cleared = replace(rollout, command=None, traffic=live.traffic, generation=live.generation or rollout.generation,
-                      pending=None)
+    cleared = replace(rollout, commands=(), traffic=live.traffic, pending=None,
+                      generation=max(rollout.generation, live.generation))
     by = f"<@{command.user}>"
     if command.action == "rollback":
+        if rollout.restoring and pending is not None:
+            return _refuse(rollout, command, f"already rolling back to {describe(pending.traffic)}; chatops keeps "
+                                             f"trying until Cloud Run routes it (traffic is {describe(live.traffic)}). "
+                                             f"To do it by hand: {_by_hand_command(rollout, pending)}")
         target = command.to or rollout.stable
         if not target:
-            return Decision(replace(cleared, pending=pending),
-                            notes=(Note("refused", "a new service has no earlier revision to roll back to"),))
+            return _refuse(rollout, command, "a new service has no earlier revision to roll back to")
         return _roll_back(cleared, now, f"rolled back by {by}", None, make_split({target: 100}))
     if command.action == "pause":
+        if rollout.restoring and pending is not None:
+            way_out = _by_hand_command(rollout, pending)
+            return _refuse(rollout, command, "a rollback is not paused: chatops keeps trying until Cloud Run routes "
+                                             f"it; only a change by hand stops it: {way_out}")
+        if rollout.state.ended:
+            return _refuse(rollout, command, f"the promotion is being written; `/rollback {rollout.service}` undoes it")
         if rollout.state is State.PAUSED:
-            return Decision(replace(cleared, pending=pending), notes=(Note("refused", "already paused"),))
-        return _pause(replace(cleared, pending=in_flight), now,
+            return _refuse(rollout, command, "already paused")
+        return _pause(replace(cleared, pending=pending), now,
                       "traffic stays as it is until someone resumes, promotes or rolls back", command.user)
     if command.action == "resume":
         if rollout.state is not State.PAUSED:
-            return Decision(cleared, notes=(Note("refused", f"not paused (it is {rollout.state.value})"),))
+            return _refuse(cleared, command, f"not paused (it is {rollout.state.value})")
         back = rollout.paused_from or State.ANALYSING
         note = Note("resumed", f"resumed by {by}")
+        if back is State.PROMOTED:  # the promotion's write did not go through: make it now
+            return _promote(cleared, now, note, f"promoted by {by}")
         if back is State.ANALYSING:
             return _enter_stage(cleared, max(rollout.stage, 0), now, note)
         resumed = replace(cleared, state=back, paused_from=None, reason="", next_check_at=now, progress_at=now)
         return Decision(resumed, notes=(note,))
     if rollout.state is State.DEPLOYING or (rollout.state is State.PAUSED and rollout.paused_from is State.DEPLOYING):
-        return Decision(cleared, notes=(Note("refused", "the candidate is not ready yet; promote once it is"),))
+        return _refuse(cleared, command, "the candidate is not ready yet; promote once it is")
     note = Note("passed", f"promoted by {by}")
     if command.action == "promote_full" or rollout.stage + 1 >= len(rollout.plan.stages):
         return _promote(cleared, now, note, f"promoted by {by}")
     return _enter_stage(cleared, rollout.stage + 1, now, note)
+
+
+MANUAL_ROLLBACK_IMAGE = "(rollback to "
+"""How `/rollback` outside a rollout records itself (`restore`): a ROLLED_BACK rollout whose image is
+`(rollback to <revision>)`. It is not a deploy: it is the remediation of the service's last promoted deploy."""
+
+
+def restore(*, service: str, target: str, serving: str | None, why: str, user: str, plan: Plan, live: Live,
+            now: datetime) -> Rollout:
+    """`/rollback` when no rollout is open: a rollback the reconciler owns like any other (one writer of traffic,
+    under the same lease and fencing), pursued until Cloud Run routes all traffic to `target`."""
+    traffic = make_split({target: 100})
+    write = Write("set_traffic", traffic, False, live.traffic)
+    return Rollout(id=0, service=service, image=f"{MANUAL_ROLLBACK_IMAGE}{target})", stable=target,
+                   candidate=serving or "", plan=plan, requested_by=user, created_at=now, next_check_at=now,
+                   traffic=live.traffic, state=State.ROLLED_BACK, ended_at=now, generation=live.generation,
+                   pending=write, sent=(traffic,), reason=f"rolled back by <@{user}> to {target} ({why}); "
+                                                          f"was {describe(live.traffic)}")
+
+
+_ACCEPTS: dict[str, tuple[State, ...]] = {
+    "promote": (State.VERIFYING, State.ANALYSING, State.PAUSED),
+    "promote_full": (State.VERIFYING, State.ANALYSING, State.PAUSED),
+    "pause": (State.DEPLOYING, State.VERIFYING, State.ANALYSING),
+    "resume": (State.PAUSED,),
+    "rollback": (State.DEPLOYING, State.VERIFYING, State.ANALYSING, State.PAUSED, State.PROMOTED),
+}
+
+
+def admit(rollout: Rollout, command: Command) -> str | None:
+    """Whether a person's command can be queued for this rollout; otherwise what they are told at once. The
+    reconciler decides again when it acts (`_triage`, `_act`): this only spares people a queue that would refuse."""
+    label = command.action.replace("_", " ")
+    pending = rollout.pending
+    if rollout.restoring and pending is not None and command.action in ("rollback", "pause"):
+        return (f"Rollout #{rollout.id} of {rollout.service} is already rolling back to {describe(pending.traffic)}: "
+                f"chatops keeps trying until Cloud Run routes it (traffic was {describe(rollout.traffic)}). To do it "
+                f"by hand: {_by_hand_command(rollout, pending)}")
+    if not rollout.open:
+        return f"Rollout #{rollout.id} has already ended ({rollout.state.value.replace('_', ' ')}); nothing to do."
+    if rollout.state not in _ACCEPTS[command.action]:
+        if rollout.state is State.PROMOTED:
+            return (f"Rollout #{rollout.id} of {rollout.service} is being promoted; `/rollback {rollout.service}` "
+                    "undoes it.")
+        return f"Rollout #{rollout.id} of {rollout.service} is {rollout.state.value}, so it can't {label} now."
+    if command.action == "rollback" and not rollout.stable and not command.to:
+        return f"{rollout.service} is a new service: there is no earlier revision to roll back to."
+    first = min(rollout.commands, key=lambda c: _PRIORITY[c.action], default=None)
+    if first is not None and _PRIORITY[first.action] < _PRIORITY[command.action]:
+        return f"Rollout #{rollout.id} of {rollout.service} can't {label} now: {first.spoken} comes first."
+    return None

@@ -6,6 +6,11 @@ rollout, and a rollout's next state is persisted with its write marked pending *
 crash at any point resumes from the row and the live service. What a write came to (done, started,
 refused, not answered) goes back through the domain (`after_write`) before it is persisted: a refusal
 ends in a message, never in a write re-issued every tick.
+
+Leases hold: the save before each write checks the lease on the database's clock and renews it for longer than
+the write and its wait can take; a write whose lease ran out is not made. A write still in flight keeps its
+lease when the instance shuts down. A write that raised something unexpected has an unknown outcome: the
+rollout reads the service again, it never goes back to what it had before the decision.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +26,8 @@ from bot.adapters.cloudrun import CloudRunGateway, CloudRunRefused, CloudRunUnav
 from bot.adapters.outbox import Write
 from bot.adapters.store import Store, StoredRollout, StoreUnavailable
 from bot.domain.analysis import analyse
-from bot.domain.rollout import Decision, Note, Rollout, State, WriteResult, after_write, decide, unreadable
+from bot.domain.rollout import Answer, Decision, Note, Rollout, State, WriteResult, after_write, decide, unreadable
+from bot.domain.rollout import Write as PendingWrite
 from bot.engine.reporter import RolloutReporter
 from bot.engine.signals import Collected, SignalCollector, with_evidence
 
@@ -52,6 +58,7 @@ class Reconciler:
         self.clock = clock
         self.batch = batch
         self.claimed = 0  # rollouts the last tick took: benches read it
+        self.writing: set[int] = set()  # rollouts whose Cloud Run write is in flight: their leases are kept
         self._due: list[datetime] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -85,7 +92,7 @@ class Reconciler:
         That is the interval, or less when one of this instance's rollouts is due sooner (a check inside a
         window should not wait for the next interval), or nothing when there were more due than one batch.
         """
-        claims = await asyncio.to_thread(self.store.claim_due, self.owner, self.clock(), self.lease_s, self.batch)
+        claims = await asyncio.to_thread(self.store.claim_due, self.owner, None, self.lease_s, self.batch)
         self.claimed = len(claims)
         self._due = []
         views = await asyncio.gather(*(self._read(claim) for claim in claims))
@@ -129,16 +136,20 @@ class Reconciler:
     async def _guarded(self, claim: StoredRollout, view: ServiceView, evidence: Collected | None,
                        now: datetime) -> None:
         async with self._slots:
+            saved = [claim.rollout]
             try:
-                await self.advance(claim, view, evidence, now)
+                await self.advance(claim, view, evidence, now, saved)
             except Exception:
                 log.exception("rollout %s of %s: tick failed", claim.rollout.id, claim.rollout.service)
-                later = replace(claim.rollout, next_check_at=self.clock() + timedelta(seconds=self.interval_s))
+                # What was last saved, looked at again later: never the rollout as it was before a decision whose
+                # write may already be pending.
+                later = replace(saved[-1], next_check_at=self.clock() + timedelta(seconds=self.interval_s))
                 with contextlib.suppress(StoreUnavailable):
                     await asyncio.to_thread(self.store.save, claim, later)
 
     async def advance(self, claim: StoredRollout, view: ServiceView, evidence: Collected | None,
-                      now: datetime) -> None:
+                      now: datetime, saved: list[Rollout] | None = None) -> None:
+        saved = [] if saved is None else saved
         rollout: Rollout = claim.rollout
         if evidence is not None:
             rollout = with_evidence(rollout, evidence)
@@ -146,38 +157,58 @@ class Reconciler:
         else:
             decision = decide(rollout, view.live, now)
         notes: list[Note] = list(decision.notes)
+        answers = list(decision.answers)
         for _ in range(_WRITES_PER_TICK):
             write = decision.write
             if write is None:
                 break
             # What was decided so far is said with the save that marks the write pending: a crash during the write
-            # loses none of it, and the rollout's message is redrawn once the write's outcome is known.
+            # loses none of it, and the rollout's message is redrawn once the write's outcome is known. The same
+            # save renews the lease on the database's clock, or the write is not made.
             said = self.reporter.saying(claim, decision.rollout, notes, redraw=False)
-            if not await asyncio.to_thread(self.store.save, claim, decision.rollout, also=said):
+            if not await asyncio.to_thread(self.store.save, claim, decision.rollout, answers=answers,
+                                           renew_s=self.lease_s, also=said):
                 log.warning("rollout %s: lease lost before writing; another instance has it", rollout.id)
                 return
+            saved.append(decision.rollout)
             self.reporter.sent()
-            notes = []
-            result = await self.cloudrun.apply(decision.rollout, write, view)
-            if result.outcome in ("refused", "retry"):
-                log.warning("rollout %s: Cloud Run %s: %s %s", rollout.id,
-                            "refused" if result.outcome == "refused" else "did not take the write",
-                            result.status, result.message)
+            notes, answers = [], []
+            result = await self._write(decision.rollout, write, view)
             decision = after_write(decision.rollout, result, self.clock())
             notes.extend(decision.notes)
-        await self._persist(claim, Decision(decision.rollout, notes=tuple(notes)))
+            answers.extend(decision.answers)
+        await self._persist(claim, Decision(decision.rollout, notes=tuple(notes), answers=tuple(answers)))
+
+    async def _write(self, rollout: Rollout, write: PendingWrite, view: ServiceView) -> WriteResult:
+        """One Cloud Run write, its lease kept while it is in flight. Something unexpected (a token refresh that
+        failed, a bug) leaves its outcome unknown: the rollout reads the service again before deciding."""
+        self.writing.add(rollout.id)
+        try:
+            result = await self.cloudrun.apply(rollout, write, view)
+        except Exception as exc:
+            log.exception("rollout %s: the write's outcome is unknown", rollout.id)
+            result = WriteResult("retry", message=f"the write's outcome is unknown ({type(exc).__name__}); "
+                                                  "reading the service again")
+        finally:
+            self.writing.discard(rollout.id)
+        if result.outcome in ("refused", "retry"):
+            log.warning("rollout %s: Cloud Run %s: %s %s", rollout.id,
+                        "refused" if result.outcome == "refused" else "did not take the write",
+                        result.status, result.message)
+        return result
 
     async def _persist(self, claim: StoredRollout, decision: Decision) -> None:
         after = decision.rollout
-        if await self._save_when_back(claim, after, release=after.state.ended and after.pending is None,
+        if await self._save_when_back(claim, after, release=not after.open, answers=decision.answers,
                                       said=self.reporter.saying(claim, after, decision.notes)):
             self.reporter.sent()
-            if not after.state.ended or after.pending is not None:
+            if after.open:
                 self._due.append(after.next_check_at)
         else:
             log.warning("rollout %s: lease lost; another instance has it", after.id)
 
-    async def _save_when_back(self, claim: StoredRollout, rollout: Rollout, *, release: bool, said: Write) -> bool:
+    async def _save_when_back(self, claim: StoredRollout, rollout: Rollout, *, release: bool,
+                              answers: Sequence[Answer], said: Write) -> bool:
         """The fenced save, waiting out a database that is away for a moment (a restart, a failover) for up to a
         lease: what the tick learnt from Cloud Run, and what it has to tell the thread, is kept rather than dropped.
         Waiting is safe: once another instance holds the rollout, the save is refused."""
@@ -185,7 +216,8 @@ class Reconciler:
         give_up = loop.time() + self.lease_s
         while True:
             try:
-                return await asyncio.to_thread(self.store.save, claim, rollout, release=release, also=said)
+                return await asyncio.to_thread(self.store.save, claim, rollout, release=release, answers=answers,
+                                               also=said)
             except StoreUnavailable as exc:
                 if loop.time() >= give_up:
                     raise

@@ -18,6 +18,9 @@ from bot.render.rollout import RunbookLink, note_reply, rollout_message
 
 
 def created_note(rollout: Rollout) -> Note:
+    if rollout.is_restore:
+        return Note("rolled_back", f"{rollout.reason}. chatops keeps at it until Cloud Run routes it.",
+                    step="rolling-back")
     stages = " → ".join(f"{p}%" for p in rollout.plan.stages)
     why = (" It is a direct deploy: Cloud Run cannot start a new service with no traffic on its first revision."
            if rollout.new_service else "")

@@ -224,8 +224,11 @@ async def test_rollback_after_a_finished_deploy_returns_to_the_revision_before_i
     assert missing["status"] == 200 and f"Did you mean `{promoted.rollout.stable}`?" in said["text"]
     writes = fleet.world.run.counts["UpdateService"]
     await fleet.command("oncall", f"/rollback {service}")
-    await fleet.wait_for("oncall", lambda m: f"now sends all traffic to `{promoted.rollout.stable}`" in text_of(m))
+    await fleet.wait_for("oncall", lambda m: f"back: all traffic to `{promoted.rollout.stable}`" in text_of(m))
+    restored = await fleet.rollout_state(service, "rolled_back")
+    assert restored.rollout.id != promoted.rollout.id, "a restore row the reconciler owns, not a write from the command"
     assert fleet.routed(service) == {promoted.rollout.stable: 100}
     assert fleet.world.run.counts["UpdateService"] - writes == 1
-    announced = await fleet.wait_for("viewer", lambda m: f"rolled *{service}* back" in text_of(m))
-    assert announced["kind"] == "message", "the channel is told, not only the person who asked"
+    announced = await fleet.rollout_message(restored, "viewer")
+    assert "rolled back" in text_of(announced), "the channel is told, not only the person who asked"
+    assert any("rolled back by <@U07ONCALL01>" in text_of(m) for m in await fleet.thread(restored, "viewer"))

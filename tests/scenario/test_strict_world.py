@@ -124,8 +124,9 @@ async def test_rollback_after_a_rolled_back_canary_goes_to_what_served_before_ne
     assert strict.routed(service) == {good.rollout.candidate: 100}
     before = await strict.latest_ts()
     await strict.command("oncall", f"/rollback {service}")
-    said = await strict.wait_for("oncall", lambda m: "now sends all traffic to" in text_of(m), after=before)
+    said = await strict.wait_for("oncall", lambda m: "back: all traffic to" in text_of(m), after=before)
     assert f"`{original}`" in text_of(said) and f"it served before rollout #{good.rollout.id}" in text_of(said)
+    await strict.rollout_state(service, "rolled_back")
     assert strict.routed(service) == {original: 100} and bad.rollout.candidate not in strict.routed(service)
     before = await strict.latest_ts()
     await strict.command("oncall", f"/rollback {service} to={bad.rollout.candidate}")

@@ -244,7 +244,7 @@ async def test_a_stale_promote_is_refused_before_it_is_called_stale(runtime: Run
     row = last_row(runtime, "oncall")
     assert (row.outcome, row.detail, row.service) == ("invalid", "stale button", SERVICE)
     still = runtime.store.rollout(moved_on.rollout.id)
-    assert still is not None and still.rollout.command is None, "nothing handed over"
+    assert still is not None and still.rollout.commands == (), "nothing handed over"
 
 
 @pytest.mark.parametrize(("payload", "problem", "answer"), [

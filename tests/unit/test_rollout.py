@@ -10,6 +10,7 @@ import pytest
 from bot.domain.analysis import Finding, Thresholds, Verdict
 from bot.domain.rollout import (
     TAG,
+    Answer,
     Command,
     Insufficient,
     Live,
@@ -243,12 +244,18 @@ def test_an_unanswered_rollback_is_never_given_up() -> None:
 def test_rollback_and_pause_come_before_a_pending_write() -> None:
     stuck = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}),
                   tries=3, first_tried_at=at(60))
-    waiting = at_stage(0, pending=stuck, command=Command("rollback", "U2"))
+    waiting = at_stage(0, pending=stuck, commands=(Command("rollback", "U2"),))
     decision = decide(waiting, live({STABLE: 95, CANDIDATE: 5}), at(70))
     assert decision.rollout.state is State.ROLLED_BACK
     assert decision.write is not None and decision.write.traffic == make_split({STABLE: 100})
-    paused = decide(replace(waiting, command=Command("pause", "U2")), live({STABLE: 95, CANDIDATE: 5}), at(70))
-    assert paused.rollout.state is State.PAUSED and paused.rollout.pending is None and paused.write is None
+    paused = decide(replace(waiting, commands=(Command("pause", "U2"),)), live({STABLE: 95, CANDIDATE: 5}), at(70))
+    assert paused.rollout.state is State.PAUSED and paused.write is None
+    assert paused.rollout.pending == stuck, "a write already made may still land: it is settled, not forgotten"
+    never = decide(paused.rollout, live({STABLE: 95, CANDIDATE: 5}), at(80))
+    assert never.write is None and never.rollout.pending is None, "paused: a move that never landed is not made"
+    landed = decide(paused.rollout, live({STABLE: 50, CANDIDATE: 50}, generation=8), at(80))
+    assert landed.rollout.state is State.PAUSED and landed.rollout.traffic == make_split({STABLE: 50, CANDIDATE: 50})
+    assert not [n for n in landed.notes if "outside chatops" in n.text], "chatops' own write is not a person's"
 
 
 def test_the_progress_deadline_holds_while_analysing() -> None:
@@ -285,18 +292,19 @@ def test_too_little_traffic_can_pause_instead() -> None:
     (Command("rollback", "U2", to="svc-00001-old"), State.ROLLED_BACK, {"svc-00001-old": 100}),
 ])
 def test_commands_move_traffic_in_one_write(command: Command, state: State, traffic: dict[str, int]) -> None:
-    decision = decide(at_stage(0, command=command), live({STABLE: 95, CANDIDATE: 5}), at(10))
-    assert decision.rollout.state is state and decision.rollout.command is None
+    decision = decide(at_stage(0, commands=(command,)), live({STABLE: 95, CANDIDATE: 5}), at(10))
+    assert decision.rollout.state is state and decision.rollout.commands == ()
+    assert decision.answers == (Answer(command, True),)
     assert decision.write is not None and decision.write.traffic == make_split(traffic)
 
 
 def test_pause_keeps_traffic_and_resume_starts_the_stage_window_again() -> None:
-    paused = decide(at_stage(0, command=Command("pause", "U2")), live({STABLE: 95, CANDIDATE: 5}), at(10))
+    paused = decide(at_stage(0, commands=(Command("pause", "U2"),)), live({STABLE: 95, CANDIDATE: 5}), at(10))
     assert paused.rollout.state is State.PAUSED and paused.write is None
     assert "by <@U2>" in paused.notes[0].text
     idle = decide(paused.rollout, live({STABLE: 95, CANDIDATE: 5}), at(500))
     assert idle.rollout.state is State.PAUSED and idle.write is None, "a paused rollout does nothing by itself"
-    resumed = decide(replace(paused.rollout, command=Command("resume", "U3")), live({STABLE: 95, CANDIDATE: 5}),
+    resumed = decide(replace(paused.rollout, commands=(Command("resume", "U3"),)), live({STABLE: 95, CANDIDATE: 5}),
                      at(600))
     assert (resumed.rollout.state, resumed.rollout.stage, resumed.rollout.stage_started_at) == (
         State.ANALYSING, 0, at(600))
@@ -310,8 +318,8 @@ def test_a_new_service_is_deployed_directly() -> None:
     assert probe.analyse
     done = decide(replace(new, pending=None), live({CANDIDATE: 100}, tagged=False), at(5), PASS)
     assert done.rollout.state is State.PROMOTED and done.write is None
-    refused = decide(replace(new, command=Command("rollback", "U1")), live({CANDIDATE: 100}), at(5))
-    assert refused.write is None and refused.notes[0].kind == "refused"
+    refused = decide(replace(new, commands=(Command("rollback", "U1"),)), live({CANDIDATE: 100}), at(5))
+    assert refused.write is None and refused.notes[0].kind == "refused" and not refused.answers[0].applied
 
 
 def test_an_ended_rollout_does_nothing() -> None:
