@@ -40,8 +40,13 @@ _UNREACHABLE = (exceptions.RetryError, requests.RequestException, TimeoutError)
 REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
 REFUSALS = frozenset({"PERMISSION_DENIED", "INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND", "ALREADY_EXISTS",
-                      "OUT_OF_RANGE", "UNAUTHENTICATED", "UNIMPLEMENTED"})
-"""Google's statuses that asking again will not change (https://cloud.google.com/apis/design/errors)."""
+                      "OUT_OF_RANGE", "UNIMPLEMENTED"})
+"""Google's statuses that asking again will not change (https://cloud.google.com/apis/design/errors).
+
+UNAUTHENTICATED is not one: the REST transport's AuthorizedSession already refreshes the token and sends again on a
+401 (google/auth/transport/requests.py, `refresh_status_codes`), so one that still comes back is a token source
+having a bad moment (the metadata server), retried like a 503: a forward move pauses at its retry deadline, a
+rollback keeps trying."""
 
 
 class CloudRunUnavailable(Exception):

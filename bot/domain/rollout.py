@@ -816,6 +816,8 @@ def admit(rollout: Rollout, command: Command) -> str | None:
                 f"by hand: {_by_hand_command(rollout, pending)}")
     if not rollout.open:
         return f"Rollout #{rollout.id} has already ended ({rollout.state.value.replace('_', ' ')}); nothing to do."
+    if rollout.restoring:
+        return f"Rollout #{rollout.id} of {rollout.service} is rolling back ({rollout.reason}), so it can't {label}."
     if rollout.state not in _ACCEPTS[command.action]:
         if rollout.state is State.PROMOTED:
             return (f"Rollout #{rollout.id} of {rollout.service} is being promoted; `/rollback {rollout.service}` "
