@@ -111,7 +111,7 @@ async def test_a_promote_a_moment_after_a_rollback_is_refused_and_traffic_ends_s
     await asyncio.sleep(0.3)
     await slow.command("lead", f"/promote {service}")
     replies = await rolled_back_and_held(slow, service, routing.rollout.stable)
-    told = await slow.wait_for("lead", lambda m: "can't promote" in text_of(m) or "promote" in text_of(m)
-                               and "was not done" in text_of(m), after=before)
+    told = await slow.wait_for("lead", lambda m: "can't promote" in text_of(m) or ("promote" in text_of(m)
+                               and "was not done" in text_of(m)), after=before)
     assert "rollback" in text_of(told) or "rolling back" in text_of(told), "the lead is told a rollback came first"
     assert not [r for r in replies if "promoted by" in r]
