@@ -24,6 +24,7 @@ from bot.adapters.monitoring_webhook import (
     WebhookAuth,
     parse_alert,
 )
+from bot.bounded_body import bounded_body
 from bot.domain.monitoring_alert import OnAlert
 from bot.log import trace_context
 from bot.runbook_links import INDEX, TOKEN, LinkKey, SignedPages, page_path
@@ -65,16 +66,6 @@ out of the runbook: "sent requests do not include any referrer information"
 (https://developer.mozilla.org/Web/HTTP/Headers/Referrer-Policy)."""
 
 
-async def _bounded_body(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY_BYTES (read no further)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            return None
-    return bytes(body)
-
-
 def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
     auth = WebhookAuth(token)
 
@@ -89,7 +80,7 @@ def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
             else:
                 log.info("challenged a Cloud Monitoring notification that came without credentials")
             return Response(status_code=401, headers=CHALLENGE)
-        body = await _bounded_body(request)
+        body = await bounded_body(request, MAX_BODY_BYTES)
         if body is None:
             return PlainTextResponse(f"a notification is at most {MAX_BODY_BYTES} bytes", status_code=413)
         try:
