@@ -1,6 +1,7 @@
 """Runbook links that only Slack's readers can open: a link the bot posted opens its page; the same page without
-the link's token, with a changed token, or with another runbook's token gets 403; a new version of the key's
-secret voids every earlier link at the next start; a bot without its key does not start.
+the link's token, with a changed token, or with another runbook's token gets 403; a link past its 30 days gets a
+403 page that says it expired and where a fresh one is; a new version of the key's secret voids every earlier link at
+the next start; a bot without its key does not start.
 
 The key lives only in the emulated Secret Manager. Reading `latest` means "the most recently created
 SecretVersion" (https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access),
