@@ -36,6 +36,7 @@ from bot.engine.signals import SignalCollector
 from bot.engine.sweeper import Sweeper
 from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
+from bot.render.mrkdwn import echoed
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
 from bot.slack_route import SlackEvents
@@ -132,7 +133,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
         bolt.command(command.slash)(_listener(command, runtime))
 
     async def unknown(ack: AsyncAck, command: dict[str, Any]) -> None:
-        await ack(text=f":grey_question: I don't know `{command.get('command', '')}`. `/help` lists what I can do.")
+        named = echoed(str(command.get("command", "")))
+        await ack(text=f":grey_question: I don't know `{named}`. `/help` lists what I can do.")
 
     bolt.command(re.compile(r"^/.+"))(unknown)
 

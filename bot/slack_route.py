@@ -8,6 +8,12 @@ traceback in the logs instead of a 401. Here the signature comes first, with sla
 that does not parse is refused 400. A signed click whose action Bolt cannot read (its dispatcher indexes
 `actions[0]` for every middleware and listener) goes straight to `unroutable`, which answers it; everything else is
 Bolt's, with the body as it really reads.
+
+Before any of it, the body is read up to MAX_BODY_BYTES and no further: a larger one is answered 413 unsigned,
+unparsed and never held whole. And a signed slash command that does not say who sent it, where, and where to answer
+(`user_id`, `channel_id`, `response_url`, which Slack sends with every command,
+https://api.slack.com/interactivity/slash-commands#app_command_handling) is refused 400 before any work: a
+`/health all` for nobody would probe the fleet and then fail on an empty response_url.
 """
 
 from __future__ import annotations
@@ -24,9 +30,21 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from bot.bounded_body import bounded_body
+
 log = logging.getLogger(__name__)
 
 Unroutable = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Slack documents no maximum for the requests it sends an app. The largest it sends this bot is a click, whose
+payload carries the message clicked: at most 50 blocks (https://docs.slack.dev/reference/block-kit/blocks), a section
+at most 3,000 characters, and text Slack truncates past 40,000 characters
+(https://api.slack.com/changelog/2018-04-truncating-really-long-messages): about 190,000 characters, some 570 KB
+once JSON sits form-encoded in `payload=` (three bytes for each escaped character). A mebibyte holds that with room;
+the bot's own messages are far smaller (bot/render/blocks.py clips them)."""
+
+COMMAND_FIELDS = ("user_id", "channel_id", "response_url")
 
 
 def parsed(body: bytes, content_type: str) -> dict[str, Any] | None:
@@ -44,6 +62,10 @@ def parsed(body: bytes, content_type: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _given(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 class SlackEvents:
     def __init__(self, bolt: AsyncApp, signing_secret: str, *, routable: Callable[[Mapping[str, Any]], bool],
                  unroutable: Unroutable) -> None:
@@ -59,7 +81,10 @@ class SlackEvents:
             return False
 
     async def handle(self, request: Request) -> Response:
-        body = await request.body()
+        body = await bounded_body(request, MAX_BODY_BYTES)
+        if body is None:
+            log.warning("refused a request to /slack/events over %d bytes, unread", MAX_BODY_BYTES)
+            return PlainTextResponse(f"a Slack request is at most {MAX_BODY_BYTES:,} bytes", status_code=413)
         if not self.signed(body, request):
             log.info("refused a request to /slack/events without a valid Slack signature")
             return JSONResponse({"error": "invalid request"}, status_code=401)
@@ -67,6 +92,11 @@ class SlackEvents:
         if payload is None:
             log.warning("refused a signed request to /slack/events whose body does not parse")
             return PlainTextResponse("the body is not a Slack request", status_code=400)
+        missing = [name for name in COMMAND_FIELDS if "command" in payload and not _given(payload.get(name))]
+        if missing:
+            log.warning("refused a signed slash command without %s", ", ".join(missing))
+            return PlainTextResponse(f"a slash command needs {', '.join(COMMAND_FIELDS)}; this one has no "
+                                     f"{', '.join(missing)}", status_code=400)
         if not self._routable(payload):
             await self._unroutable(payload)
             return Response(status_code=200)

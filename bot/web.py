@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -24,9 +25,10 @@ from bot.adapters.monitoring_webhook import (
     WebhookAuth,
     parse_alert,
 )
+from bot.bounded_body import bounded_body
 from bot.domain.monitoring_alert import OnAlert
 from bot.log import trace_context
-from bot.runbook_links import INDEX, TOKEN, LinkKey, SignedPages, page_path
+from bot.runbook_links import INDEX, LINK_LIFETIME, TOKEN, LinkKey, SignedPages, page_path
 from bot.runbooks import Runbooks
 from bot.slack_route import SlackEvents
 
@@ -55,24 +57,19 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
 
 
+_FRESH_LINK = ("Find the latest alert or report in Slack and follow its runbook link, or type "
+               "<code>/health &lt;service&gt;</code> in Slack: its report links the service's runbook.")
 _FROM_SLACK = ("<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\"><title>Runbook</title>"
                "<h1>Open this runbook from Slack</h1><p>Runbooks open only from the links the bot posts in Slack. "
-               "Find the alert or report in Slack and follow its runbook link.</p></html>\n")
+               f"{_FRESH_LINK}</p></html>\n")
+_EXPIRED = ("<!doctype html>\n<html lang=\"en\"><meta charset=\"utf-8\"><title>Runbook link expired</title>"
+            f"<h1>This link has expired</h1><p>A runbook link opens for {LINK_LIFETIME.days} days. {_FRESH_LINK}</p>"
+            "</html>\n")
 
 _PAGE_HEADERS = {"Referrer-Policy": "no-referrer"}
 """A page's URL carries its token; `no-referrer` keeps it out of the Referer header when a reader follows a link
 out of the runbook: "sent requests do not include any referrer information"
 (https://developer.mozilla.org/Web/HTTP/Headers/Referrer-Policy)."""
-
-
-async def _bounded_body(request: Request) -> bytes | None:
-    """The body, or None once it passes MAX_BODY_BYTES (read no further)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            return None
-    return bytes(body)
 
 
 def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
@@ -89,7 +86,7 @@ def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
             else:
                 log.info("challenged a Cloud Monitoring notification that came without credentials")
             return Response(status_code=401, headers=CHALLENGE)
-        body = await _bounded_body(request)
+        body = await bounded_body(request, MAX_BODY_BYTES)
         if body is None:
             return PlainTextResponse(f"a notification is at most {MAX_BODY_BYTES} bytes", status_code=413)
         try:
@@ -108,25 +105,29 @@ def web_app(slack: SlackEvents, runbooks: Runbooks, project: str, lifespan: Life
     """`link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one.
     `monitoring_token` None: the webhook is off and its path answers 404, like any path the bot does not serve."""
 
-    def refused() -> Response:
-        """The same answer for a missing, tampered or borrowed token: which one it was helps only a guesser."""
-        return HTMLResponse(_FROM_SLACK, status_code=403, headers=_PAGE_HEADERS)
+    def closed(key: LinkKey | None, path: str, request: Request) -> Response | None:
+        """None when the link opens `path`. The same answer for a missing, tampered or borrowed token: which one it
+        was helps only a guesser. Only a link the key signed for this path learns that its time has passed."""
+        check = "refused" if key is None else key.check(path, request.query_params.get(TOKEN), time.time())
+        if check == "open":
+            return None
+        return HTMLResponse(_EXPIRED if check == "expired" else _FROM_SLACK, status_code=403, headers=_PAGE_HEADERS)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def runbook(request: Request) -> Response:
         service = request.path_params["service"]
-        if link_key is None or not link_key.admits(page_path(service), request.query_params.get(TOKEN)):
-            return refused()
+        if (refusal := closed(link_key, page_path(service), request)) is not None:
+            return refusal
         found = runbooks.get(service)
         if found is None:
             return HTMLResponse("<h1>No such runbook</h1>", status_code=404, headers=_PAGE_HEADERS)
         return HTMLResponse(found.html(), headers=_PAGE_HEADERS)
 
     async def runbook_index(request: Request) -> Response:
-        if link_key is None or not link_key.admits(INDEX, request.query_params.get(TOKEN)):
-            return refused()
+        if (refusal := closed(link_key, INDEX, request)) is not None or link_key is None:
+            return refusal or HTMLResponse(_FROM_SLACK, status_code=403, headers=_PAGE_HEADERS)
         pages = SignedPages("", link_key)
         items = "".join(f'<li><a href="{html.escape(pages.url(name))}">{html.escape(name)}</a></li>'
                         for name in runbooks.services())

@@ -20,6 +20,7 @@ from bot.domain.analysis import Thresholds
 from bot.domain.policy import repository_allowed
 from bot.domain.rollout import HttpCheckSpec, Insufficient, LogCheckSpec, Plan, Rollout
 from bot.render.blocks import context, header, section
+from bot.render.mrkdwn import echoed
 from bot.render.rollout import plan_lines
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
@@ -98,15 +99,17 @@ class Deploy(Command[DeployRequest]):
         repository = config.services[service].image
         image = args.options.get("image") or f"{repository}:{args.options.get('tag', 'latest')}"
         if "tag" in args.options and not _TAG.match(args.options["tag"]):
-            return UserError(f"`{args.options['tag']}` is not a valid image tag.", f"`/deploy {service} tag=v3`")
+            return UserError(f"`{echoed(args.options['tag'])}` is not a valid image tag.",
+                             f"`/deploy {service} tag=v3`")
         match = _IMAGE.match(image)
         if not match:
-            return UserError(f"`{image}` is not a full image reference.",
+            return UserError(f"`{echoed(image)}` is not a full image reference.",
                              f"`/deploy {service} image={repository}:v3`")
         allowed = config.services[service].allowed_repositories
         if not repository_allowed(match["repository"], allowed):
             listed = ", ".join(f"`{pattern}`" for pattern in allowed)
-            return UserError(f"{service} deploys only from {listed}; `{match['repository']}` is not one of them.",
+            named = echoed(match["repository"])
+            return UserError(f"{service} deploys only from {listed}; `{named}` is not one of them.",
                              f"`/deploy {service} tag=v3` (an image of `{repository}`), or ask to have the "
                              f"repository added to `services.{service}.repositories` in the config")
         default = config.canary_for(service).strategy

@@ -6,6 +6,7 @@ import difflib
 from dataclasses import dataclass
 
 from bot.config import Config
+from bot.render.mrkdwn import echoed
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError
 
@@ -32,7 +33,7 @@ class DigestCommand(Command[DigestRequest]):
         if name and name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             hint = f" Did you mean `{close[0]}`?" if close else f" Digests: {', '.join(known)}."
-            return UserError(f"there is no digest `{name}`.{hint}", f"`/digest {known[0]}`")
+            return UserError(f"there is no digest `{echoed(name)}`.{hint}", f"`/digest {known[0]}`")
         return DigestRequest(name)
 
     async def act(self, request: DigestRequest, invocation: Invocation, runtime: Runtime) -> None:

@@ -31,6 +31,7 @@ from bot.domain.policy import Grant, Refused, decide, groups_of
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
+from bot.render.mrkdwn import echoed, printable
 from bot.runbooks import RunbookLinker
 from commands.grammar import MAX_TEXT, Args, UserError, tokenize
 
@@ -230,8 +231,8 @@ async def _invalid(runtime: Runtime, invocation: Invocation, invalid: Invalid, s
 
 def _shown(invocation: Invocation) -> str:
     """The request as the person would recognise it, short enough to quote back."""
-    said = f"{invocation.command} {invocation.text}".strip().replace("`", "'")
-    return said if len(said) <= 80 else said[:79] + "…"
+    said = printable(f"{invocation.command} {invocation.text}").strip()
+    return echoed(said if len(said) <= 80 else said[:79] + "…")
 
 
 def plan_command(command: Command[Any], invocation: Invocation, runtime: Runtime) -> Plan | Invalid:

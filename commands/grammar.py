@@ -11,6 +11,8 @@ import shlex
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from bot.render.mrkdwn import echoed
+
 MAX_TEXT = 4000
 """The longest command text the bot reads. Slack documents no limit for a slash command's `text`. For messages it
 says "Previously, we asked you only to keep messages under 4,000 bytes", and truncates past 40,000 characters
@@ -59,9 +61,9 @@ def tokenize(text: str, usage: str) -> Args | UserError:
         key, eq, value = token.partition("=")
         if eq:
             if not key or not value:
-                return UserError(f"`{token}` needs a key and a value, like `image=...`.", f"`{usage}`")
+                return UserError(f"`{echoed(token)}` needs a key and a value, like `image=...`.", f"`{usage}`")
             if key.lower() in options:
-                return UserError(f"`{key}=` is given twice.", f"`{usage}`")
+                return UserError(f"`{echoed(key)}=` is given twice.", f"`{usage}`")
             options[key.lower()] = value
         else:
             positional.append(token)
@@ -71,7 +73,7 @@ def tokenize(text: str, usage: str) -> Args | UserError:
 def check_words(args: Args, allowed: Collection[str], usage: str) -> UserError | None:
     for word in args.words:
         if word.lower() not in allowed:
-            return UserError(f"I don't know `{word}` here{_suggest(word, allowed)}.", f"`{usage}`")
+            return UserError(f"I don't know `{echoed(word)}` here{_suggest(word, allowed)}.", f"`{usage}`")
     return None
 
 
@@ -79,7 +81,7 @@ def check_options(args: Args, allowed: Collection[str], usage: str) -> UserError
     for key in args.options:
         if key not in allowed:
             known = ", ".join(f"`{k}=`" for k in sorted(allowed)) or "none"
-            return UserError(f"`{key}=` is not an option of this command{_suggest(key, allowed)} "
+            return UserError(f"`{echoed(key)}=` is not an option of this command{_suggest(key, allowed)} "
                              f"(options: {known}).", f"`{usage}`")
     return None
 
@@ -101,12 +103,12 @@ def resolve_service(name: str | None, services: Sequence[str], *, command: str,
         return prefixed[0]
     if len(prefixed) > 1:
         listed = ", ".join(f"`{s}`" for s in prefixed[:6])
-        return UserError(f"`{name}` matches several services: {listed}.", f"`{command} {prefixed[0]}`")
+        return UserError(f"`{echoed(name)}` matches several services: {listed}.", f"`{command} {prefixed[0]}`")
     close = difflib.get_close_matches(lowered, services, n=3, cutoff=0.6)
     if close:
-        return UserError(f"there is no service `{name}`. Did you mean `{close[0]}`?", f"`{command} {close[0]}`")
+        return UserError(f"there is no service `{echoed(name)}`. Did you mean `{close[0]}`?", f"`{command} {close[0]}`")
     known = ", ".join(f"`{s}`" for s in services[:12]) + (" …" if len(services) > 12 else "")
-    return UserError(f"there is no service `{name}`. Services: {known}.", instead)
+    return UserError(f"there is no service `{echoed(name)}`. Services: {known}.", instead)
 
 
 def _suggest(word: str, choices: Collection[str]) -> str:

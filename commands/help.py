@@ -9,6 +9,7 @@ from typing import Any
 from bot.config import Config
 from bot.domain.policy import Allowed, decide, groups_of
 from bot.render.blocks import Block, context, divider, header, section
+from bot.render.mrkdwn import echoed
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, resolve_service
 
@@ -38,7 +39,8 @@ class Help(Command[HelpRequest]):
         topic = resolve_service(args.target.lstrip("/"), names, command="/help")
         if isinstance(topic, UserError):
             listed = " ".join(f"`/{n}`" for n in names)
-            return UserError(f"there is no command `/{args.target.lstrip('/')}`. Commands: {listed}.", "`/help`")
+            named = echoed(args.target.lstrip("/"))
+            return UserError(f"there is no command `/{named}`. Commands: {listed}.", "`/help`")
         return HelpRequest(topic)
 
     async def act(self, request: HelpRequest, invocation: Invocation, runtime: Runtime) -> None:

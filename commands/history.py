@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 
 from bot.config import Config
-from bot.render.blocks import chunk_lines, context, escape, header, section
+from bot.render.blocks import chunk_lines, context, header, section
+from bot.render.mrkdwn import escape
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from bot.adapters.incident_store import Silence
 from bot.adapters.outbox import Message
 from bot.config import Config
-from bot.render.blocks import context, escape, header, section
+from bot.render.blocks import context, header, section
+from bot.render.mrkdwn import echoed, escape, printable
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
@@ -140,8 +141,8 @@ class SilenceCommand(Command[SilenceRequest]):
             return UserError("for how long?", f"`/silence {service} 2h maintenance`")
         match = _DURATION.match(args.words[0].lower())
         if match is None:
-            return UserError(f"`{args.words[0]}` is not a duration: write minutes, hours or days like `30m`, `2h`, "
-                             "`1d`.", f"`/silence {service} 2h maintenance`")
+            return UserError(f"`{echoed(args.words[0])}` is not a duration: write minutes, hours or days like "
+                             "`30m`, `2h`, `1d`.", f"`/silence {service} 2h maintenance`")
         duration = timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
         if not timedelta(minutes=1) <= duration <= MAX_SILENCE:
             return UserError("a silence lasts between 1 minute and 7 days.", f"`/silence {service} 2h maintenance`")
@@ -153,7 +154,7 @@ class SilenceCommand(Command[SilenceRequest]):
     async def act(self, request: SilenceRequest, invocation: Invocation, runtime: Runtime) -> None:
         now = datetime.now(UTC)
         ends = now + request.duration
-        why = f": {escape(request.reason)}" if request.reason else ""
+        why = f": {escape(printable(request.reason))}" if request.reason else ""
         text = (f":mute: <@{invocation.user_id}> silenced *{request.service}*'s alerts until {ends:%Y-%m-%d %H:%M} UTC"
                 f"{why}")
         channel = runtime.config.alert_channel_for(request.service)

@@ -20,6 +20,8 @@ class Behaviour:
     down: bool = False
     start: StartMode = "ok"
     start_ms: float | None = None
+    error_message: str | None = None
+    """What the revision's own code logs at ERROR for a failed request, as written; None: the service's usual line."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -31,7 +33,8 @@ class BehaviourError(ValueError):
     """A control request that does not describe a behaviour; the message names the field."""
 
 
-_FIELDS = {"error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms"}
+_FIELDS = {"error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms", "error_message"}
+_MOST_MESSAGE = 4000
 
 
 def apply_patch(base: Behaviour, patch: dict[str, Any]) -> Behaviour:
@@ -67,6 +70,12 @@ def apply_patch(base: Behaviour, patch: dict[str, Any]) -> Behaviour:
         if start_ms is not None and (not isinstance(start_ms, int | float) or start_ms < 0):
             raise BehaviourError("start_ms is a non-negative number of milliseconds")
         changes["start_ms"] = None if start_ms is None else float(start_ms)
+    if "error_message" in patch:
+        message = patch["error_message"]
+        if message is not None and (not isinstance(message, str) or not message or len(message) > _MOST_MESSAGE):
+            raise BehaviourError(f"error_message is the line logged for a failed request, 1 to {_MOST_MESSAGE} "
+                                 "characters, or null for the service's usual one")
+        changes["error_message"] = message
     return replace(base, **changes)
 
 

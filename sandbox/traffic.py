@@ -133,8 +133,9 @@ class TrafficSimulator:
                             "protocol": "HTTP/1.1"},
         }))
         if status >= 500 and not behaviour.down:
-            message = _APP_ERRORS.get(service, "request {n} failed: RuntimeError: upstream error")
-            self._app_line(service, revision, at, "ERROR", message.format(n=self._serial))
+            usual = _APP_ERRORS.get(service, "request {n} failed: RuntimeError: upstream error")
+            message = behaviour.error_message or usual.format(n=self._serial)
+            self._app_line(service, revision, at, "ERROR", message)
 
     def _info_logs(self, service: str, now: float) -> None:
         message = _INFO_LOGS.get(service)

@@ -14,6 +14,8 @@ never made. Writes:
 - Google's answer is classified once, here: done, started, refused (do not ask again), retry, conflict.
   `WaitOperation` is best-effort and may return before the operation is done, so it is asked again until
   the operation is done or the call's time runs out; the rollout settles the rest from the service itself.
+Google's own words (an error's message, a condition's) reach Slack in the rollout's thread, so they leave here
+escaped for mrkdwn (bot/render/mrkdwn.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from google.protobuf import duration_pb2, field_mask_pb2
 from bot.adapters.google_clients import client_kwargs
 from bot.domain.rollout import TAG, Live, Rollout, Split, Write, WriteResult, make_split
 from bot.environment import Environment
+from bot.render.mrkdwn import escape
 
 T = TypeVar("T")
 _UNREACHABLE = (exceptions.RetryError, requests.RequestException, TimeoutError)
@@ -109,7 +112,7 @@ def _view(service: run_v2.Service, candidate: Literal["missing", "pending", "rea
     failed = not service.reconciling and terminal.state == run_v2.Condition.State.CONDITION_FAILED
     live = Live(exists=True, traffic=routed, tags=tags, candidate=candidate, candidate_message=candidate_message,
                 requested=asked, generation=service.generation, reconciling=service.reconciling,
-                failure=(terminal.message or "the last change failed") if failed else "",
+                failure=escape(terminal.message or "the last change failed") if failed else "",
                 latest_created=short(service.latest_created_revision))
     return ServiceView(live, service.uri, tag_urls, service)
 
@@ -134,13 +137,13 @@ def _permission(exc: exceptions.GoogleAPICallError) -> str:
 def _message(exc: exceptions.GoogleAPICallError) -> str:
     """Google's own message, without the method and URL google-api-core prefixes it with."""
     try:
-        return str(exc.response.json()["error"]["message"]).splitlines()[0][:400]
+        return escape(str(exc.response.json()["error"]["message"]).splitlines()[0][:400])
     except (AttributeError, KeyError, TypeError, ValueError, IndexError):
         return _reason(exc)
 
 
 def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return escape((str(exc).splitlines() or [type(exc).__name__])[0][:300])
 
 
 def classify(exc: BaseException) -> WriteResult:
@@ -279,7 +282,8 @@ class CloudRunGateway:
         if done is None or not done.done:
             return WriteResult("started", generation=generation)
         if done.error.code:
-            return WriteResult("refused", status="FAILED", message=done.error.message or f"code {done.error.code}")
+            message = escape(done.error.message) or f"code {done.error.code}"
+            return WriteResult("refused", status="FAILED", message=message)
         final = run_v2.Service.deserialize(done.response.value)
         return WriteResult("done", generation=final.generation or generation, traffic=_view(final).live.traffic)
 
@@ -347,5 +351,5 @@ def _revision_state(revision: run_v2.Revision) -> tuple[CandidateState, str]:
     if ready.state == run_v2.Condition.State.CONDITION_SUCCEEDED:
         return "ready", ""
     if ready.state == run_v2.Condition.State.CONDITION_FAILED:
-        return "failed", ready.message
-    return "pending", ready.message
+        return "failed", escape(ready.message)
+    return "pending", escape(ready.message)

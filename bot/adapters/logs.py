@@ -10,6 +10,9 @@ The client is synchronous; every listing runs in a worker thread, and stops as s
 asked for, so a noisy revision costs one page, not its whole history. The listing is cut with `islice`
 rather than `max_results`: google-cloud-logging's pager fetches the next page before it looks at
 `max_results`, one wasted read of the quota whenever a page is exactly full.
+
+A log line is whatever the revision wrote: it is quoted in Slack as evidence, so it leaves here escaped for
+mrkdwn (bot/render/mrkdwn.py), as do Google's messages; a line holding `<!channel>` must not ping anyone.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import GoogleAuthError
 
 from bot.environment import Environment
+from bot.render.mrkdwn import escape
 
 MAX_PAGE_SIZE = 1000  # Logging's limit per entries.list call
 NEWEST_FIRST = "timestamp desc"
@@ -41,7 +45,7 @@ T = TypeVar("T")
 class LogLine:
     at: datetime
     severity: str
-    text: str  # textPayload, jsonPayload.message, or a summary of httpRequest
+    text: str  # textPayload, jsonPayload.message, or a summary of httpRequest; escaped for mrkdwn
 
 
 class LogsUnavailable(Exception):
@@ -219,7 +223,7 @@ def _line(entry: Any) -> LogLine:
         text = _request_summary(entry.http_request)
     else:
         text = ""
-    return LogLine(entry.timestamp, entry.severity or "DEFAULT", text)
+    return LogLine(entry.timestamp, entry.severity or "DEFAULT", escape(text))
 
 
 def _status_and_latency(request: Mapping[str, Any]) -> tuple[int, float]:
@@ -244,10 +248,10 @@ def _request_summary(request: Mapping[str, Any]) -> str:
 def _message(error: Any) -> str:
     """Google's own message, without the method and URL google-api-core prefixes it with."""
     try:
-        return str(error.response.json()["error"]["message"]).splitlines()[0][:300]
+        return escape(str(error.response.json()["error"]["message"]).splitlines()[0][:300])
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return _reason(error)
 
 
 def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return escape((str(exc).splitlines() or [type(exc).__name__])[0][:200])

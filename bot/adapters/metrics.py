@@ -25,6 +25,7 @@ from google.api_core import exceptions
 from google.api_core.retry import Retry, if_transient_error
 
 from bot.environment import Environment
+from bot.render.mrkdwn import escape
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
@@ -124,7 +125,7 @@ class MetricsGateway:
         except (exceptions.RetryError, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
             raise MetricsUnavailable(f"Cloud Monitoring did not answer ({_reason(exc)})") from None
         except exceptions.GoogleAPICallError as exc:
-            raise MetricsUnavailable(f"Cloud Monitoring refused the query ({exc.code} {exc.message})") from None
+            raise MetricsUnavailable(f"Cloud Monitoring refused the query ({exc.code} {escape(exc.message)})") from None
 
 
 def _at(seconds: int) -> datetime:
@@ -132,4 +133,4 @@ def _at(seconds: int) -> datetime:
 
 
 def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    return escape((str(exc).splitlines() or [type(exc).__name__])[0][:200])

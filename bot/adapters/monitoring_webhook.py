@@ -11,7 +11,9 @@ Either carries the one secret the bot holds; the Basic username is not a secret 
 
 The payload is schema version 1.2 (https://cloud.google.com/monitoring/support/notification-options#webhooks).
 Fields the bot reads are checked strictly; fields it does not read are ignored, because Google adds fields to
-the schema (`severity`, `policy_user_labels`, documentation `links`) without changing its version.
+the schema (`severity`, `policy_user_labels`, documentation `links`) without changing its version. What a
+policy's author wrote (its name, condition, summary and documentation) is bound for Slack, so it is escaped for
+mrkdwn here: a `<!here>` in a policy's documentation must not page a channel.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain.monitoring_alert import Documentation, IncidentState, MonitoringAlert
+from bot.render.mrkdwn import escape
 
 PATH = "/alerts/monitoring"
 TOKEN_PARAMETER = "auth_token"
@@ -101,13 +104,13 @@ def parse_alert(body: bytes) -> MonitoringAlert:
         raise MalformedAlert("a closed incident needs incident.ended_at")
     return MonitoringAlert(
         incident_id=_text(incident, "incident_id"),
-        policy=_text(incident, "policy_name"),
-        condition=_text(incident, "condition_name"),
+        policy=escape(_text(incident, "policy_name")),
+        condition=escape(_text(incident, "condition_name")),
         service=_service(incident),
         state="open" if state == "open" else "closed",
         started_at=_epoch(incident, "started_at"),
         ended_at=ended_at,
-        summary=_text(incident, "summary", empty=True),
+        summary=escape(_text(incident, "summary", empty=True)),
         documentation=_documentation(incident),
         url=_text(incident, "url"),
     )
@@ -134,8 +137,9 @@ def _documentation(incident: Mapping[str, Any]) -> Documentation | None:
     subject = found.get("subject")
     if subject is not None and not isinstance(subject, str):
         raise MalformedAlert(f"{where}.subject must be a string")
-    return Documentation(content=_text(found, "content", where, empty=True), mime_type=_text(found, "mime_type", where),
-                         subject=subject)
+    return Documentation(content=escape(_text(found, "content", where, empty=True)),
+                         mime_type=_text(found, "mime_type", where),
+                         subject=None if subject is None else escape(subject))
 
 
 def _object(parent: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:

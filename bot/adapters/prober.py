@@ -11,7 +11,8 @@ with Slack's acks, which must answer within 3 s, and held them up by a hundred m
 Private services answer only callers that send an ID token for the service's URL, on the service URL and
 on its tag URLs alike (https://cloud.google.com/run/docs/authenticating/service-to-service): each probe
 names that audience and carries a token when one can be had. Cloud Run's own refusals (401, 403, an HTML
-page from its front end) are described in words that say what to do.
+page from its front end) are described in words that say what to do. What a service says (every string of its
+health body) and the errors of a failed request are outside text bound for Slack, escaped here for mrkdwn.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import aiohttp
 
 from bot.config import HealthPaths
 from bot.domain.health import Endpoint, Probe
+from bot.render.mrkdwn import escape
 
 _MAX_BODY = 256 * 1024
 
@@ -150,7 +152,7 @@ class _Probes:
                 return Probe(endpoint, path, url, None, limit_s * 1000, error=f"timed out after {limit_s:g} s")
             except aiohttp.ClientError as exc:
                 elapsed = (time.perf_counter() - started) * 1000
-                return Probe(endpoint, path, url, None, elapsed, error=_describe(exc))
+                return Probe(endpoint, path, url, None, elapsed, error=escape(_describe(exc)))
             elapsed = (time.perf_counter() - started) * 1000
         body = None
         if content_type.startswith("application/json") and len(content) < _MAX_BODY:
@@ -158,7 +160,7 @@ class _Probes:
                 parsed = json.loads(content)
             except ValueError:
                 parsed = None
-            body = parsed if isinstance(parsed, dict) else None
+            body = _escaped(parsed) if isinstance(parsed, dict) else None
         refused = _refusal(status, sent_token=token is not None) if body is None else ""
         return Probe(endpoint, path, url, status, elapsed, body, error=refused)
 
@@ -186,6 +188,16 @@ class _Probes:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {escape(key): _escaped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_escaped(item) for item in value]
+    return value
 
 
 def _refusal(status: int, *, sent_token: bool) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from bot.render.mrkdwn import escape
+
 Block = dict[str, Any]
 
 MAX_BLOCKS = 50
@@ -48,11 +50,6 @@ def actions(*buttons: Block) -> Block:
 
 def link(url: str | None, label: str) -> str:
     return f"<{url}|{escape(label)}>" if url else escape(label)
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters; everything else in mrkdwn is left as typed."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def chunk_lines(lines: Iterable[str], limit: int = MAX_SECTION, separator: str = "\n") -> list[str]:

@@ -21,8 +21,9 @@ from typing import TypeVar
 from bot.domain.digest import Change, Digest, OpenIncident
 from bot.domain.health import ServiceHealth, Status
 from bot.domain.rollout import Rollout, State
-from bot.render.blocks import Block, chunk_lines, clip, context, divider, escape, header, link, section
+from bot.render.blocks import Block, chunk_lines, clip, context, divider, header, link, section
 from bot.render.health import EMOJI, Rendered, RunbookLink
+from bot.render.mrkdwn import escape
 
 TEXT_BUDGET = 9_000
 """Characters of text in the whole message (blocks and notification text); see the module's docstring."""

@@ -19,11 +19,11 @@ from bot.render.blocks import (
     clip,
     context,
     divider,
-    escape,
     header,
     link,
     section,
 )
+from bot.render.mrkdwn import escape
 
 RunbookLink = Callable[[str, str | None], str | None]
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.domain.incidents import Incident
-from bot.render.blocks import Block, actions, button, clip, context, escape, link, section
+from bot.render.blocks import Block, actions, button, clip, context, link, section
+from bot.render.mrkdwn import escape
 
 RunbookLink = Callable[[str, str | None], str | None]
 

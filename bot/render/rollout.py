@@ -13,7 +13,8 @@ from typing import Any
 
 from bot.domain.analysis import Verdict
 from bot.domain.rollout import Note, Plan, Rollout, State
-from bot.render.blocks import Block, actions, button, clip, context, escape, link, section
+from bot.render.blocks import Block, actions, button, clip, context, link, section
+from bot.render.mrkdwn import escape
 
 RunbookLink = Callable[[str, str | None], str | None]
 
@@ -104,7 +105,7 @@ def note_reply(rollout: Rollout, note: Note, runbook: RunbookLink) -> Rendered:
         lines.extend(_verdict_lines(note.verdict))
     blocks = [section(clip("\n".join(lines), 2900))]
     if note.verdict is not None and note.verdict.top_errors:
-        errors = "\n".join(clip(e, 300) for e in note.verdict.top_errors)
+        errors = "\n".join(clip(escape(e), 300) for e in note.verdict.top_errors)
         blocks.append(section(f"Newest errors of `{rollout.candidate}`:\n```{clip(errors, 2700)}```"))
     if note.kind in ("rolled_back", "failed", "paused", "retrying"):
         failing = note.verdict.failures[0].runbook_check if note.verdict and note.verdict.failures else None

@@ -1,6 +1,7 @@
 """Runbook links that only Slack's readers can open: a link the bot posted opens its page; the same page without
-the link's token, with a changed token, or with another runbook's token gets 403; a new version of the key's
-secret voids every earlier link at the next start; a bot without its key does not start.
+the link's token, with a changed token, or with another runbook's token gets 403; a link past its 30 days gets a
+403 page that says it expired and where a fresh one is; a new version of the key's secret voids every earlier link at
+the next start; a bot without its key does not start.
 
 The key lives only in the emulated Secret Manager. Reading `latest` means "the most recently created
 SecretVersion" (https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access),
@@ -25,7 +26,7 @@ from bot.adapters.secrets import SecretsUnavailable, fetch_credentials
 from bot.checksum import crc32c
 from bot.config import Config, load_config, parse_config
 from bot.environment import Environment
-from bot.runbook_links import LinkKey, page_path
+from bot.runbook_links import LINK_LIFETIME, LinkKey, expiry, page_path
 from sandbox.blockkit_text import text_of
 from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
 from sandbox.world import World, WorldOptions
@@ -120,6 +121,28 @@ async def test_the_page_without_its_token_with_a_changed_one_or_another_runbooks
     assert (await fleet.http.get(link)).status_code == 200, "the link itself still opens"
 
 
+async def test_a_link_past_its_time_says_it_expired_and_where_a_fresh_one_is(fleet: Scenario) -> None:
+    """A link the bot's key signed, whose time (30 days from the day it was written) has passed: 403 with a page that
+    says so and how to get a fresh link (the latest alert, or `/health <service>`, whose report links the runbook).
+    The expiry is signed: moved later by hand, the link is just refused. Signed here with the key from Secret
+    Manager and an expiry already past, which is what the bot's own link reads like 30 days on."""
+    link = await health_report_link(fleet.http, fleet.world, float(await fleet.latest_ts()))
+    assert (await fleet.http.get(link)).status_code == 200, "a link the bot emits today opens"
+    path = page_path(SERVICE)
+    key = LinkKey((await asyncio.to_thread(link_key, fleet.world)).encode())
+    written_long_ago = time.time() - LINK_LIFETIME.total_seconds() - 2 * 86_400
+    old = key.token(path, expiry(written_long_ago))
+    expired = await fleet.http.get(f"{fleet.bot_url}{path}?sig={old}#gcs-model-file")
+    assert expired.status_code == 403 and "This link has expired" in expired.text
+    assert "opens for 30 days" in expired.text and "/health &lt;service&gt;" in expired.text
+    assert "gcs-model-file" not in expired.text and expired.headers["referrer-policy"] == "no-referrer"
+    stretched = old.replace(old.partition("_")[0], str(int(time.time()) + 86_400), 1)
+    assert is_from_slack_refusal(await fleet.http.get(f"{fleet.bot_url}{path}?sig={stretched}")), \
+        "an expiry moved later is a tampered link"
+    fresh = await health_report_link(fleet.http, fleet.world, float(await fleet.latest_ts()))
+    assert (await fleet.http.get(fresh)).status_code == 200, "the fresh link the page points to opens"
+
+
 async def test_the_link_key_never_reaches_slack(fleet: Scenario) -> None:
     await health_report_link(fleet.http, fleet.world, float(await fleet.latest_ts()))
     key = await asyncio.to_thread(link_key, fleet.world)
@@ -206,6 +229,6 @@ async def test_with_runbook_base_url_links_go_there_and_the_bots_pages_open_to_n
         link = await health_report_link(running.http, running.world, float(await running.latest_ts()))
         assert link == f"{base}/{SERVICE}.md#gcs-model-file"
         path = page_path(SERVICE)
-        signed = LinkKey((await asyncio.to_thread(link_key, running.world)).encode()).token(path)
+        signed = LinkKey((await asyncio.to_thread(link_key, running.world)).encode()).token(path, expiry(time.time()))
         for url in (f"{running.bot_url}{path}", f"{running.bot_url}{path}?sig={signed}"):
             assert is_from_slack_refusal(await running.http.get(url)), url

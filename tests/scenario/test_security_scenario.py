@@ -4,6 +4,7 @@ scenario test) is also searched for leaked secrets by tests/scenario/conftest.py
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,11 +17,13 @@ import pytest
 
 from bot.adapters.store import AuditEntry
 from bot.config import Config
-from sandbox.blockkit_text import text_of
+from bot.slack_route import MAX_BODY_BYTES
+from sandbox.blockkit_text import render_message, text_of
 from sandbox.slack_user import sign
 from sandbox.world import World, WorldOptions
 from tests import figures
 from tests.scenario.harness import Scenario, fast, free_socket, scenario, serving
+from tests.scenario.test_monitoring_alerts_scenario import webhook_on
 from tests.unit.test_request_signing import EXAMPLE_BODY, EXAMPLE_SECRET, EXAMPLE_SIGNATURE, EXAMPLE_TIMESTAMP
 
 USERS = {"oncall": "U07ONCALL01", "viewer": "U07VIEWER01"}
@@ -29,7 +32,7 @@ REFUSED = "requests refused at the bot's Slack route (forged, replayed, expired,
 
 @pytest.fixture(scope="module")
 async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scenario]:
-    async with scenario(fast(example_config, min_requests=5), tmp_path_factory.mktemp("security"),
+    async with scenario(webhook_on(fast(example_config, min_requests=5)), tmp_path_factory.mktemp("security"),
                         requests_per_s=60) as running:
         yield running
 
@@ -214,3 +217,135 @@ async def test_a_command_that_mentions_payload_is_answered(fleet: Scenario) -> N
     assert silenced["status"] == 200 and silenced["error"] is None
     row = await newest_row(fleet, "oncall", "/silence", "ok")
     assert row.text == "nba-grading-service 30m payload migration"
+
+
+async def test_a_command_echoed_back_is_stripped_of_control_characters_and_escaped(fleet: Scenario) -> None:
+    """What someone typed comes back in the answer, printable and escaped for mrkdwn: a `<!channel>` in a service
+    name pings no one (https://api.slack.com/reference/surfaces/formatting#escaping), and a bell, an escape
+    sequence or a right-to-left override never reaches anyone's screen."""
+    answer = await fleet.command("oncall", "/health <!channel>\x07\x1b[2J\u202eevil")
+    assert answer["status"] == 200
+    assert "there is no service `&lt;!channel&gt;[2Jevil`" in answer["body"]
+    assert "<!channel>" not in answer["body"]
+    assert not any(ch in answer["body"] for ch in "\x07\x1b\u202e")
+    unknown = await fleet.command("oncall", "/<!here>&")
+    assert unknown["body"].startswith(":grey_question: I don't know `/&lt;!here&gt;&amp;`")
+
+
+# -- the route's own limits ------------------------------------------------------------------------------------
+
+
+def signed_headers(fleet: Scenario, body: str | bytes, content_type: str = "application/x-www-form-urlencoded",
+                   ) -> dict[str, str]:
+    now = str(int(time.time()))
+    text = body.decode() if isinstance(body, bytes) else body
+    return {"Content-Type": content_type, "X-Slack-Request-Timestamp": now,
+            "X-Slack-Signature": sign(fleet.world.signing_secret, now, text)}
+
+
+async def test_a_body_over_the_cap_gets_413_before_its_signature_is_checked(fleet: Scenario) -> None:
+    """Slack documents no maximum for what it sends; the bot takes 1 MiB (bot/slack_route.py: a click on the largest
+    message Slack allows is about 570 KB). Past it the answer is 413 whether the signature is right or forged:
+    the signature was never computed. Sent with its length and in chunks without one alike, and unread past the
+    cap."""
+    events = f"{fleet.bot_url}/slack/events"
+    calls = sum(fleet.world.workspace.calls.values())
+    body = urlencode({"command": "/health", "text": "x" * MAX_BODY_BYTES})
+    signed = await fleet.http.post(events, content=body, headers=signed_headers(fleet, body))
+    forged = await fleet.http.post(events, content=body, headers={**signed_headers(fleet, body),
+                                                                  "X-Slack-Signature": "v0=" + "1" * 64})
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            sent.append(start)
+            yield body[start:start + 64 * 1024].encode()
+
+    streamed = await fleet.http.post(events, content=chunks(), headers=signed_headers(fleet, body))
+    for answer in (signed, forged, streamed):
+        assert answer.status_code == 413 and answer.text == f"a Slack request is at most {MAX_BODY_BYTES:,} bytes"
+    assert "content-length" not in streamed.request.headers, "sent chunked: the cap is counted, not declared"
+    assert sum(fleet.world.workspace.calls.values()) == calls, "nothing reached Slack"
+    small = urlencode({"command": "/help", "text": "", "user_id": USERS["oncall"], "channel_id": fleet.channel(
+        "deploys"), "response_url": f"{fleet.user_side}/response/none"})
+    assert (await fleet.http.post(events, content=small, headers=signed_headers(fleet, small))).status_code == 200
+    figures.count("bodies over the cap answered 413 before the signature (no 401, no 500)")
+
+
+@pytest.mark.parametrize("missing", ["user_id", "channel_id", "response_url"])
+async def test_a_signed_command_that_says_not_who_where_or_where_to_answer_gets_400_before_any_work(
+        fleet: Scenario, missing: str) -> None:
+    """Slack sends every command with `user_id`, `channel_id` and `response_url`
+    (https://api.slack.com/interactivity/slash-commands#app_command_handling). One without is refused 400 before
+    anything runs: no probe, no audit row, nothing to Slack. Today a `/health all` for nobody would probe the fleet
+    and then fail on the empty response_url."""
+    channel = fleet.channel("deploys")
+    url_id = fleet.world.workspace.open_response_url(channel, USERS["oncall"])
+    form = {"command": "/health", "text": "all", "user_id": USERS["oncall"], "user_name": "oncall",
+            "channel_id": channel, "team_id": fleet.world.workspace.team_id,
+            "response_url": f"{fleet.user_side}/response/{url_id}"}
+    probes, audited, before = fleet.world.fleet.probes, len(rows(fleet, "oncall")), await fleet.latest_ts()
+    for body in (urlencode({k: v for k, v in form.items() if k != missing}), urlencode({**form, missing: ""})):
+        answer = await fleet.http.post(f"{fleet.bot_url}/slack/events", content=body,
+                                       headers=signed_headers(fleet, body))
+        assert answer.status_code == 400, body
+        assert answer.text == f"a slash command needs user_id, channel_id, response_url; this one has no {missing}"
+    await asyncio.sleep(0.5)  # long enough for work after an ack to have started
+    assert fleet.world.fleet.probes == probes, "nothing was probed"
+    assert len(rows(fleet, "oncall")) == audited, "nothing was audited"
+    answered = [m for m in await fleet.messages("oncall") if float(m["ts"]) > float(before)
+                and (m["kind"] == "ephemeral" or "health" in text_of(m).lower())]
+    assert answered == [], "no answer and no report reached anyone"
+
+
+# -- outside text ----------------------------------------------------------------------------------------------
+
+
+def shown(message: dict[str, Any]) -> str:
+    """The message as Slack displays it: entities become mentions and links, escaped text reads as typed."""
+    return render_message(message, users={})
+
+
+async def test_a_log_line_with_a_broadcast_in_a_failing_canarys_evidence_pings_no_one(fleet: Scenario) -> None:
+    """The candidate's own code logs `<!channel>` at ERROR (set through the sandbox's control API); its newest error
+    lines are quoted in the rollout's thread as evidence. Slack reads `<!channel>` as a broadcast to the channel
+    (https://api.slack.com/reference/surfaces/formatting#special-mentions) unless `<` and `>` are escaped
+    (https://api.slack.com/reference/surfaces/formatting#escaping): the line reaches Slack escaped, and Slack shows
+    it as the app wrote it, with no @channel."""
+    service = "mlb-prediction-worker"
+    image = f"{fleet.world.config.services[service].image}:v3-shouting"
+    line = "payment failed <!channel> & <@U07VIEWER01> <https://evil.example|click here>"
+    await fleet.declare(image, error_rate=0.6, error_message=line)
+    await fleet.command("oncall", f"/deploy {service} tag=v3-shouting")
+    done = await fleet.rollout_state(service, "rolled_back")
+    thread = await fleet.thread(done)
+    evidence = next(m for m in thread if f"Newest errors of `{done.rollout.candidate}`" in text_of(m))
+    assert "payment failed &lt;!channel&gt; &amp; &lt;@U07VIEWER01&gt; &lt;https://evil.example|click here&gt;" \
+        in text_of(evidence)
+    assert line in shown(evidence) and "@channel" not in shown(evidence)
+    everything = json.dumps(await fleet.messages("oncall", "deploys"))
+    assert "<!channel>" not in everything and "<https://evil.example" not in everything
+    figures.count("log lines holding a broadcast quoted in Slack without pinging")
+
+
+async def test_an_alert_policys_documentation_with_a_broadcast_pings_no_one(fleet: Scenario) -> None:
+    """A Cloud Monitoring policy's documentation is its author's text, sent as the notification's
+    `incident.documentation` (https://cloud.google.com/monitoring/support/notification-options#webhooks); the bot
+    threads it in the service's alert channel. A `<!here>` in it reaches Slack escaped and pings no one."""
+    service = "prediction-worker"
+    channel = fleet.world.config.services[service].alert_channel or fleet.world.config.slack.deploy_channel
+    before = await fleet.latest_ts("oncall", channel)
+    sent = await fleet.http.post(f"{fleet.control}/alerts/monitoring", json={
+        "policy": "worker <!channel> 5xx", "condition": "5xx above 1%", "service": service, "state": "open",
+        "summary": "5xx rate is 4.2% > 1%",
+        "documentation": {"content": "<!here> roll back now", "subject": "Worker failing <!everyone>"}})
+    assert sent.json()["status"] == 200
+    told = await fleet.wait_for("oncall", lambda m: "roll back now" in text_of(m), channel, after=before)
+    assert "&lt;!here&gt; roll back now" in text_of(told) and "worker &lt;!channel&gt; 5xx" in text_of(told)
+    assert "<!here> roll back now" in shown(told) and "Worker failing <!everyone>" in shown(told)
+    assert not any(mention in shown(told) for mention in ("@here", "@channel", "@everyone"))
+    assert "5xx rate is 4.2% &gt; 1%" in text_of(told), "escaped once, though the renderer escapes it again"
+    closed = await fleet.http.post(f"{fleet.control}/alerts/monitoring", json={
+        "policy": "worker <!channel> 5xx", "condition": "5xx above 1%", "service": service, "state": "closed"})
+    assert closed.json()["status"] == 200
+    figures.count("alert-policy documentation holding a broadcast shown in Slack without pinging")

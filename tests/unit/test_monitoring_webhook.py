@@ -87,6 +87,18 @@ def test_an_open_incident_on_a_cloud_run_revision_names_its_service() -> None:
         "open", "prediction-worker", None, None)
 
 
+def test_what_the_policys_author_wrote_is_escaped_for_slack() -> None:
+    """Name, condition, summary and documentation reach Slack; a `<!here>` in them must not page a channel
+    (https://api.slack.com/reference/surfaces/formatting#escaping). The ids, the URL and the service stay as sent."""
+    alert = parse_alert(encoded(cloud_run(
+        policy_name="5xx <!channel>", condition_name="rate > 1% & rising", summary="<@U07ONCALL01> is paged",
+        documentation={"content": "<!here> roll back", "mime_type": "text/markdown", "subject": "<!everyone>"})))
+    assert (alert.policy, alert.condition, alert.summary) == (
+        "5xx &lt;!channel&gt;", "rate &gt; 1% &amp; rising", "&lt;@U07ONCALL01&gt; is paged")
+    assert alert.documentation == Documentation("&lt;!here&gt; roll back", "text/markdown", "&lt;!everyone&gt;")
+    assert (alert.incident_id, alert.service) == ("0.opqiw61fsv7p", "prediction-worker")
+
+
 def test_fields_google_adds_later_are_ignored() -> None:
     payload = cloud_run(apigee_url="https://example.com", log_match={"any": "thing"})
     assert parse_alert(encoded(payload)).incident_id == "0.opqiw61fsv7p"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import time
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -13,7 +15,7 @@ from markdown_it import MarkdownIt
 from bot.adapters.secrets import Credentials
 from bot.config import Config, ConfigError, load_config, parse_config, summary
 from bot.log import REDACTED, Redactor
-from bot.runbook_links import TOKEN, ExternalPages, LinkKey, SignedPages, page_path
+from bot.runbook_links import LINK_LIFETIME, TOKEN, ExternalPages, LinkKey, SignedPages, expiry, page_path
 from bot.runbooks import Runbook, RunbookLinker, Runbooks, check_runbooks, slugify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +76,7 @@ def test_every_link_the_bot_can_emit_resolves(link: tuple[str, str, str]) -> Non
     url = RUNBOOKS.link(PAGES, runbook, anchor)
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == BASE and unquote(parts.path) == page_path(runbook)
-    assert KEY.admits(unquote(parts.path), parse_qs(parts.query)[TOKEN][0])
+    assert KEY.check(unquote(parts.path), parse_qs(parts.query)[TOKEN][0], time.time()) == "open"
     book = RUNBOOKS.get(runbook)
     assert book is not None
     assert parts.fragment == anchor and anchor in _Ids(book.html()).ids
@@ -319,23 +321,49 @@ def test_headings_get_githubs_anchors_from_their_text_without_markup() -> None:
 
 def test_a_link_goes_to_the_page_top_when_the_section_is_gone() -> None:
     page = PAGES.url("prediction-worker")
-    assert page == f"{BASE}/runbooks/prediction-worker?{TOKEN}={KEY.token('/runbooks/prediction-worker')}"
+    expires = expiry(time.time())
+    assert page == f"{BASE}/runbooks/prediction-worker?{TOKEN}={KEY.token('/runbooks/prediction-worker', expires)}"
     assert SignedPages(BASE + "/", KEY).url("prediction-worker") == page
     assert RUNBOOKS.link(PAGES, "prediction-worker", "no-such-step") == page
     assert RUNBOOKS.link(PAGES, "prediction-worker", "bigquery") == f"{page}#bigquery"
 
 
 def test_a_token_opens_only_its_own_path() -> None:
-    token = KEY.token("/runbooks/prediction-worker")
-    assert KEY.admits("/runbooks/prediction-worker", token)
-    assert not KEY.admits("/runbooks/nba-grading-service", token), "a token for another runbook"
-    assert not KEY.admits("/runbooks", token), "nor the index"
-    assert not KEY.admits("/runbooks/prediction-worker", None)
-    assert not KEY.admits("/runbooks/prediction-worker", token[:-1] + ("A" if token[-1] != "A" else "B"))
-    assert not KEY.admits("/runbooks/prediction-worker", token + "x")
-    assert not KEY.admits("/runbooks/prediction-worker", "é" * 43), "not ASCII: refused, not an error"
+    now = time.time()
+    token = KEY.token("/runbooks/prediction-worker", expiry(now))
+    assert KEY.check("/runbooks/prediction-worker", token, now) == "open"
+    refused = {
+        "a token for another runbook": ("/runbooks/nba-grading-service", token),
+        "nor the index": ("/runbooks", token),
+        "no token": ("/runbooks/prediction-worker", None),
+        "a changed signature": ("/runbooks/prediction-worker", token[:-1] + ("A" if token[-1] != "A" else "B")),
+        "a longer one": ("/runbooks/prediction-worker", token + "x"),
+        "not ASCII: refused, not an error": ("/runbooks/prediction-worker", "é" * 43),
+        "a token without its expiry (the links written before they expired)":
+            ("/runbooks/prediction-worker", token.partition("_")[2]),
+        "non-ASCII digits": ("/runbooks/prediction-worker", "١٢٣_" + token.partition("_")[2]),
+    }
+    for what, (path, offered) in refused.items():
+        assert KEY.check(path, offered, now) == "refused", what
     rotated = LinkKey(secrets.token_bytes(32))
-    assert not rotated.admits("/runbooks/prediction-worker", token), "a new key voids every earlier link"
+    assert rotated.check("/runbooks/prediction-worker", token, now) == "refused", "a new key voids every earlier link"
+
+
+def test_a_link_opens_for_its_lifetime_then_says_it_expired() -> None:
+    """A link is good for LINK_LIFETIME (30 days) from the day the bot wrote it, to that UTC day's end, so the links
+    one message renders are the same all day; the day after, the key's own signature reads as expired."""
+    written = datetime(2026, 3, 1, 15, 30, tzinfo=UTC).timestamp()
+    pages = SignedPages(BASE, KEY, clock=lambda: written)
+    token = parse_qs(urlsplit(pages.url("prediction-worker")).query)[TOKEN][0]
+    assert token == parse_qs(urlsplit(SignedPages(BASE, KEY, clock=lambda: written + 8 * 3600)
+                                      .url("prediction-worker")).query)[TOKEN][0], "the same link all that day"
+    ends = datetime(2026, 3, 2, tzinfo=UTC) + LINK_LIFETIME
+    assert KEY.check("/runbooks/prediction-worker", token, written) == "open"
+    assert KEY.check("/runbooks/prediction-worker", token, ends.timestamp() - 1) == "open"
+    assert KEY.check("/runbooks/prediction-worker", token, ends.timestamp()) == "expired"
+    later = token.replace(token.partition("_")[0], str(int(ends.timestamp()) + 86_400), 1)
+    assert KEY.check("/runbooks/prediction-worker", later, ends.timestamp()) == "refused", \
+        "an expiry moved later breaks the signature"
 
 
 def test_a_link_key_shorter_than_the_hash_is_refused() -> None:
