@@ -183,14 +183,16 @@ class Reconciler:
         """One Cloud Run write, its lease kept while it is in flight. Something unexpected (a token refresh that
         failed, a bug) leaves its outcome unknown: the rollout reads the service again before deciding."""
         self.writing.add(rollout.id)
+        # The call runs on in its thread if this tick is cancelled (a shutdown): it stays in `writing` until the
+        # call itself ends, so its lease is not given up while Cloud Run may still be taking it.
+        call = asyncio.ensure_future(self.cloudrun.apply(rollout, write, view))
+        call.add_done_callback(lambda _: self.writing.discard(rollout.id))
         try:
-            result = await self.cloudrun.apply(rollout, write, view)
+            result = await asyncio.shield(call)
         except Exception as exc:
             log.exception("rollout %s: the write's outcome is unknown", rollout.id)
             result = WriteResult("retry", message=f"the write's outcome is unknown ({type(exc).__name__}); "
                                                   "reading the service again")
-        finally:
-            self.writing.discard(rollout.id)
         if result.outcome in ("refused", "retry"):
             log.warning("rollout %s: Cloud Run %s: %s %s", rollout.id,
                         "refused" if result.outcome == "refused" else "did not take the write",

@@ -8,15 +8,26 @@ it is refused; and no write of chatops' is ever reported as a person's change.
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
-from bot.adapters.store import StoredRollout
-from bot.config import Config
+from bot.adapters.store import Store, StoredRollout
+from bot.config import Config, load_config
 from sandbox.blockkit_text import text_of
+from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
+from sandbox.world import World, WorldOptions
 from tests import figures
+from tests.conftest import EXAMPLE_CONFIG
+from tests.postgres_schema import fresh_schema
 from tests.scenario.harness import Scenario, fast, scenario
+from tests.scenario.test_scale_out_scenario import WRITES, Cluster, hits
 
 ROUTE_MS, START_MS = 5_000, 10_000
 """Cloud Run's timings as the sandbox models them by default (sandbox/cloudrun_rules.py, CloudRunLimits)."""
@@ -115,3 +126,57 @@ async def test_a_promote_a_moment_after_a_rollback_is_refused_and_traffic_ends_s
                                and "was not done" in text_of(m)), after=before)
     assert "rollback" in text_of(told) or "rolling back" in text_of(told), "the lead is told a rollback came first"
     assert not [r for r in replies if "promoted by" in r]
+
+
+async def test_sigterm_during_a_slow_write_with_three_instances_keeps_its_lease_and_each_write_once(
+        tmp_path: Path) -> None:
+    """Three instances on one PostgreSQL, Cloud Run on its own timings. The 100% stage's write takes 3.5 s to
+    reach Cloud Run (under the bot's 4 s google_timeout, so its client still waits, then waits for the routing)
+    and SIGTERM comes to the instance holding the rollout meanwhile: its tick is cancelled after 3 s with the
+    write's thread still running, so that lease is kept (the others are given up); no other instance writes while
+    that write is in flight, and the rollout still makes each write once and promotes."""
+    config = sandbox_config(EXAMPLE_CONFIG, tmp_path, window_s=2.0)  # lease 10 s, google_timeout 4 s
+    data = yaml.safe_load(config.read_text())
+    data["defaults"]["canary"].update({"stages": [5, 100], "min_requests": 3, "progress_deadline": 120})
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    ports = [free_port() for _ in range(3)]
+    world = World(load_config(config), WorldOptions(bot_urls=[f"http://127.0.0.1:{p}" for p in ports],
+                                                    requests_per_s=40, start_ms=START_MS, route_ms=ROUTE_MS))
+    await world.start()
+    service = "prediction-coordinator"
+    try:
+        with fresh_schema("chatops_sigterm") as database_url:
+            env = bot_environment(world, database_url)
+            bots = [BotProcess(config, port, env, tmp_path / f"bot-{port}.log") for port in ports]
+            store = Store(database_url)
+            try:
+                await asyncio.gather(*(bot.ready(timeout=60) for bot in bots))
+                async with httpx.AsyncClient(timeout=10) as http:
+                    cluster = Cluster(world, store, http, bots, config, env, tmp_path, [(datetime.now(UTC), None)])
+                    await cluster.command(f"/deploy {service} tag=v3")
+                    at_five = await cluster.reach(service, lambda r: r.state == "analysing" and cluster.share(
+                        service, r.rollout.candidate) == 5, "analysing at 5%", timeout=90)
+                    candidate = at_five.rollout.candidate
+                    slow = (await cluster.control("POST", "/faults", {"method": "UpdateService", "latency_ms": 3500,
+                                                                      "count": 1}))["id"]
+                    held = await cluster.reach(service, lambda r: hits(world, slow) >= 1, "the 100% write in flight")
+                    (holder,) = [bot for bot in bots if bot.instance == held.lease_owner]
+                    began = time.time()
+                    holder.process.send_signal(signal.SIGTERM)
+                    assert await asyncio.to_thread(holder.process.wait, 10) in (0, -signal.SIGTERM)
+                    assert "1 kept with a write in flight" in holder.log_path.read_text(), \
+                        "the write was still in flight when the instance gave its leases up, and its lease was kept"
+                    figures.count("bot instances stopped (SIGTERM) during a slow write, three on one PostgreSQL")
+                    done = await cluster.reach(service, lambda r: not r.open, "the rollout finished", timeout=90)
+                    assert done.state == "promoted" and world.run.routed_share(service) == {candidate: 100}
+                    assert cluster.history(service, candidate) == [0, 5, 100, 100], "each write made once"
+                    landed = next(c.at for c in world.run.calls if c.method == "UpdateService" and c.at > began
+                                  and c.target.endswith(service))
+                    others = [c for c in world.run.calls if c.method in WRITES and began < c.at < landed]
+                    assert not others, f"another instance wrote while the slow write was in flight: {others}"
+            finally:
+                for bot in bots:
+                    bot.stop()
+                store.close()
+    finally:
+        await world.stop()
