@@ -115,8 +115,15 @@ def slack_api_app(workspace: Workspace, faults: Faults | None = None) -> web.App
 async def _call(request: web.Request) -> web.Response:
     workspace = request.app[WORKSPACE]
     name = request.match_info["method"]
-    if (faulted := await request.app[FAULTS].slack(name)) is not None:
+    faults = request.app[FAULTS]
+    if (faulted := await faults.slack(name, request)) is not None:
         return faulted
+    answer = await _serve(request, workspace, name)
+    lost = await faults.slack(name, request, landed=True)
+    return answer if lost is None else lost
+
+
+async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.Response:
     workspace.calls[name] += 1
     method = _METHODS.get(name)
     if method is None:
