@@ -121,14 +121,13 @@ class OutboxSender:
     async def _renew(self, row_ids: set[int]) -> set[int]:
         held = await asyncio.to_thread(self.outbox.renew, row_ids, self.owner, self.clock(), self.lease_s)
         for lost in row_ids - held:
-            if lost in self._in_flight:
-                log.warning("outbox row %s: its lease ran out and another sender took it; leaving it to them", lost)
-                self._in_flight.discard(lost)
+            log.warning("outbox row %s: its lease ran out and another sender took it; leaving it to them", lost)
+        self._in_flight -= row_ids - held
         return held
 
     async def _hold(self, row: Queued) -> None:
         """Renew the row's lease now, before a call that changes Slack: the call starts with a whole lease ahead."""
-        if row.id not in self._in_flight or row.id not in await self._renew({row.id}):
+        if row.id not in await self._renew({row.id}):
             raise LeaseLost(row.id)
 
     async def _guarded(self, row: Queued) -> int:
