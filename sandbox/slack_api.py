@@ -234,14 +234,19 @@ def _thread_summary(parent: Message) -> Json:
 
 
 def _thread_json(workspace: Workspace, message: Message, *, metadata: bool = False) -> Json:
-    """conversations.replies' own, narrower message shape (with `include_all_metadata`, the metadata too)."""
+    """conversations.replies' own, narrower message shape (with `include_all_metadata`, the metadata too). A message
+    nobody has replied to comes back as it is: "If there are no replies then just the single message referenced by
+    ts will return - it is just an ordinary, unthreaded message" (https://docs.slack.dev/reference/methods/
+    conversations.replies, and the spec's `ts` argument), with no thread fields."""
     body: Json = {"type": "message", "text": message.text, "user": message.user, "ts": message.ts,
-                  "team": workspace.team_id, "thread_ts": message.thread_ts or message.ts}
+                  "team": workspace.team_id}
     if metadata and message.metadata:
         body["metadata"] = message.metadata
     if message.is_reply:
-        return body | {"parent_user_id": message.parent_user}
-    return body | _thread_summary(message) | {"subscribed": False}
+        return body | {"thread_ts": message.thread_ts, "parent_user_id": message.parent_user}
+    if not message.replies:
+        return body
+    return body | {"thread_ts": message.ts} | _thread_summary(message) | {"subscribed": False}
 
 
 def _conversation_json(workspace: Workspace, channel_id: str) -> Json:

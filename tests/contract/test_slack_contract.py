@@ -178,6 +178,11 @@ async def test_a_thread_reply_marks_its_parent_and_history_shows_parents_only(cl
     thread = await client.conversations_replies(channel=DEPLOYS, ts=parent["ts"])
     assert_slack("conversations.replies", thread.data)
     assert [m["text"] for m in thread["messages"]] == ["Rollout started", "Stage 5%", "Stage 50%"]
+    alone = await client.chat_postMessage(channel=DEPLOYS, text="Nobody answers this")
+    unthreaded = await client.conversations_replies(channel=DEPLOYS, ts=alone["ts"])
+    assert [(m["text"], "thread_ts" in m, "reply_count" in m) for m in unthreaded["messages"]] == [
+        ("Nobody answers this", False, False)], "\"just the single message referenced by ts ... an ordinary, " \
+        "unthreaded message\" (https://docs.slack.dev/reference/methods/conversations.replies)"
     missing = await api_error(client.conversations_replies(channel=DEPLOYS, ts="1700000000.000001"))
     assert missing == {"ok": False, "error": "thread_not_found"}
     assert_slack("conversations.replies", missing)
