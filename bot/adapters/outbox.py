@@ -134,6 +134,13 @@ class Outbox:
             session.execute(update(OutboxRow).where(held).values(lease_expires_at=now + timedelta(seconds=lease_s)))
             return set(session.scalars(select(OutboxRow.id).where(held)))
 
+    def superseded(self, row_id: int, thread_key: str) -> bool:
+        """Whether a later redraw of the thread's first message is queued: this one need not be made."""
+        query = select(OutboxRow.id).where(OutboxRow.thread_key == thread_key, OutboxRow.id > row_id,
+                                           OutboxRow.action == "update").limit(1)
+        with self.store.reading() as session:
+            return session.scalar(query) is not None
+
     def thread_root(self, thread_key: str) -> tuple[str, str] | None:
         """(channel, ts) of the thread's first message, once it is sent."""
         query = (select(OutboxRow.channel, OutboxRow.ts)

@@ -216,3 +216,15 @@ async def test_a_sender_that_lost_its_lease_neither_posts_nor_marks_the_row(
 def test_a_lease_shorter_than_two_slack_timeouts_is_refused(outbox: Outbox) -> None:
     with pytest.raises(ValueError, match="must outlast two of Slack's call timeouts"):
         OutboxSender(outbox, SlackGateway("unused", timeout_s=10), "bot-a", lease_s=15.0)
+
+
+async def test_a_redraw_with_a_later_one_queued_is_not_made(slack: Slack, outbox: Outbox) -> None:
+    """chat.update is Tier 3, 50 a minute for the whole workspace (https://docs.slack.dev/reference/methods/
+    chat.update): a thread that fell behind makes only its last redraw, and its message shows that one."""
+    await asyncio.to_thread(outbox.add, [Message("incident:7", "post", DEPLOYS, "prediction-worker: failing"),
+                                         Message("incident:7", "update", DEPLOYS, "prediction-worker: acknowledged"),
+                                         Message("incident:7", "reply", DEPLOYS, "resolved"),
+                                         Message("incident:7", "update", DEPLOYS, "prediction-worker: resolved")])
+    await sent_all(outbox, OutboxSender(outbox, gateway(slack), "bot-a", idle_s=0.05))
+    assert thread_texts(slack) == [["prediction-worker: resolved", "resolved"]]
+    assert slack.workspace.calls["chat.update"] == 1

@@ -1,4 +1,4 @@
-"""A storm for the outbox: several instances of `chatops serve` on one PostgreSQL schema, Slack answering 429 to a
+"""A storm for the outbox: several instances of the bot on one PostgreSQL schema, Slack answering 429 to a
 share of all posts and redraws and losing the answer to some posts that landed, while incidents open and resolve
 and rollouts run. Then the outbox is let drain, and Slack's channels are counted against the outbox table: each
 post carries its row's id as message metadata, so every row has exactly one message, or it was lost or doubled.
@@ -9,6 +9,7 @@ Shared by the scenario test (seconds) and bench/outbox_429.py (minutes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import Counter
@@ -24,9 +25,9 @@ from bot.adapters.slack import MARKER_EVENT
 from bot.adapters.store import RolloutRow, Store
 from bot.adapters.tables import OutboxRow
 from bot.config import load_config
-from sandbox.runner import BotProcess, bot_environment, free_port
 from sandbox.world import World, WorldOptions
 from tests.postgres_schema import fresh_schema
+from tests.scenario.harness import free_socket, serving
 from tests.scenario.test_scale_out_scenario import cluster_config
 
 DEPLOYED = ("prediction-coordinator", "nba-admin-dashboard")
@@ -142,7 +143,7 @@ class Storm:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= 5.0:
+            elif time.monotonic() - quiet_since >= 3.0:
                 return
             if time.monotonic() > deadline:
                 return
@@ -179,36 +180,42 @@ class Storm:
         stale = sum(1 for key, first in first_row.items() if text_of_first.get(first, drawn[key]) != drawn[key])
         return Figures(
             rows=len(rows), expected=len(messages), posted=sum(1 for row in messages if marked[row.id]),
-            duplicates=sum(n - 1 for n in marked.values() if n > 1), lost=sum(1 for row in messages if not marked[row.id]),
+            duplicates=sum(n - 1 for n in marked.values() if n > 1),
+            lost=sum(1 for row in messages if not marked[row.id]),
             unsent=sum(1 for row in rows if row.state != "sent"), stale=stale,
             rate_limited=faults.get("429", 0), answers_lost=faults.get("lost", 0), rollouts=self.rollouts,
             incidents_flapped=self.flaps, storm_s=storm_s, drain_s=drain_s)
 
 
 async def storm(tmp: Path, *, duration_s: float, instances: int = 3, limited: float = 0.5, lost: float = 0.05,
-                drain_timeout_s: float = 120.0, say: Callable[[str], None] = lambda line: None) -> Figures:
-    """Start `instances` bots on a fresh PostgreSQL schema in a new world, storm for `duration_s`, drain, count."""
-    config = cluster_config(tmp)
-    ports = [free_port() for _ in range(instances)]
-    world = World(load_config(config), WorldOptions(bot_urls=[f"http://127.0.0.1:{p}" for p in ports],
-                                                    requests_per_s=40, start_ms=60, route_ms=20))
+                lost_first: int = 1, drain_timeout_s: float = 120.0,
+                say: Callable[[str], None] = lambda line: None) -> Figures:
+    """Start `instances` bots (the real `build`, each with its own store connection, outbox sender and instance id,
+    served on its own port) on a fresh PostgreSQL schema in a new world; storm for `duration_s`, drain, count.
+    Slack answers 429 to `limited` of posts and redraws; of the posts it takes, the first `lost_first` and then
+    `lost` of them land and lose their answer."""
+    config = load_config(cluster_config(tmp))
+    sockets = [free_socket() for _ in range(instances)]
+    world = World(config, WorldOptions(bot_urls=[f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets],
+                                       requests_per_s=40, start_ms=60, route_ms=20))
     await world.start()
-    bots: list[BotProcess] = []
     try:
         with fresh_schema("chatops_storm") as database_url:
-            env = bot_environment(world, database_url)
-            bots = [BotProcess(config, port, env, tmp / f"bot-{port}.log") for port in ports]
             store = Store(database_url)
+            await asyncio.to_thread(store.migrate)
             try:
-                await asyncio.gather(*(bot.ready(timeout=90) for bot in bots))
-                say(f"{instances} instances up; Slack answers 429 to {limited:.0%} of posts and redraws")
-                async with httpx.AsyncClient(timeout=10) as http:
+                async with contextlib.AsyncExitStack() as bots, httpx.AsyncClient(timeout=10) as http:
+                    for n, sock in enumerate(sockets):
+                        await bots.enter_async_context(serving(world, config, database_url, sock,
+                                                               owner=f"storm-{n}:{sock.getsockname()[1]}"))
+                    say(f"{instances} instances up; Slack answers 429 to {limited:.0%} of posts and redraws")
                     running = Storm(world, store, http)
                     faults = [await running.control("POST", "/faults", {
                         "method": method, "status": 429, "retry_after": 1, "probability": limited})
                         for method in ("chat.postMessage", "chat.update")]
-                    dropped = await running.control("POST", "/faults", {
-                        "method": "chat.postMessage", "lands": True, "drop": True, "probability": lost})
+                    dropped = [await running.control("POST", "/faults", {
+                        "method": "chat.postMessage", "lands": True, "drop": True, **often})
+                        for often in ({"count": lost_first}, {"probability": lost})]
                     started = time.monotonic()
                     until = started + duration_s
                     await asyncio.gather(running.rollouts_loop(until), running.incidents_loop(until))
@@ -218,14 +225,11 @@ async def storm(tmp: Path, *, duration_s: float, instances: int = 3, limited: fl
                     drain_s = time.monotonic() - started - storm_s
                     hits = {f["id"]: int(f["hits"]) for f in world.faults.listing()}
                     world.faults.clear()
-                    return await asyncio.to_thread(running.count, {
-                        "429": sum(hits[f["id"]] for f in faults), "lost": hits[dropped["id"]]}, storm_s, drain_s)
+                    struck = {"429": sum(hits[f["id"]] for f in faults), "lost": sum(hits[f["id"]] for f in dropped)}
+                    return await asyncio.to_thread(running.count, struck, storm_s, drain_s)
             finally:
-                for bot in bots:
-                    bot.stop()
                 store.close()
-                for log in tmp.glob("bot-*.log"):
-                    said = log.read_text(errors="replace")
-                    assert world.bot_token not in said and world.signing_secret not in said, "a secret in a log"
     finally:
+        for sock in sockets:
+            sock.close()
         await world.stop()
