@@ -116,28 +116,33 @@ class OutboxSender:
             results = await asyncio.gather(*(self._guarded(row) for row in rows))
         finally:
             heartbeat.cancel()
-            self._in_flight -= {row.id for row in rows}
         return sum(results)
 
     async def _heartbeat(self) -> None:
         """Renew the lease of every row in flight, every third of the lease, until the pass ends."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
+            rows = set(self._in_flight)
             try:
-                await self._renew(set(self._in_flight))
+                held = await self._renew(rows)
             except StoreUnavailable as exc:
                 log.error("outbox: could not renew the lease of the rows being sent: %s", exc)
+                continue
+            for lost in rows - held:
+                if lost in self._in_flight:  # not one that was done with while the renewal ran
+                    self._lost(lost)
 
     async def _renew(self, row_ids: set[int]) -> set[int]:
-        held = await asyncio.to_thread(self.outbox.renew, row_ids, self.owner, self.clock(), self.lease_s)
-        for lost in row_ids - held:
-            log.warning("outbox row %s: its lease ran out and another sender took it; leaving it to them", lost)
-        self._in_flight -= row_ids - held
-        return held
+        return await asyncio.to_thread(self.outbox.renew, row_ids, self.owner, self.clock(), self.lease_s)
+
+    def _lost(self, row_id: int) -> None:
+        log.warning("outbox row %s: its lease ran out and another sender took it; leaving it to them", row_id)
+        self._in_flight.discard(row_id)
 
     async def _hold(self, row: Queued) -> None:
         """Renew the row's lease now, before a call that changes Slack: the call starts with a whole lease ahead."""
         if row.id not in await self._renew({row.id}):
+            self._lost(row.id)
             raise LeaseLost(row.id)
 
     async def _guarded(self, row: Queued) -> int:
@@ -150,6 +155,8 @@ class OutboxSender:
                 log.exception("outbox row %s: send failed", row.id)
                 await asyncio.to_thread(self.outbox.retry, row.id, self.owner, self._later(row.attempts), "bug")
                 return 0
+            finally:
+                self._in_flight.discard(row.id)
 
     def _later(self, attempts: int) -> datetime:
         return self.clock() + timedelta(seconds=min(300.0, 2.0 ** min(attempts, 8)))
