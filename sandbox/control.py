@@ -14,9 +14,9 @@
                                Monitoring notifies the bot's webhook (sandbox/monitoring_alerts.py); answers
                                {"status": <bot's HTTP status, 0 if unreachable>, "attempts", "error",
                                "incident_id", "payload"}
-    POST   /faults             {"method", "status"?, "count"? | "probability"?, "latency_ms"?, "hang"?, "error"?,
-                               "retry_after"?}: the method misbehaves (sandbox/faults.py); an unknown method is
-                               refused with the known ones
+    POST   /faults             {"method", "status"?, "count"? | "probability"?, "latency_ms"?, "hang"? | "drop"?,
+                               "lands"?, "error"?, "retry_after"?}: the method misbehaves (sandbox/faults.py); an
+                               unknown method is refused with the known ones
     GET    /faults             {"faults": [...]}: those in force, with the calls each hit
     DELETE /faults             {"cleared": [...]}: take them all away
 """

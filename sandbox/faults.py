@@ -12,10 +12,16 @@ and says what a call to it gets instead of its answer:
   HTTP status (an assumption); 429 is `ratelimited` with "a Retry-After HTTP header containing the number of
   seconds until you can retry" (https://docs.slack.dev/apis/web-api/rate-limits); 200 answers a given error;
 - `latency_ms`: the answer, faulted or not, comes that much later;
-- `hang`: no answer at all, until the client gives up (or the world stops).
+- `hang`: no answer at all, until the client gives up (or the world stops);
+- `drop` (Slack): the connection is closed without an answer, as a reset or a proxy that went away does; the
+  client sees the server disconnect.
+`lands` (Slack) makes the fault strike after the call has done its work: a message is posted, and only its
+answer is lost (`drop`, `hang`) or replaced (`status`), so the client cannot know that it landed. Slack's own
+`internal_error` says as much: "It's possible some aspect of the operation succeeded before the error was raised"
+(https://docs.slack.dev/reference/methods/chat.postMessage#errors). Without `lands` a faulted call never reaches
+the emulator: it changes nothing and is not counted as served.
 `count` faults the next N calls, `probability` each call with that chance, neither every call until
-`DELETE /faults`. A faulted call never reaches the emulator: it changes nothing and is not counted as served.
-Every fault set, and every call one hits, is logged (logger `sandbox.faults`).
+`DELETE /faults`. Every fault set, and every call one hits, is logged (logger `sandbox.faults`).
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ _CODE_WORDS: dict[str, str] = {
 SLACK_ERRORS: dict[int, str] = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
 """Slack's error for each HTTP status a fault may answer with; 200 takes the error the fault names."""
 
-_FIELDS = ("method", "status", "count", "probability", "latency_ms", "hang", "error", "retry_after")
+_FIELDS = ("method", "status", "count", "probability", "latency_ms", "hang", "drop", "lands", "error", "retry_after")
 
 
 class FaultError(ValueError):
@@ -100,6 +106,8 @@ class Fault:
     latency_ms: float
     hang: bool
     retry_after: int | None
+    drop: bool = False
+    lands: bool = False
     hits: int = 0
 
     @property
@@ -107,7 +115,9 @@ class Fault:
         return self.count is not None and self.hits >= self.count
 
     def describe(self) -> str:
-        what = "hang" if self.hang else (f"{self.status} {self.error}" if self.status is not None else "answer")
+        what = "hang" if self.hang else "drop the connection" if self.drop else (
+            f"{self.status} {self.error}" if self.status is not None else "answer")
+        what = f"land, then {what}" if self.lands else what
         late = f" after {self.latency_ms:g} ms" if self.latency_ms else ""
         often = (f"the next {self.count} calls" if self.count is not None else
                  f"each call with p={self.probability:g}" if self.probability is not None else "every call")
@@ -116,7 +126,8 @@ class Fault:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "method": self.method, "api": self.kind, "status": self.status,
                 "error": self.error, "count": self.count, "probability": self.probability,
-                "latency_ms": self.latency_ms, "hang": self.hang, "retry_after": self.retry_after,
+                "latency_ms": self.latency_ms, "hang": self.hang, "drop": self.drop, "lands": self.lands,
+                "retry_after": self.retry_after,
                 "hits": self.hits, "spent": self.spent}
 
 
@@ -141,9 +152,11 @@ class Faults:
             known = "; ".join(f"{api.name}: {', '.join(api.methods)}" for api in self.apis)
             raise FaultError(f"unknown method {method!r}; known: {known}")
         kind = self._kinds[method]
-        hang = body.get("hang", False)
-        if not isinstance(hang, bool):
-            raise FaultError("hang is true or false")
+        hang, drop, lands = (body.get(name, False) for name in ("hang", "drop", "lands"))
+        if not all(isinstance(flag, bool) for flag in (hang, drop, lands)):
+            raise FaultError("hang, drop and lands are true or false")
+        if (drop or lands) and kind != "slack":
+            raise FaultError("drop and lands are for Slack's methods")
         latency = _number(body, "latency_ms", 0.0)
         count = body.get("count")
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
@@ -154,22 +167,27 @@ class Faults:
             raise FaultError("probability is a number in (0, 1]: the chance each call fails")
         if count is not None and probability is not None:
             raise FaultError("send count or probability, not both")
-        if hang and body.get("status") is not None:
-            raise FaultError("a hanging call never answers, so it takes no status")
+        if (hang or drop) and body.get("status") is not None:
+            raise FaultError("a hanging or dropped call never answers, so it takes no status")
+        if hang and drop:
+            raise FaultError("send hang or drop, not both")
         status, error = (None, "") if body.get("status") is None else (
             _google_status(body["status"]) if kind == "google" else _slack_status(body["status"], body.get("error")))
         if body.get("error") is not None and (kind == "google" or status is None):
             raise FaultError("error is the Slack error code a status answers with; a Google method's follows from "
                              "its status")
+        if lands and status == 429:
+            raise FaultError("a 429 says Slack did not act on the call, so it cannot land")
         retry_after = body.get("retry_after")
         if retry_after is not None and (kind != "slack" or status != 429 or isinstance(retry_after, bool)
                                         or not isinstance(retry_after, int) or retry_after < 0):
             raise FaultError("retry_after is the whole seconds of a Slack 429's Retry-After header")
-        if status is None and not hang and not latency:
-            raise FaultError("a fault needs a status, hang, or latency_ms")
+        if status is None and not hang and not drop and not latency:
+            raise FaultError("a fault needs a status, hang, drop, or latency_ms")
         fault = Fault(next(self._ids), method, kind, status, error, count,
                       None if probability is None else float(probability), latency, hang,
-                      (1 if retry_after is None else retry_after) if status == 429 and kind == "slack" else None)
+                      (1 if retry_after is None else retry_after) if status == 429 and kind == "slack" else None,
+                      drop=drop, lands=lands)
         self._faults.append(fault)
         log.warning("fault #%d set: %s", fault.id, fault.describe())
         return fault
@@ -189,24 +207,29 @@ class Faults:
 
     async def google(self, method: str) -> None:
         """Raises the GoogleError a fault answers `method` with, after its latency; returns when none applies."""
-        fault = await self._strike(method)
+        fault = await self._strike(method, landed=False)
         if fault is None or (fault.status is None and not fault.hang):
             return
         code = "UNAVAILABLE" if fault.hang else fault.error
         raise GoogleError(code, _GOOGLE_MESSAGES.get(code) or _CODE_WORDS.get(code, code))
 
-    async def slack(self, method: str) -> web.Response | None:
-        """Slack's answer to `method` under a fault, after its latency; None when none applies."""
-        fault = await self._strike(method)
-        if fault is None or (fault.status is None and not fault.hang):
+    async def slack(self, method: str, request: web.Request, *, landed: bool = False) -> web.Response | None:
+        """Slack's answer to `method` under a fault, after its latency; None when none applies. Asked before the
+        call is served, and again once it has landed (`landed`), for the faults that strike then."""
+        fault = await self._strike(method, landed=landed)
+        if fault is None or (fault.status is None and not fault.hang and not fault.drop):
             return None
+        if fault.drop:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=499)  # written nowhere: the connection is gone
         status, error = (503, "service_unavailable") if fault.hang else (fault.status or 200, fault.error)
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
 
-    async def _strike(self, method: str) -> Fault | None:
+    async def _strike(self, method: str, *, landed: bool) -> Fault | None:
         """The fault that takes this call, if any (the oldest that applies), after its latency; a hang waits here."""
-        fault = next((f for f in self._faults if f.method == method and not f.spent and
+        fault = next((f for f in self._faults if f.method == method and not f.spent and f.lands == landed and
                       (f.probability is None or self._rng.random() < f.probability)), None)
         if fault is None:
             return None

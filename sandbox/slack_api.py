@@ -115,8 +115,15 @@ def slack_api_app(workspace: Workspace, faults: Faults | None = None) -> web.App
 async def _call(request: web.Request) -> web.Response:
     workspace = request.app[WORKSPACE]
     name = request.match_info["method"]
-    if (faulted := await request.app[FAULTS].slack(name)) is not None:
+    faults = request.app[FAULTS]
+    if (faulted := await faults.slack(name, request)) is not None:
         return faulted
+    answer = await _serve(request, workspace, name)
+    lost = await faults.slack(name, request, landed=True)
+    return answer if lost is None else lost
+
+
+async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.Response:
     workspace.calls[name] += 1
     method = _METHODS.get(name)
     if method is None:
@@ -227,14 +234,19 @@ def _thread_summary(parent: Message) -> Json:
 
 
 def _thread_json(workspace: Workspace, message: Message, *, metadata: bool = False) -> Json:
-    """conversations.replies' own, narrower message shape (with `include_all_metadata`, the metadata too)."""
+    """conversations.replies' own, narrower message shape (with `include_all_metadata`, the metadata too). A message
+    nobody has replied to comes back as it is: "If there are no replies then just the single message referenced by
+    ts will return - it is just an ordinary, unthreaded message" (https://docs.slack.dev/reference/methods/
+    conversations.replies, and the spec's `ts` argument), with no thread fields."""
     body: Json = {"type": "message", "text": message.text, "user": message.user, "ts": message.ts,
-                  "team": workspace.team_id, "thread_ts": message.thread_ts or message.ts}
+                  "team": workspace.team_id}
     if metadata and message.metadata:
         body["metadata"] = message.metadata
     if message.is_reply:
-        return body | {"parent_user_id": message.parent_user}
-    return body | _thread_summary(message) | {"subscribed": False}
+        return body | {"thread_ts": message.thread_ts, "parent_user_id": message.parent_user}
+    if not message.replies:
+        return body
+    return body | {"thread_ts": message.ts} | _thread_summary(message) | {"subscribed": False}
 
 
 def _conversation_json(workspace: Workspace, channel_id: str) -> Json:

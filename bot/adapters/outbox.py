@@ -5,12 +5,14 @@ nothing is decided without being said. Rows of one thread (`thread_key`) go out 
 is claimed only once every earlier one is sent, so a reply never overtakes its parent. A claim is a lease:
 an instance killed mid-send leaves the row `sending`, and whoever takes it over first looks for it in Slack
 (each post carries its row id as message metadata) before posting it again, so it is neither lost nor doubled.
+The sender renews its lease while it works (`renew`) and only calls Slack just after a renewal it won; every
+mark (`sent`, `retry`, `give_up`) is fenced on the lease's owner, so a sender that lost its row changes nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -53,6 +55,7 @@ class Queued:
     message: Message
     state: str
     attempts: int
+    """Claims of the row whose call may have reached Slack: all of them but those Slack answered 429."""
     created_at: datetime
 
 
@@ -120,6 +123,24 @@ class Outbox:
                 claimed.append(Queued(row.id, _queued(row).message, was, row.attempts, row.created_at))
         return claimed
 
+    def renew(self, row_ids: Collection[int], owner: str, now: datetime, lease_s: float) -> set[int]:
+        """Extend `owner`'s lease on those of `row_ids` it still holds; returns them. A row another sender has
+        claimed since (its lease had run out) is not returned: its owner has lost it."""
+        if not row_ids:
+            return set()
+        held = ((OutboxRow.id.in_(list(row_ids))) & (OutboxRow.state == "sending")
+                & (OutboxRow.lease_owner == owner))
+        with self.store.writing() as session:
+            session.execute(update(OutboxRow).where(held).values(lease_expires_at=now + timedelta(seconds=lease_s)))
+            return set(session.scalars(select(OutboxRow.id).where(held)))
+
+    def superseded(self, row_id: int, thread_key: str) -> bool:
+        """Whether a later redraw of the thread's first message is queued: this one need not be made."""
+        query = select(OutboxRow.id).where(OutboxRow.thread_key == thread_key, OutboxRow.id > row_id,
+                                           OutboxRow.action == "update").limit(1)
+        with self.store.reading() as session:
+            return session.scalar(query) is not None
+
     def thread_root(self, thread_key: str) -> tuple[str, str] | None:
         """(channel, ts) of the thread's first message, once it is sent."""
         query = (select(OutboxRow.channel, OutboxRow.ts)
@@ -151,11 +172,14 @@ class Outbox:
                                      .values(lease_expires_at=now - timedelta(seconds=1)))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def retry(self, row_id: int, owner: str, later: datetime, error: str) -> None:
+    def retry(self, row_id: int, owner: str, later: datetime, error: str, *, reached_slack: bool = True) -> None:
+        """Send the row again from `later`. `reached_slack=False` (Slack answered 429: it did not act) takes the
+        claim back from `attempts`, so the next sender need not look for a message that cannot be there."""
+        attempts = OutboxRow.attempts if reached_slack else OutboxRow.attempts - 1
         with self.store.writing() as session:
             session.execute(update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.lease_owner == owner)
                             .values(state="pending", next_at=later, lease_owner=None, lease_expires_at=None,
-                                    error=error[:500]))
+                                    attempts=attempts, error=error[:500]))
 
     def give_up(self, row_id: int, owner: str, error: str) -> None:
         """Slack will never take this row (a channel that is gone, a malformed message): the rest of its thread,

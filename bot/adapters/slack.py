@@ -1,8 +1,14 @@
 """Slack Web API and response_url, as the rest of the bot needs them: post, update, thread, ephemeral.
 
 Slack answers 429 with Retry-After past a method's rate limit (about one post a second per channel, 50 updates
-a minute, ...: https://docs.slack.dev/apis/web-api/rate-limits); slack_sdk's rate-limit retry handler sleeps
-that long and tries again, so a message is late rather than lost.
+a minute, ...: https://docs.slack.dev/apis/web-api/rate-limits). Two clients, because a retry is safe for some
+calls and not for others:
+- the outbox's (`send`, `redraw`, `find_marked`) retries nothing: a retry underneath the outbox could post a
+  message a second time (a connection dropped after Slack took the post), or hold a row for minutes of
+  Retry-After while its lease runs out and another instance posts it too. The outbox waits out a 429 itself
+  (`retry_after`) and looks for a message whose answer was lost before posting it again;
+- everything else (commands' answers, Bolt's calls) waits out a 429, which Slack answers to a call it did not
+  act on, so trying again cannot do anything twice; a dropped connection is tried again only for a read.
 
 A response_url takes five posts within 30 minutes
 (https://api.slack.com/interactivity/handling#message_responses). While a command runs, its answers go there;
@@ -13,22 +19,61 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 
 Blocks = list[dict[str, Any]]
 MARKER_EVENT = "chatops_outbox"
+PAGE = 200
+"""Messages a page when searching history: "We recommend no more than 200 results at a time"
+(https://docs.slack.dev/reference/methods/conversations.history#pagination)."""
+READS = frozenset({"auth.test", "conversations.history", "conversations.replies", "conversations.info",
+                   "conversations.list", "users.info", "usergroups.users.list"})
+"""Methods that change nothing, so a call whose connection dropped may be made again."""
+
+
+class SlackUnreachable(ConnectionError):
+    """Slack did not answer: the connection failed, dropped or timed out. A post may or may not have landed."""
+
+
+def retry_after(error: SlackApiError) -> float | None:
+    """The seconds a 429 asks to wait ("a Retry-After HTTP header containing the number of seconds until you can
+    retry", https://docs.slack.dev/apis/web-api/rate-limits); None for any other answer."""
+    if error.response.status_code != 429:
+        return None
+    headers = {name.lower(): value for name, value in (error.response.headers or {}).items()}
+    value = headers.get("retry-after")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return max(0.0, float(value)) if value is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+class _ReadsAfterConnectionErrors(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's connection-error retry, for reads only: a post whose connection dropped may have landed."""
+
+    async def _can_retry_async(self, *, state: RetryState, request: HttpRequest,
+                               response: HttpResponse | None = None, error: Exception | None = None) -> bool:
+        method = request.url.rstrip("/").rsplit("/", 1)[-1]
+        return method in READS and await super()._can_retry_async(state=state, request=request, response=response,
+                                                                   error=error)
 
 
 @dataclass(frozen=True)
@@ -46,47 +91,64 @@ class Invoker:
 
 
 class SlackGateway:
-    def __init__(self, token: str, *, base_url: str | None = None, http: httpx.AsyncClient | None = None) -> None:
-        kwargs: dict[str, Any] = {"token": token, "timeout": 10}
+    def __init__(self, token: str, *, base_url: str | None = None, http: httpx.AsyncClient | None = None,
+                 timeout_s: int = 10) -> None:
+        kwargs: dict[str, Any] = {"token": token, "timeout": timeout_s}
         if base_url:
             kwargs["base_url"] = base_url
-        self.client = AsyncWebClient(**kwargs)
-        self.client.retry_handlers = [
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=6),
-        ]
+        self.timeout_s = timeout_s
+        self.client = AsyncWebClient(**kwargs, retry_handlers=[
+            _ReadsAfterConnectionErrors(max_retry_count=2), AsyncRateLimitErrorRetryHandler(max_retry_count=6)])
+        self._once = AsyncWebClient(**kwargs, retry_handlers=[])
         self._http = http or httpx.AsyncClient(timeout=10)
         self._invokers: dict[str, Invoker] = {}
 
-    async def post(self, channel: str, text: str, blocks: Blocks | None = None, thread_ts: str | None = None,
-                   attachments: Blocks | None = None, marker: int | None = None) -> Posted:
-        """`marker` goes with the message as metadata (https://docs.slack.dev/messaging/message-metadata), so the
-        message can be found again by it (`find_marked`)."""
-        metadata = {"event_type": MARKER_EVENT, "event_payload": {"id": marker}} if marker is not None else None
-        response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks,
-                                                      attachments=attachments, thread_ts=thread_ts, unfurl_links=False,
-                                                      metadata=metadata)
+    async def post(self, channel: str, text: str, blocks: Blocks | None = None,
+                   thread_ts: str | None = None) -> Posted:
+        """A message that is not the outbox's (a command's answer): a 429 is waited out here."""
+        response = await self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts,
+                                                      unfurl_links=False)
         return Posted(str(response["channel"]), str(response["ts"]))
+
+    async def send(self, channel: str, text: str, *, marker: int, blocks: Blocks | None = None,
+                   thread_ts: str | None = None, attachments: Blocks | None = None) -> Posted:
+        """One call, for the outbox: `marker` goes with the message as metadata
+        (https://docs.slack.dev/messaging/message-metadata), so that a message whose answer was lost can be found
+        again by it (`find_marked`). Raises SlackApiError (see `retry_after`) or SlackUnreachable."""
+        metadata = {"event_type": MARKER_EVENT, "event_payload": {"id": marker}}
+        async with _unreachable():
+            response = await self._once.chat_postMessage(channel=channel, text=text, blocks=blocks,
+                                                         attachments=attachments, thread_ts=thread_ts,
+                                                         unfurl_links=False, metadata=metadata)
+        return Posted(str(response["channel"]), str(response["ts"]))
+
+    async def redraw(self, channel: str, ts: str, text: str, blocks: Blocks | None = None,
+                     attachments: Blocks | None = None) -> None:
+        """One chat.update, for the outbox."""
+        async with _unreachable():
+            await self._once.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [],
+                                         attachments=attachments or [])
 
     async def find_marked(self, channel: str, marker: int, *, thread_ts: str | None, oldest: float) -> str | None:
         """The ts of a message posted with `marker` since `oldest` (epoch seconds): in the thread of `thread_ts`,
-        or among the channel's messages."""
+        or among the channel's messages. Every page since `oldest` is read, following `next_cursor`
+        (https://docs.slack.dev/reference/methods/conversations.history#pagination,
+        https://docs.slack.dev/reference/methods/conversations.replies): a busy channel has more than a page."""
         kwargs: dict[str, Any] = {"channel": channel, "oldest": f"{oldest:.6f}", "include_all_metadata": True,
-                                  "limit": 200}
-        if thread_ts is not None:
-            response = await self.client.conversations_replies(ts=thread_ts, **kwargs)
-        else:
-            response = await self.client.conversations_history(**kwargs)
-        for message in response.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == MARKER_EVENT and (metadata.get("event_payload") or {}).get("id") == marker:
-                return str(message["ts"])
-        return None
-
-    async def update(self, channel: str, ts: str, text: str, blocks: Blocks | None = None,
-                     attachments: Blocks | None = None) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [],
-                                      attachments=attachments or [])
+                                  "limit": PAGE}
+        cursor = ""
+        while True:
+            async with _unreachable():
+                if thread_ts is not None:
+                    response = await self._once.conversations_replies(ts=thread_ts, cursor=cursor or None, **kwargs)
+                else:
+                    response = await self._once.conversations_history(cursor=cursor or None, **kwargs)
+            for message in response.get("messages") or []:
+                if _marked(message, marker):
+                    return str(message["ts"])
+            cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return None
 
     async def ephemeral(self, channel: str, user: str, text: str, blocks: Blocks | None = None) -> None:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
@@ -135,3 +197,18 @@ class SlackGateway:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _marked(message: dict[str, Any], marker: int) -> bool:
+    metadata = message.get("metadata") or {}
+    payload = metadata.get("event_payload") or {}
+    return bool(metadata.get("event_type") == MARKER_EVENT and payload.get("id") == marker)
+
+
+@contextlib.asynccontextmanager
+async def _unreachable() -> AsyncIterator[None]:
+    """aiohttp's transport errors and timeouts, as the one error the outbox handles: no answer, outcome unknown."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SlackUnreachable(str(exc) or type(exc).__name__) from exc

@@ -1,4 +1,5 @@
-"""The Slack emulator on a port of its own, for contract tests that drive it with slack_sdk's real clients."""
+"""The Slack emulator on a port of its own, for contract tests that drive it with slack_sdk's real clients, with its
+faults (sandbox/faults.py) at hand."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from sandbox.faults import Api, Faults
 from sandbox.serving import Listener, start
-from sandbox.slack_api import slack_api_app
+from sandbox.slack_api import METHODS, slack_api_app
 from sandbox.slack_limits import SlackLimits
 from sandbox.slack_workspace import Workspace
 
@@ -28,6 +30,7 @@ EVERY_SCOPE = ("commands", "chat:write", "channels:history", "channels:read", "u
 class Slack:
     workspace: Workspace
     url: str
+    faults: Faults
 
     def client(self, token: str | None = None) -> AsyncWebClient:
         return AsyncWebClient(token=token or self.workspace.bot_token, base_url=f"{self.url}/api/")
@@ -37,8 +40,9 @@ async def slack_api(*, scopes: tuple[str, ...] = EVERY_SCOPE, **limits: Any) -> 
     """A workspace whose bot token holds `scopes`, with Slack's published limits but those given."""
     workspace = Workspace(bot_token=f"xoxb-{secrets.token_hex(12)}", channels=CHANNELS, scopes=scopes,
                           limits=SlackLimits(**limits))
-    listener = await start(Listener("slack_api", slack_api_app(workspace)))
-    return Slack(workspace, listener.url), listener
+    faults = Faults([Api("Slack Web API", "slack", METHODS)])
+    listener = await start(Listener("slack_api", slack_api_app(workspace, faults)))
+    return Slack(workspace, listener.url, faults), listener
 
 
 async def api_error(call: Awaitable[Any]) -> dict[str, Any]:

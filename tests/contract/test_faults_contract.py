@@ -207,3 +207,22 @@ async def test_probability_faults_some_calls_and_not_others(world: World) -> Non
     answered = [await asyncio.to_thread(call) for _ in range(40)]
     (listed,) = [f for f in world.faults.listing() if f["id"] == fault["id"]]
     assert 5 < listed["hits"] < 35 and answered.count(False) == listed["hits"]
+
+
+async def test_a_slack_call_can_land_and_lose_its_answer(world: World) -> None:
+    """`lands`: the post is made, then its answer is dropped (the connection closes) or replaced by a 500, whose
+    `internal_error` Slack documents as "It's possible some aspect of the operation succeeded before the error was
+    raised" (https://api.slack.com/methods/chat.postMessage#errors). Without `lands` a dropped call never lands."""
+    client = WebClient(token=world.bot_token, base_url=f"{world.url('slack_api')}/api/")
+    client.retry_handlers = []
+    channel = world.workspace.channel_named("deploys").id
+    for text, fault in (("landed, answer lost", {"lands": True, "drop": True}),
+                        ("landed, answered 500", {"lands": True, "status": 500}), ("never landed", {"drop": True})):
+        await inject(world, method="chat.postMessage", count=1, **fault)
+        with pytest.raises((SlackApiError, requests.exceptions.ConnectionError, ConnectionError)):
+            await asyncio.to_thread(client.chat_postMessage, channel=channel, text=text)
+    shown = [m.text for m in world.workspace.parents(channel)]
+    assert "landed, answer lost" in shown and "landed, answered 500" in shown and "never landed" not in shown
+    assert "cannot land" in await refused(world, method="chat.postMessage", lands=True, status=429)
+    assert "Slack" in await refused(world, method="UpdateService", drop=True)
+    assert "not both" in await refused(world, method="chat.update", drop=True, hang=True)

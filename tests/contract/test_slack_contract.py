@@ -178,6 +178,11 @@ async def test_a_thread_reply_marks_its_parent_and_history_shows_parents_only(cl
     thread = await client.conversations_replies(channel=DEPLOYS, ts=parent["ts"])
     assert_slack("conversations.replies", thread.data)
     assert [m["text"] for m in thread["messages"]] == ["Rollout started", "Stage 5%", "Stage 50%"]
+    alone = await client.chat_postMessage(channel=DEPLOYS, text="Nobody answers this")
+    unthreaded = await client.conversations_replies(channel=DEPLOYS, ts=alone["ts"])
+    assert [(m["text"], "thread_ts" in m, "reply_count" in m) for m in unthreaded["messages"]] == [
+        ("Nobody answers this", False, False)], "\"just the single message referenced by ts ... an ordinary, " \
+        "unthreaded message\" (https://docs.slack.dev/reference/methods/conversations.replies)"
     missing = await api_error(client.conversations_replies(channel=DEPLOYS, ts="1700000000.000001"))
     assert missing == {"ok": False, "error": "thread_not_found"}
     assert_slack("conversations.replies", missing)
@@ -200,6 +205,43 @@ async def test_history_pages_newest_first_by_cursor_and_window(client: AsyncWebC
     assert [m["text"] for m in inclusive["messages"]] == ["m3", "m2", "m1"]
     empty = await client.conversations_history(channel="C07ALERTS01")
     assert (empty["messages"], empty["has_more"]) == ([], False)
+
+
+async def test_history_and_replies_page_by_cursor_and_limit_from_oldest(client: AsyncWebClient) -> None:
+    """`oldest`: "Only messages after this Unix timestamp will be included in results"; `limit`: "The maximum number
+    of items to return ... Maximum of 999"; `cursor`: a `next_cursor` from `response_metadata`, "along with limit,
+    you may navigate through the collection page by virtual page"; "The most recent messages in the time range are
+    returned first" (https://docs.slack.dev/reference/methods/conversations.history). conversations.replies, "a
+    cursor-paginated thread of messages", takes the same `oldest`, `cursor` and `limit`
+    (https://docs.slack.dev/reference/methods/conversations.replies). The bot's search for a message whose answer
+    was lost reads every page since the message was written."""
+    before = [(await client.chat_postMessage(channel=DEPLOYS, text=f"old {i}"))["ts"] for i in range(2)]
+    after = [(await client.chat_postMessage(channel=DEPLOYS, text=f"new {i}"))["ts"] for i in range(5)]
+    pages, cursor = [], None
+    while True:
+        page = await client.conversations_history(channel=DEPLOYS, oldest=before[-1], limit=2, cursor=cursor)
+        assert_slack("conversations.history", {k: v for k, v in page.data.items() if k != PAGING})
+        pages.append([m["text"] for m in page["messages"]])
+        cursor = (page.get(PAGING) or {}).get("next_cursor")
+        assert page["has_more"] == bool(cursor)
+        if not cursor:
+            break
+    assert pages == [["new 4", "new 3"], ["new 2", "new 1"], ["new 0"]]
+
+    parent = after[0]
+    replies = [(await client.chat_postMessage(channel=DEPLOYS, text=f"reply {i}", thread_ts=parent))["ts"]
+               for i in range(5)]
+    thread, cursor = [], None
+    while True:
+        page = await client.conversations_replies(channel=DEPLOYS, ts=parent, oldest=replies[1], limit=2,
+                                                  cursor=cursor)
+        assert_slack("conversations.replies", {k: v for k, v in page.data.items() if k != PAGING})
+        thread.append([m["text"] for m in page["messages"]])
+        cursor = (page.get(PAGING) or {}).get("next_cursor")
+        if not cursor:
+            break
+    assert all(len(page) <= 2 for page in thread)
+    assert [text for page in thread for text in page if text.startswith("reply")] == ["reply 2", "reply 3", "reply 4"]
 
 
 async def test_update_keeps_the_ts_and_only_the_author_may_update(slack: Slack,
