@@ -24,12 +24,10 @@ class BudgetStore:
     def change(self, name: str, per_minute: int, now: datetime, step: Callable[[Bucket], tuple[Bucket, T]]) -> T:
         """Apply `step` to the bucket under its lock and keep its result; the first instance to ask makes it, full.
         Two instances making it at once: one insert loses on the primary key and that one starts over."""
-        for _ in range(3):
-            try:
-                return self._change(name, per_minute, now, step)
-            except IntegrityError:
-                continue
-        return self._change(name, per_minute, now, step)
+        try:
+            return self._change(name, per_minute, now, step)
+        except IntegrityError:
+            return self._change(name, per_minute, now, step)  # the row is there now: this one only updates it
 
     def _change(self, name: str, per_minute: int, now: datetime, step: Callable[[Bucket], tuple[Bucket, T]]) -> T:
         with self.store.writing() as session:
