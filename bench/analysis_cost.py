@@ -29,6 +29,12 @@ loop for up to 8 s, the fleet's answers to the bot's 2 s probes timed out, and m
 for it; at 400/s in all the longest answer was 3.5 s and every verdict was right. The "answer s" and
 "GET /state" columns show how well the sandbox kept up in each run.
 
+Instances: --instances bot processes (3 by default) share one fresh schema of the PostgreSQL at --postgres-url,
+as a scaled-out deployment does; Slack's user side sends the commands to them in turn, and each has its own
+pass-through proxy, so every read is counted against the instance that made it. Cloud Logging's quota is per
+project, so the bot's budget is too: the instances spend one `engine.logging_reads_per_minute` together (the
+bucket is a row of the shared database), not one each. `--instances 1` runs one bot on SQLite.
+
 Measured: reads per minute in a steady window of --steady seconds that starts once every candidate serves its
 first stage (all N being analysed), the most reads in any 60 s of the run (what the sliding quota sees), 429s
 and other failed calls over the whole run, how many reads were sampled, entries, windows and time span per
@@ -39,10 +45,12 @@ with --verdicts) the bench waits for every rollout's end in the bot's store and 
 bot's reason for any unexpected one) and the stages' durations (Cloud Run routing one stage to routing the
 next; the last stage to the rollout's end) against the window W.
 
-Goal: at 50 rollouts, under half the quota (< 30 reads/min), no 429, every rollout with its verdict.
+Goal: at 50 rollouts, under half the quota (< 30 reads/min), no 429, every rollout with its verdict; with three
+instances, their reads together within the one budget.
 
     .venv/bin/python bench/analysis_cost.py            # N = 1, 10, 50; W = 60 s; about 11 minutes
     .venv/bin/python bench/analysis_cost.py --quick    # N = 10; W = 20 s; Cloud Run's times shortened; 2 min
+    .venv/bin/python bench/analysis_cost.py --instances 1   # one bot on SQLite, as before the budget was shared
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,13 +75,17 @@ import httpx
 from aiohttp import web
 from common import (
     CHILDREN,
+    POSTGRES_URL,
     BenchError,
+    BotServer,
     Control,
+    Sandbox,
     cpu_s,
     elapsed_note,
     fleet_config,
     fmt,
     free_port,
+    fresh_schema,
     median,
     percentile,
     ratio,
@@ -119,6 +131,7 @@ class Call:
     filter_chars: int
     answer_s: float  # how long the sandbox took to answer
     span_s: float  # the time range the query covers (its first timestamp>= ... timestamp< bounds)
+    instance: int  # which of the bot's instances made it (its proxy's index)
 
 
 def _span_s(text: str) -> float:
@@ -129,7 +142,7 @@ def _span_s(text: str) -> float:
     return (until - since).total_seconds()
 
 
-def _call(status: int, body: bytes, payload: bytes, answer_s: float) -> Call:
+def _call(status: int, body: bytes, payload: bytes, answer_s: float, instance: int) -> Call:
     try:
         query = json.loads(body or b"{}")
     except ValueError:
@@ -142,7 +155,7 @@ def _call(status: int, body: bytes, payload: bytes, answer_s: float) -> Call:
             entries = len(json.loads(payload).get("entries", []))
     return Call(time.time(), status, isinstance(query, dict) and bool(query.get("pageToken")),
                 float(sample.group(1)) if sample else 1.0, text.count("resource.labels.revision_name="), entries,
-                len(text), answer_s, _span_s(text))
+                len(text), answer_s, _span_s(text), instance)
 
 
 class LoggingTap:
@@ -150,8 +163,9 @@ class LoggingTap:
     is pointed at it, every request is forwarded unchanged, and each entries.list call is recorded with the
     sandbox's answer (its status: 429 when the quota refused it)."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, instance: int) -> None:
         self.upstream = upstream.rstrip("/")
+        self.instance = instance
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.calls: list[Call] = []  # appended by the proxy's thread; list.append is atomic
@@ -183,7 +197,7 @@ class LoggingTap:
             status = answer.status
             content_type = answer.headers.get("Content-Type", "application/json")
         if request.path == ENTRIES_LIST:
-            self.calls.append(_call(status, body, payload, time.perf_counter() - asked))
+            self.calls.append(_call(status, body, payload, time.perf_counter() - asked, self.instance))
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
 
     def stop(self) -> None:
@@ -250,28 +264,34 @@ class Result:
     calls: list[Call]
     steady: tuple[float, float]  # time.time() bounds of the steady window
     tracks: list[Track]
-    cpu: dict[str, float]  # process -> share of one core over the steady window
+    cpu: dict[str, float]  # process ("sandbox", "bots": all instances together) -> share of one core, steady window
     setup_s: float  # first /deploy -> every candidate serving its first stage
     waited: bool  # verdicts were waited for
     quota: int  # Logging's reads_per_minute as the sandbox enforces it (GET /limits)
     state_s: list[float]  # latencies of GET /state over the run
     busy: int  # services at args.busy_rps in this run
+    instances: int
 
-    def in_steady(self) -> list[Call]:
-        return [c for c in self.calls if self.steady[0] <= c.at <= self.steady[1]]
+    def in_steady(self, instance: int | None = None) -> list[Call]:
+        return [c for c in self.calls if self.steady[0] <= c.at <= self.steady[1]
+                and instance in (None, c.instance)]
 
     @property
     def per_minute(self) -> float:
-        return len(self.in_steady()) * 60 / (self.steady[1] - self.steady[0])
+        """All instances together."""
+        return self.instance_per_minute(None)
+
+    def instance_per_minute(self, instance: int | None) -> float:
+        return len(self.in_steady(instance)) * 60 / (self.steady[1] - self.steady[0])
 
     @property
     def old_per_minute(self) -> float:
         """Computed: one errors query and one count per rollout per check interval."""
         return 2 * self.n * 60 / self.plan.interval_s
 
-    def peak_60s(self) -> int:
+    def peak_60s(self, instance: int | None = None) -> int:
         """The most calls in any 60 s of the run: what Logging's sliding per-minute quota sees."""
-        times = sorted(c.at for c in self.calls)
+        times = sorted(c.at for c in self.calls if instance in (None, c.instance))
         start, most = 0, 0
         for end, at in enumerate(times):
             while times[start] <= at - 60:
@@ -341,64 +361,88 @@ class Run:
                 track.ended_at = rollout.ended_at.timestamp() if rollout.ended_at else time.time()
 
 
+@contextlib.contextmanager
+def database(args: argparse.Namespace, directory: Path, n: int) -> Iterator[str]:
+    """One SQLite file for one instance; a fresh PostgreSQL schema, dropped afterwards, for several."""
+    if args.instances == 1:
+        yield f"sqlite:///{directory / f'bot-{n}-{secrets.token_hex(3)}.db'}"
+        return
+    with fresh_schema(args.postgres_url) as (url, _):
+        yield url
+
+
 def measure(n: int, config_path: Path, config: Config, directory: Path, args: argparse.Namespace,
             wait_verdicts: bool) -> Result:
     services = service_names(args.services)[:n]
     plan = plan_for(config, services[0], "canary")
-    port = free_port()
-    tap: LoggingTap | None = None
-    with elapsed_note(f"N={n}: sandbox and bot start"):
-        sandbox = start_sandbox(config_path, directory, world_only=True, bot_urls=[f"http://127.0.0.1:{port}"],
-                                window=0, requests_per_s=args.requests_per_s, start_ms=args.start_ms,
-                                route_ms=args.route_ms)
+    ports = [free_port() for _ in range(args.instances)]
+    taps: list[LoggingTap] = []
+    with elapsed_note(f"N={n}: sandbox and {args.instances} bot instance(s) start"):
+        sandbox = start_sandbox(config_path, directory, world_only=True,
+                                bot_urls=[f"http://127.0.0.1:{port}" for port in ports], window=0,
+                                requests_per_s=args.requests_per_s, start_ms=args.start_ms, route_ms=args.route_ms)
     try:
-        tap = LoggingTap(sandbox["logging_endpoint"])
-        tap.start()
-        database = directory / f"bot-{n}-{secrets.token_hex(3)}.db"
-        bot = start_bot(sandbox, directory, port, env={"CHATOPS_LOGGING_ENDPOINT": tap.url,
-                                                       "CHATOPS_DATABASE_URL": f"sqlite:///{database}"})
-
-        def alive() -> None:
-            if bot.proc.poll() is not None:
-                raise BenchError(f"the bot exited with {bot.proc.returncode}:\n{tail(bot.log)}")
-
-        with httpx.Client(timeout=30) as client:
-            control = Control(sandbox, client)
-            quota = int(control.limits()["logging"]["reads_per_minute"])
-            busy = args.busy if n <= args.busy_until else 0
-            for service in service_names(args.services)[:busy]:
-                control.patch(f"/services/{service}", {"requests_per_s": args.busy_rps})
-            state = control.state()
-            tracks = []
-            for index, service in enumerate(services):
-                stable = next((r for r, p in routed(state, service).items() if p == 100), None)
-                if stable is None:
-                    raise BenchError(f"{service} has no revision serving all its traffic")
-                tracks.append(Track(service, stable, faulty=n >= FAULTY_EVERY and index % FAULTY_EVERY
-                                    == FAULTY_EVERY - 1))
-            run = Run(control, Store(f"sqlite:///{database}"), tracks, plan.stages, args, alive)
-            first = plan.stages[0]
-            sent = time.time()
-            with elapsed_note(f"N={n}: {n} rollouts to their first stage"):
-                for track in tracks:
-                    control.command(f"/deploy {track.service} tag=bench-{secrets.token_hex(3)}")
-                started = run.watch(lambda: all(first in t.routed_at or t.verdict for t in tracks), 300 + 4 * n,
-                                    f"every candidate serving {first}% (or its rollout ended)")
-            pids = {"sandbox": sandbox.proc.pid, "bot": bot.proc.pid}
-            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
-            with elapsed_note(f"N={n}: steady window"):
-                ended = run.watch(lambda: time.time() >= started + args.steady, args.steady + 60, "the steady window")
-            cpu = {name: (cpu_s(pid) - cpu_before[name]) / (ended - started) for name, pid in pids.items()}
-            if wait_verdicts:
-                longest = len(plan.stages) * plan.window_s * (1 + plan.insufficient.extend) + 300
-                with elapsed_note(f"N={n}: every rollout to its verdict"):
-                    run.watch(lambda: all(t.verdict for t in tracks), longest, "every rollout's verdict")
-            return Result(n, plan, list(tap.calls), (started, ended), tracks, cpu, started - sent, wait_verdicts,
-                          quota, run.state_s, busy)
+        with database(args, directory, n) as database_url:
+            taps = [LoggingTap(sandbox["logging_endpoint"], index) for index in range(args.instances)]
+            for tap in taps:
+                tap.start()
+            bots = [start_bot(sandbox, directory, port, env={"CHATOPS_LOGGING_ENDPOINT": tap.url,
+                                                             "CHATOPS_DATABASE_URL": database_url})
+                    for port, tap in zip(ports, taps, strict=True)]
+            store = Store(database_url)
+            try:
+                return _run(n, plan, services, sandbox, bots, taps, store, args, wait_verdicts)
+            finally:
+                CHILDREN.stop_all()
+                store.close()
     finally:
         CHILDREN.stop_all()
-        if tap is not None:
+        for tap in taps:
             tap.stop()
+
+
+def _run(n: int, plan: Plan, services: list[str], sandbox: Sandbox, bots: list[BotServer], taps: list[LoggingTap],
+         store: Store, args: argparse.Namespace, wait_verdicts: bool) -> Result:
+    def alive() -> None:
+        for bot in bots:
+            if bot.proc.poll() is not None:
+                raise BenchError(f"a bot instance exited with {bot.proc.returncode}:\n{tail(bot.log)}")
+
+    with httpx.Client(timeout=30) as client:
+        control = Control(sandbox, client)
+        quota = int(control.limits()["logging"]["reads_per_minute"])
+        busy = args.busy if n <= args.busy_until else 0
+        for service in service_names(args.services)[:busy]:
+            control.patch(f"/services/{service}", {"requests_per_s": args.busy_rps})
+        state = control.state()
+        tracks = []
+        for index, service in enumerate(services):
+            stable = next((r for r, p in routed(state, service).items() if p == 100), None)
+            if stable is None:
+                raise BenchError(f"{service} has no revision serving all its traffic")
+            tracks.append(Track(service, stable, faulty=n >= FAULTY_EVERY and index % FAULTY_EVERY
+                                == FAULTY_EVERY - 1))
+        run = Run(control, store, tracks, plan.stages, args, alive)
+        first = plan.stages[0]
+        sent = time.time()
+        with elapsed_note(f"N={n}: {n} rollouts to their first stage"):
+            for track in tracks:
+                control.command(f"/deploy {track.service} tag=bench-{secrets.token_hex(3)}")
+            started = run.watch(lambda: all(first in t.routed_at or t.verdict for t in tracks), 300 + 4 * n,
+                                f"every candidate serving {first}% (or its rollout ended)")
+        pids = {"sandbox": [sandbox.proc.pid], "bots": [bot.proc.pid for bot in bots]}
+        cpu_before = {name: sum(cpu_s(pid) for pid in group) for name, group in pids.items()}
+        with elapsed_note(f"N={n}: steady window"):
+            ended = run.watch(lambda: time.time() >= started + args.steady, args.steady + 60, "the steady window")
+        cpu = {name: (sum(cpu_s(pid) for pid in group) - cpu_before[name]) / (ended - started)
+               for name, group in pids.items()}
+        if wait_verdicts:
+            longest = len(plan.stages) * plan.window_s * (1 + plan.insufficient.extend) + 300
+            with elapsed_note(f"N={n}: every rollout to its verdict"):
+                run.watch(lambda: all(t.verdict for t in tracks), longest, "every rollout's verdict")
+        calls = sorted((c for tap in taps for c in tap.calls), key=lambda c: c.at)
+        return Result(n, plan, calls, (started, ended), tracks, cpu, started - sent, wait_verdicts, quota,
+                      run.state_s, busy, len(bots))
 
 
 # --- the report -----------------------------------------------------------------------------------------
@@ -436,6 +480,16 @@ def report(results: list[Result], config: Config, args: argparse.Namespace) -> N
                      fmt(r.old_per_minute, 0), fmt(ratio(r.per_minute, r.old_per_minute), 3) + "x"])
     print(table(["N", "fleet req/s", "reads/min", "per rollout", "budget", "quota", "peak 60 s", "429s",
                  "other failures", "old design (computed)", "new / old"], rows))
+    print(f"{results[0].instances} bot instance(s) on one "
+          + ("PostgreSQL" if results[0].instances > 1 else "SQLite file") + "; their reads, each and together:")
+    rows = []
+    for r in results:
+        for instance in [*range(r.instances), None]:
+            rows.append([str(r.n), "all" if instance is None else f"#{instance + 1}",
+                         fmt(r.instance_per_minute(instance), 1), str(r.peak_60s(instance)),
+                         str(engine.logging_reads_per_minute),
+                         f"{ratio(r.instance_per_minute(instance), engine.logging_reads_per_minute):.2f}"])
+    print(table(["N", "instance", "reads/min", "peak 60 s", "budget/min (one, shared)", "reads / budget"], rows))
     print("reads/min: entries.list calls in the steady window, per minute; peak 60 s: most calls in any 60 s of the "
           "run; 429s and other failures (answered neither 200 nor 429): over the whole run; old design: computed, "
           "2 reads (errors query + count) per rollout per check interval, = 2 x N x 60 / interval")
@@ -448,10 +502,10 @@ def report(results: list[Result], config: Config, args: argparse.Namespace) -> N
                      spread([float(c.windows) for c in first]), spread([c.span_s for c in first]),
                      spread([c.answer_s for c in r.calls], 2),
                      f"{max((c.filter_chars for c in r.calls), default=0):,}",
-                     f"{r.cpu['sandbox'] * 100:.0f}% / {r.cpu['bot'] * 100:.0f}%",
+                     f"{r.cpu['sandbox'] * 100:.0f}% / {r.cpu['bots'] * 100:.0f}%",
                      f"{percentile(r.state_s, 99):.2f} / {max(r.state_s):.2f}"])
     print(table(["N", "sampled", "min f", "next pages", "entries/read", "windows/read", "span s", "answer s",
-                 "filter chars", "CPU sandbox / bot", "GET /state p99 / max s"], rows))
+                 "filter chars", "CPU sandbox / bots", "GET /state p99 / max s"], rows))
     print("over the whole run: sampled: first pages whose query carried sample(insertId, f), min f the smallest f; "
           "next pages: calls with a pageToken; entries, windows (rollouts covered), span (time range covered) per "
           "read and answer (how long the sandbox took): median (min-max); filter chars: the longest query (Logging "
@@ -483,6 +537,11 @@ def report(results: list[Result], config: Config, args: argparse.Namespace) -> N
               f"bot's store), promoted rollouts; a stage is W + the log lag ({engine.log_lag:g} s) + the wait for a "
               f"read + the next stage's routing ({args.route_ms / 1000:g} s) at least")
     last = results[-1]
+    capacity = max(1.0, engine.logging_reads_per_minute / 10)
+    within = all(r.peak_60s() <= engine.logging_reads_per_minute + capacity for r in results)
+    print(f"{last.instances} instance(s): the most reads in any 60 s, all instances together, "
+          f"{'stayed' if within else 'did NOT stay'} within the one budget of {engine.logging_reads_per_minute}/min "
+          f"(+ the bucket's {capacity:g} to start with): " + ", ".join(f"N={r.n} {r.peak_60s()}" for r in results))
     print(f"N={last.n}: {last.per_minute:.1f} reads/min = {ratio(last.per_minute, quota):.2f} of the quota (goal < "
           f"{quota / 2:g}/min, half of it); {last.refused} 429s (goal 0); "
           f"{ratio(last.per_minute, last.old_per_minute):.3f}x the old design's {last.old_per_minute:,.0f}/min "
@@ -507,6 +566,10 @@ def main() -> int:
                         help="time a new revision takes to start (default: the cloud_run limit group's)")
     parser.add_argument("--route-ms", type=float, default=cloud_run.route_ms,
                         help="time Cloud Run takes to route a traffic change (default: the cloud_run limit group's)")
+    parser.add_argument("--instances", type=int, default=3,
+                        help="bot instances sharing one PostgreSQL schema (1: one instance on SQLite)")
+    parser.add_argument("--postgres-url", default=POSTGRES_URL,
+                        help="PostgreSQL to create a fresh schema in for the instances of each N")
     parser.add_argument("--poll-s", type=float, default=1.0, help="how often GET /state is polled")
     parser.add_argument("--verdicts", action="store_true", help="wait for every rollout's verdict at every N, "
                                                                "not only at the largest")

@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,6 +37,10 @@ from urllib.parse import urlencode
 import aiohttp
 import httpx
 import yaml
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "chatops.example.yaml"
@@ -538,3 +544,34 @@ def log_problems(path: Path) -> Counter[str]:
             if record.get("severity") in ("WARNING", "ERROR", "CRITICAL"):
                 found[f"{record['severity']}: {str(record.get('message', ''))[:120]}"] += 1
     return found
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def admin_engine(url: str) -> Engine:
+    return create_engine(make_url(url).set(drivername="postgresql+psycopg"), poolclass=NullPool,
+                         isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+@contextmanager
+def fresh_schema(url: str) -> Iterator[tuple[str, Engine]]:
+    """A new schema, dropped afterwards: (the database URL that puts it first on the search path, an engine)."""
+    admin = admin_engine(url)
+    schema = f"chatops_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except SQLAlchemyError as exc:
+        admin.dispose()
+        raise BenchError(f"cannot create a schema in the PostgreSQL at {make_url(url).render_as_string()}: "
+                         f"{type(exc).__name__}") from None
+    try:
+        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False), admin
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

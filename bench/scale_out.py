@@ -41,9 +41,7 @@ import os
 import secrets
 import sys
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +52,14 @@ from common import (
     ACK_TIMEOUT_S,
     CHILDREN,
     EXAMPLE_CONFIG,
+    POSTGRES_URL,
     BenchError,
     BotServer,
     Sandbox,
     elapsed_note,
     fmt,
     free_port,
+    fresh_schema,
     percentile,
     post_signed,
     ratio,
@@ -72,13 +72,10 @@ from common import (
     table,
     workdir,
 )
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 COMMANDS = (("/help", ""), ("/status", ""))
-POSTGRES_URL = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @dataclass
@@ -116,32 +113,6 @@ class Run:
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------------
-
-
-def admin_engine(url: str) -> Engine:
-    return create_engine(make_url(url).set(drivername="postgresql+psycopg"), poolclass=NullPool,
-                         isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-
-
-@contextmanager
-def fresh_schema(url: str) -> Iterator[tuple[str, Engine]]:
-    """A new schema, dropped afterwards: (the database URL that puts it first on the search path, an engine)."""
-    admin = admin_engine(url)
-    schema = f"chatops_bench_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except SQLAlchemyError as exc:
-        admin.dispose()
-        raise BenchError(f"cannot create a schema in the PostgreSQL at {make_url(url).render_as_string()}: "
-                         f"{type(exc).__name__}") from None
-    try:
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False), admin
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def audit_rows(admin: Engine, database_url: str) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from starlette.applications import Starlette
 
+from bot.adapters.budget_store import BudgetStore
 from bot.adapters.cloudrun import CloudRunGateway
 from bot.adapters.idtokens import IdTokens
 from bot.adapters.incident_store import IncidentStore
@@ -34,6 +35,7 @@ from bot.engine.reporter import RolloutReporter
 from bot.engine.scheduler import Job, Scheduler, every
 from bot.engine.signals import SignalCollector
 from bot.engine.sweeper import Sweeper
+from bot.engine.watch import JOB as WATCH_JOB
 from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
 from bot.render.mrkdwn import echoed
@@ -101,7 +103,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     pages, link_key = _runbook_pages(config, credentials, public_url)
     linker = RunbookLinker(config, runbooks, pages)
     logs = LogsGateway(config.project, config.region, env, timeout=engine.google_timeout)
-    budget = ReadBudget(engine.logging_reads_per_minute)
+    budget = ReadBudget(engine.logging_reads_per_minute, buckets=BudgetStore(store))
     collector = SignalCollector(prober, logs, MetricsGateway(config.project, env, timeout=engine.google_timeout),
                                 {name: config.health_for(name) for name in config.services},
                                 budget=budget, log_lag_s=engine.log_lag,
@@ -123,7 +125,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     scheduler = Scheduler([Job("sweep", every(alerts.interval), sweeper.run),
                            Job("incident-tick", every(min(30.0, max(1.0, alerts.escalate_after / 4))),
                                lambda fire, late: incidents.tick()),
-                           Job("post-deploy-watch", every(max(1.0, min(30.0, shortest_watch / 10))), watch.run),
+                           Job(WATCH_JOB, every(max(1.0, min(30.0, shortest_watch / 10))), watch.run),
                            *digests.jobs()])
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
                       runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents,

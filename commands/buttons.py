@@ -2,8 +2,9 @@
 their slash commands.
 
 A rollout's Promote, Pause, Resume and Roll back are /promote, /pause, /resume and /rollback; an incident's
-Acknowledge is /ack; the post-deploy watch's Roll back is /rollback. A rollout button carries the stage it was
-drawn at, so a double click or a stale message cannot push a rollout two stages; everything a button names is
+Acknowledge is /ack; the post-deploy watch's Roll back is /rollback while the revision it warned about still
+serves. A rollout button carries the stage it was drawn at, so a double click or a stale message cannot push a
+rollout two stages; everything a button names is
 looked up again on click and the policy asked again, never trusted from the message. A payload that does not read
 as one of these buttons is answered and audited as `invalid`, never a 500.
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.domain.rollout import Command as RolloutCommand
+from bot.domain.watch import still_serves
+from bot.render.watch import no_longer_serves
 from commands.framework import Ack, Answer, Invalid, Invocation, Plan, Runtime, guarded
 from commands.incidents import acknowledge
 from commands.rollback import Rollback
@@ -116,9 +119,19 @@ async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, ans
     service = stored.rollout.service if stored else None
     gone = _gone(service, click.verb, "rollout", click.subject)
     if click.action_id == "watch_rollback":
-        # The post-deploy watch's button, on a finished rollout: what `/rollback <service>` does now.
+        # The post-deploy watch's button, on a finished rollout: what `/rollback <service>` does now, while the
+        # revision it warned about (the rollout's candidate) still serves.
+        async def still_warned() -> Invalid | None:
+            if stored is None:
+                return await gone()
+            warned = stored.rollout.candidate
+            routed = (await runtime.cloudrun.read(stored.rollout.service)).live.traffic
+            if still_serves(warned, routed):
+                return None
+            return Invalid("rollback", "stale button", no_longer_serves(stored.rollout.service, warned, routed))
+
         return Plan("rollback", service, "rollback",
-                    lambda: Rollback().act(ServiceRequest(service or ""), invocation, runtime), check=gone)
+                    lambda: Rollback().act(ServiceRequest(service or ""), invocation, runtime), check=still_warned)
 
     async def current() -> Invalid | None:
         if stored is None:

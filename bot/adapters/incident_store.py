@@ -1,7 +1,9 @@
 """Incidents, silences and claims of scheduled runs, in the bot's database.
 
 An incident is saved together with the Slack messages it decided on (outbox rows, in one transaction), and
-with a version that must match the one read: two instances acting on one service at once cannot both win.
+with a version that must match the one read: two instances acting on one service at once cannot both win. The
+open-resolve cycle a save closes is written in the same transaction (`incident_cycles`), once: the version
+check lets only one instance close it, and the cycle's key (incident, number) refuses a second copy.
 A scheduled run (a sweep, a digest) is claimed by inserting (job, fire time): the primary key lets exactly one
 instance have it, whatever the number of instances.
 """
@@ -18,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from bot.adapters.outbox import Message, enqueue
 from bot.adapters.rollout_json import decode, encode
 from bot.adapters.store import Store
-from bot.adapters.tables import IncidentRow, ScheduleRunRow, SilenceRow
-from bot.domain.incidents import Incident
+from bot.adapters.tables import IncidentCycleRow, IncidentRow, ScheduleRunRow, SilenceRow
+from bot.domain.incidents import Cycle, Incident
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,9 @@ class IncidentStore:
             return {service: _stored(row) for service, row in rows.items()}
 
     def save(self, before: StoredIncident | None, incident: Incident | None, channel: str, now: datetime,
-             messages: MessagesFor | None = None) -> StoredIncident | None:
-        """Write the incident's next state and its messages, or forget a watching incident (None). Raises Stale
-        when someone else saved it since `before` was read."""
+             messages: MessagesFor | None = None, cycle: Cycle | None = None) -> StoredIncident | None:
+        """Write the incident's next state, its messages and the cycle it closed, or forget a watching incident
+        (None). Raises Stale when someone else saved it since `before` was read."""
         with self.store.writing() as session:
             if incident is None:
                 if before is not None and before.incident.state == "watching":
@@ -117,6 +119,10 @@ class IncidentStore:
                 if done.rowcount != 1:  # type: ignore[attr-defined]
                     raise Stale(incident.service)
                 stored = StoredIncident(incident, channel, before.version + 1)
+            if cycle is not None:
+                session.add(IncidentCycleRow(incident_id=stored.incident.id, number=cycle.number,
+                                             service=cycle.service, detected_at=cycle.detected_at,
+                                             acknowledged_at=cycle.acknowledged_at, resolved_at=cycle.resolved_at))
             if messages is not None:
                 enqueue(session, messages(stored), now)
             return stored
@@ -126,11 +132,13 @@ class IncidentStore:
             rows = session.scalars(select(IncidentRow).where(IncidentRow.state == "open").order_by(IncidentRow.id))
             return [_stored(row) for row in rows]
 
-    def resolved_since(self, since: datetime) -> list[Incident]:
+    def cycles_since(self, since: datetime) -> list[Cycle]:
+        """Every open-resolve cycle resolved since `since`, a flapping incident's each on its own, oldest first."""
         with self.store.reading() as session:
-            rows = session.scalars(select(IncidentRow).where(IncidentRow.state == "resolved",
-                                                             IncidentRow.resolved_at >= since))
-            return [_stored(row).incident for row in rows]
+            rows = session.scalars(select(IncidentCycleRow).where(IncidentCycleRow.resolved_at >= since)
+                                   .order_by(IncidentCycleRow.resolved_at))
+            return [Cycle(row.service, row.number, row.detected_at, row.acknowledged_at, row.resolved_at)
+                    for row in rows]
 
     def by_id(self, incident_id: int) -> StoredIncident | None:
         with self.store.reading() as session:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, Dialect, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Dialect, Float, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -128,3 +128,43 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str] = mapped_column(Text())
+
+
+class IncidentCycleRow(Base):
+    """Table `incident_cycles` (revision 0004): one open-resolve cycle of an incident, written when it resolves.
+    An incident that flaps within its cooldown keeps one row in `incidents` (one thread) and has a cycle per
+    flap here, so MTTR counts each of them."""
+
+    __tablename__ = "incident_cycles"
+    __table_args__ = (Index("ix_incident_cycles_resolved_at", "resolved_at"),)
+
+    incident_id: Mapped[int] = mapped_column(ID, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    service: Mapped[str] = mapped_column(String())
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReadBudgetRow(Base):
+    """Table `read_budgets` (revision 0004): a token bucket of reads shared by every instance, one row per quota
+    (Cloud Logging's is per project, whatever the number of instances spending it)."""
+
+    __tablename__ = "read_budgets"
+
+    name: Mapped[str] = mapped_column(String(), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float())
+    refilled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    spent: Mapped[int] = mapped_column(BigInteger())
+
+
+class WatchRow(Base):
+    """Table `watches` (revision 0004): what the post-deploy watch of a promoted rollout has measured, so the
+    instance that runs the next check need not read the baseline again."""
+
+    __tablename__ = "watches"
+
+    rollout_id: Mapped[int] = mapped_column(ID, primary_key=True)
+    baseline_per_min: Mapped[float] = mapped_column(Float())
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -28,20 +28,23 @@ minute or so is not "late", a bot that was down for an hour is."""
 @dataclass(frozen=True)
 class OpenIncident:
     """A problem the bot alerted on and nobody has resolved; `owners` are Slack user (U…) or user-group (S…)
-    ids, as the config names them."""
+    ids, as the config names them. Its age runs from `detected_at`, the first failure of its current cycle, as
+    MTTR's durations do."""
 
     service: str
     checks: tuple[str, ...]
-    opened_at: datetime
+    detected_at: datetime
     acknowledged_by: str | None = None
     owners: tuple[str, ...] = ()
 
     def age(self, now: datetime) -> timedelta:
-        return max(now - self.opened_at, timedelta(0))
+        return max(now - self.detected_at, timedelta(0))
 
 
 @dataclass(frozen=True)
 class ClosedIncident:
+    """One open-resolve cycle: an incident that flapped is several of these, each counted."""
+
     service: str
     detected_at: datetime
     acknowledged_at: datetime | None
@@ -59,7 +62,9 @@ class ClosedIncident:
 @dataclass(frozen=True)
 class Mttr:
     """Incidents resolved within `window` before the digest: how long, on average, from detection to a person's
-    acknowledgement, and from detection to resolution, against `goal`."""
+    acknowledgement, and from detection to resolution, against `goal`. The incidents still open are not in the
+    mean (they have no time to restore yet) but are said with it, at their age: a mean over the quick ones must
+    not hide the one open for days."""
 
     resolved: int
     acknowledged: int
@@ -67,6 +72,8 @@ class Mttr:
     mean_to_resolve: timedelta | None
     goal: timedelta
     window: timedelta
+    still_open: int = 0
+    oldest_open: timedelta | None = None
 
     @property
     def within_goal(self) -> bool | None:
@@ -183,12 +190,13 @@ def deploys_of(rollouts: Sequence[Rollout], *, since: datetime, now: datetime) -
 
 
 def mttr_of(closed: Sequence[ClosedIncident], *, now: datetime, goal: timedelta = DEFAULT_MTTR_GOAL,
-            window: timedelta = MTTR_WINDOW) -> Mttr:
-    """Incidents count in the window they were resolved in, so a long one weighs on the week it ended."""
+            window: timedelta = MTTR_WINDOW, still_open: Sequence[OpenIncident] = ()) -> Mttr:
+    """Cycles count in the window they were resolved in, so a long one weighs on the week it ended."""
     recent = [i for i in closed if now - window < i.resolved_at <= now]
     acked = [i.acknowledged_at - i.detected_at for i in recent if i.acknowledged_at is not None]
     resolved = [i.resolved_at - i.detected_at for i in recent]
-    return Mttr(len(recent), len(acked), _mean(acked), _mean(resolved), goal, window)
+    oldest = max((i.age(now) for i in still_open), default=None)
+    return Mttr(len(recent), len(acked), _mean(acked), _mean(resolved), goal, window, len(still_open), oldest)
 
 
 def _mean(durations: Sequence[timedelta]) -> timedelta | None:
@@ -205,7 +213,9 @@ def digest_of(fleet: FleetHealth, rollouts: Sequence[Rollout], open_incidents: S
     ordered = tuple(sorted((s for s in fleet.services if s.status is not Status.HEALTHY), key=worst_first))
     tally = Counter(s.status for s in fleet.services)
     counts = tuple((status, tally[status]) for status in Status)
-    incidents = tuple(sorted(open_incidents, key=lambda i: (i.acknowledged_by is not None, i.opened_at, i.service)))
+    incidents = tuple(sorted(open_incidents, key=lambda i: (i.acknowledged_by is not None, i.detected_at,
+                                                            i.service)))
     return Digest(since=since, now=now, due_at=due_at, late=now - due_at > grace, services=len(fleet.services),
                   counts=counts, problems=ordered, deploys=deploys_of(rollouts, since=since, now=now),
-                  incidents=incidents, mttr=mttr_of(closed_incidents, now=now, goal=mttr_goal))
+                  incidents=incidents, mttr=mttr_of(closed_incidents, now=now, goal=mttr_goal,
+                                                    still_open=open_incidents))

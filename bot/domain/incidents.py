@@ -5,12 +5,15 @@ once it has failed `open_after` sweeps in a row (one bad sweep is noise), and th
 check has passed `resolve_after` sweeps in a row. A check that Cloud Monitoring reports failing is in at once
 (its policy already waited its own duration) and stays until Monitoring closes it; the same Monitoring
 incident reported twice changes nothing. A service that fails again within `cooldown_s` of its resolution
-reopens the same incident, so the thread keeps the story.
+reopens the same incident, so the thread keeps the story; each open-resolve cycle is still its own record
+(`Step.cycle`, kept by the store), so a flap counts twice for MTTR instead of its last cycle overwriting the first.
 
 What to say is decided here and rendered elsewhere: the parent message is redrawn (`parent`) whenever what it
 shows changed, and the thread gets a reply only when something happened: a check failed or recovered, someone
 acknowledged, the incident escalated or resolved. During a silence the incident still counts, but says
-nothing; when the silence ends an incident that is still open is announced then.
+nothing in the thread; when the silence ends an incident that is still open is announced then. A parent message
+already drawn is still redrawn during a silence (an edit in place notifies nobody), so an incident that resolves
+while silenced turns green instead of staying red forever.
 """
 
 from __future__ import annotations
@@ -85,13 +88,25 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class Cycle:
+    """One open-resolve cycle of an incident: what MTTR is made of. An incident that flaps has several."""
+
+    service: str
+    number: int  # the incident's `reopened` count when this cycle opened: 0 for the first
+    detected_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime
+
+
+@dataclass(frozen=True)
 class Step:
     """The incident after an event (None: nothing worth keeping), whether its parent message must be drawn
-    (created if not announced yet, else updated), and the thread replies, in order."""
+    (created if not announced yet, else updated), the thread replies, in order, and the cycle the event closed."""
 
     incident: Incident | None
     parent: bool = False
     replies: tuple[str, ...] = field(default_factory=tuple)
+    cycle: Cycle | None = None
 
 
 def _duration(delta: timedelta) -> str:
@@ -165,8 +180,8 @@ def _after_change(incident: Incident, counted_before: set[str], now: datetime, p
         detected = min(c.since for c in incident.checks)
         opened = replace(incident, state="open", opened_at=now, detected_at=detected, passes=0, recovered=(),
                          acknowledged_by="", acknowledged_at=None, escalations=0, resolved_at=None)
-        if silenced:
-            return Step(opened)
+        if silenced:  # held back; a parent drawn in an earlier cycle turns red again, quietly
+            return Step(opened, parent=opened.announced)
         replies: tuple[str, ...] = ()
         if incident.reopened and incident.announced:
             replies = (f"failing again ({_checks(counted)}), {_duration(now - (incident.resolved_at or now))} "
@@ -181,15 +196,21 @@ def _after_change(incident: Incident, counted_before: set[str], now: datetime, p
     lines = [f"`{c.check}` fails too: {c.detail}" for c in joined] + [f"`{name}` recovered" for name in left]
     if not incident.checks and (passes >= policy.resolve_after or not swept):  # Monitoring closing needs no sweeps
         resolved = replace(incident, state="resolved", resolved_at=now, checks=())
-        took = _duration(now - (incident.detected_at or now))
+        detected = incident.detected_at or incident.opened_at or now
+        took = _duration(now - detected)
         lines.append(f"resolved: every check passes again, {took} after it was first detected")
-        return _said(resolved, lines, silenced)
+        cycle = Cycle(incident.service, incident.reopened, detected, incident.acknowledged_at, now)
+        return replace(_said(resolved, lines, silenced), cycle=cycle)
     return _said(incident, lines, silenced)
 
 
 def _said(incident: Incident, lines: Sequence[str], silenced: bool) -> Step:
-    if not lines or silenced:
+    """During a silence the thread hears nothing, but a parent already drawn is redrawn: it must not show a state
+    that is over."""
+    if not lines:
         return Step(incident)
+    if silenced:
+        return Step(incident, parent=incident.announced)
     if not incident.announced:
         return Step(replace(incident, announced=True), parent=True, replies=tuple(lines))
     return Step(incident, parent=True, replies=tuple(lines))

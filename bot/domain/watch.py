@@ -3,11 +3,13 @@
 The promoted revision's error lines per minute are held against the stable revision's in the hour before the
 deploy; a rate well above it (twice the baseline, and at least one more line a minute, so a quiet service is
 not flagged for one line), or a health check failing, is a degradation worth telling the deployer about. The bot
-only says so, with a Roll back button: after promotion a person decides.
+only says so, with a Roll back button: after promotion a person decides. The button is about the revision it
+warned of: once that revision no longer serves (someone rolled back or deployed since), it does nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -32,3 +34,8 @@ def degraded(reading: WatchReading) -> str | None:
     if reading.failing_checks:
         reasons.append("failing checks: " + ", ".join(f"`{c}`" for c in reading.failing_checks))
     return "; ".join(reasons) or None
+
+
+def still_serves(warned: str, routed: Sequence[tuple[str, int]]) -> bool:
+    """Whether the revision a warning was about still gets a share of what Cloud Run routes."""
+    return any(revision == warned and percent > 0 for revision, percent in routed)

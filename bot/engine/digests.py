@@ -70,14 +70,14 @@ class Digests:
         rollouts = [s.rollout for s in await asyncio.to_thread(self.store.rollouts, limit=500)
                     if s.rollout.service in services]
         open_incidents = [OpenIncident(s.incident.service, tuple(c.check for c in s.incident.checks),
-                                       s.incident.opened_at or now, s.incident.acknowledged_by or None,
+                                       s.incident.detected_at or s.incident.opened_at or now,
+                                       s.incident.acknowledged_by or None,
                                        self.config.services[s.incident.service].owners)
                           for s in await asyncio.to_thread(self.incidents.open_incidents)
                           if s.incident.service in services]
-        closed = [ClosedIncident(i.service, i.detected_at or i.opened_at or now, i.acknowledged_at,
-                                 i.resolved_at or now)
-                  for i in await asyncio.to_thread(self.incidents.resolved_since, now - MTTR_WINDOW)
-                  if i.service in services and i.resolved_at is not None]
+        closed = [ClosedIncident(c.service, c.detected_at, c.acknowledged_at, c.resolved_at)
+                  for c in await asyncio.to_thread(self.incidents.cycles_since, now - MTTR_WINDOW)
+                  if c.service in services]
         grace = {"grace": timedelta(0)} if late else {}
         made = digest_of(fleet, rollouts, open_incidents, closed, since=min(since, now - timedelta(seconds=1)),
                          now=now, due_at=due, **grace)

@@ -96,7 +96,7 @@ class IncidentEngine:
 
             try:
                 saved = await asyncio.to_thread(self.incidents.save, stored, step.incident,
-                                                stored.channel if stored else channel, now, messages)
+                                                stored.channel if stored else channel, now, messages, step.cycle)
             except Stale:
                 log.info("incident of %s changed under us; applying the event again", service)
                 continue

@@ -1,9 +1,11 @@
 """The post-deploy watch: for `canary.watch` after a promotion, the service is held against its pre-deploy
 baseline, and a degradation is told once in the rollout's thread, with a Roll back button.
 
-Each watched rollout costs at most two Cloud Logging reads a run (its baseline once, then the error lines since
-promotion), taken from the same read budget as canary analysis. The warning is written to the outbox together
-with a claim of (`watch:<rollout id>`), so however many instances watch, it is said once.
+Each run of the watch is claimed like a sweep, (`post-deploy-watch`, fire time) in the store, so exactly one
+instance runs it however many there are. A watched rollout costs at most two Cloud Logging reads a run (its
+baseline once, kept in the store for whichever instance runs next; then the error lines since promotion), taken
+from the read budget every instance shares with canary analysis. The warning is written to the outbox together
+with a claim of (`watch:<rollout id>`), so it is said once.
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ from bot.adapters.logs import LogsGateway, LogsUnavailable
 from bot.adapters.outbox import Message
 from bot.adapters.prober import Prober
 from bot.adapters.store import Store, StoredRollout
+from bot.adapters.watch_store import WatchStore
 from bot.config import Config
 from bot.domain.health import classify
 from bot.domain.rollout import State
 from bot.domain.watch import WatchReading, degraded
 from bot.engine.budget import ReadBudget
 from bot.engine.scheduler import EPOCH
-from bot.render.blocks import actions, button, section
+from bot.render.watch import watch_warning
 
 log = logging.getLogger(__name__)
 
+JOB = "post-deploy-watch"
 BASELINE = timedelta(hours=1)
 _CAP = 600  # error lines counted per read: one page, and plenty to tell a degradation
 
@@ -49,7 +53,7 @@ class PostDeployWatch:
         self.log_lag = timedelta(seconds=log_lag_s)
         self.sent = sent
         self.clock = clock
-        self._baselines: dict[int, float] = {}
+        self.measured = WatchStore(store)
         self.warned = 0
 
     def watched(self, now: datetime) -> list[StoredRollout]:
@@ -66,7 +70,10 @@ class PostDeployWatch:
 
     async def run(self, fire: datetime, late: bool) -> None:
         now = self.clock()
-        for stored in await asyncio.to_thread(self.watched, now):
+        watched = await asyncio.to_thread(self.watched, now)
+        if not watched or not await asyncio.to_thread(self.incidents.claim_run, JOB, fire, self.owner, now):
+            return  # nothing to watch, or another instance runs this fire time
+        for stored in watched:
             try:
                 await self.check(stored, now)
             except (LogsUnavailable, CloudRunUnavailable) as exc:
@@ -77,14 +84,16 @@ class PostDeployWatch:
         rollout = stored.rollout
         assert rollout.ended_at is not None
         errors_filter = self.config.canary_for(rollout.service).error_filter
-        if rollout.id not in self._baselines:
-            if not self.budget.take():
+        baseline = await asyncio.to_thread(self.measured.baseline, rollout.id)
+        if baseline is None:
+            if not await asyncio.to_thread(self.budget.take):
                 return False
             before = await self.logs.count(rollout.service, rollout.stable, errors_filter,
                                            rollout.created_at - BASELINE, rollout.created_at, _CAP)
-            self._baselines[rollout.id] = before / (BASELINE.total_seconds() / 60)
+            baseline = before / (BASELINE.total_seconds() / 60)
+            await asyncio.to_thread(self.measured.keep_baseline, rollout.id, baseline, now)
         until = now - self.log_lag
-        if until <= rollout.ended_at or not self.budget.take():
+        if until <= rollout.ended_at or not await asyncio.to_thread(self.budget.take):
             return False
         errors = await self.logs.count(rollout.service, rollout.candidate, errors_filter, rollout.ended_at, until,
                                        _CAP)
@@ -95,16 +104,13 @@ class PostDeployWatch:
                 url, self.config.health_for(rollout.service), audience=url))
             failing = tuple(c.name for c in health.checks if c.state == "fail") or (
                 ("unreachable",) if health.status.name == "UNREACHABLE" else ())
-        reading = WatchReading(self._baselines[rollout.id], errors, (until - rollout.ended_at).total_seconds() / 60,
+        reading = WatchReading(baseline, errors, (until - rollout.ended_at).total_seconds() / 60,
                                failing)
         reason = degraded(reading)
         if reason is None:
             return False
-        text = (f":warning: {rollout.service} looks worse since `{rollout.candidate}` was promoted: {reason}. "
-                f"Chatops does not roll back on its own after promotion; roll back to `{rollout.stable}` if "
-                "this is the deploy's doing.")
-        warning = Message(f"rollout:{rollout.id}", "reply", stored.channel, text,
-                          [section(text), actions(button("Roll back", "watch_rollback", str(rollout.id), "danger"))],
+        text, blocks = watch_warning(rollout, reason)
+        warning = Message(f"rollout:{rollout.id}", "reply", stored.channel, text, blocks,
                           thread_ts=stored.message_ts or "")
         claimed = await asyncio.to_thread(self.incidents.claim_run, f"watch:{rollout.id}", EPOCH, self.owner, now,
                                           messages=[warning])

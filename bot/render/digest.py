@@ -188,15 +188,17 @@ def _incidents_heading(digest: Digest) -> str:
 def _mttr_text(digest: Digest) -> str:
     mttr = digest.mttr
     title = f"*MTTR, last {mttr.window / timedelta(days=1):g} days*"
+    still = (f" · {mttr.still_open} still open, the oldest for {spoken(mttr.oldest_open)}"
+             if mttr.oldest_open is not None else "")
     if mttr.mean_to_resolve is None:
-        return f"{title}: no incidents resolved · goal {spoken(mttr.goal)}"
+        return f"{title}: no incidents resolved · goal {spoken(mttr.goal)}{still}"
     if mttr.mean_to_acknowledge is None:
         ack = "none acknowledged"
     else:
         ack = f"acknowledged in {spoken(mttr.mean_to_acknowledge)} on average ({mttr.acknowledged} of {mttr.resolved})"
     verdict = ":white_check_mark: within" if mttr.within_goal else ":warning: over"
     return (f"{title}: {_plural(mttr.resolved, 'incident')} resolved · {ack} · resolved in "
-            f"{spoken(mttr.mean_to_resolve)} on average · {verdict} the {spoken(mttr.goal)} goal")
+            f"{spoken(mttr.mean_to_resolve)} on average · {verdict} the {spoken(mttr.goal)} goal{still}")
 
 
 def _late_text(digest: Digest) -> str:

@@ -5,6 +5,7 @@ button or /ack, escalated when nobody does, silenced for maintenance."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -177,3 +178,56 @@ async def test_a_cloud_monitoring_alert_opens_the_services_thread_once_and_its_c
     forged = await fleet.http.post(f"{fleet.bot_url}/alerts/monitoring?auth_token=not-the-token",
                                    json={"incident": {}, "version": "1.2"})
     assert forged.status_code == 401
+
+
+async def test_a_flap_counts_twice_in_mttr_and_a_resolve_during_a_silence_turns_the_parent_green(
+        fleet: Scenario) -> None:
+    """prediction-coordinator fails, recovers, fails again within the cooldown (the same thread), then is silenced
+    for maintenance and recovers during the silence: the parent is redrawn green though the thread hears nothing,
+    and the digest's MTTR counts both cycles of the one incident."""
+    service, channel = "prediction-coordinator", "predictions"
+    watched = {"prediction-coordinator", "prediction-worker", "nba-phase4-precompute-processors"}
+
+    async def settled() -> bool:  # the earlier tests' incidents on the digest's services have resolved
+        current = await asyncio.to_thread(fleet.bot.runtime.incidents.incidents.current_all)
+        return not any(s.incident.state in ("watching", "open") for name, s in current.items() if name in watched)
+
+    await fleet.until(settled, 20, "the earlier incidents of the digest's services resolved")
+    before = await mttr_resolved(fleet)
+    revision = fleet.serving_revision(service)
+    await fleet.behave(revision, failing_checks=["pubsub"])
+    parent = await fleet.wait_for("oncall", about(service), channel=channel, timeout=15)
+    await fleet.behave(revision, failing_checks=[])
+
+    async def said(start: str, times: int = 1) -> bool:
+        return sum(r.startswith(start) for r in await replies(fleet, parent, channel)) >= times
+
+    await fleet.until(lambda: said("resolved"), 15, "the first cycle resolved")
+    await fleet.behave(revision, failing_checks=["pubsub"])
+    try:
+        await fleet.until(lambda: said("failing again"), 15, "the flap reopening the same thread")
+        silenced = await fleet.command("oncall", f"/silence {service} 1h pod maintenance")
+        assert silenced["status"] == 200
+        await fleet.wait_for("viewer", lambda m: f"silenced *{service}*" in text_of(m), channel=channel)
+    finally:
+        await fleet.behave(revision, failing_checks=[])
+
+    async def green() -> bool:
+        (drawn,) = await parents(fleet, service, channel)
+        return str(drawn["text"]).startswith(f"{service}: resolved incident #")
+
+    await fleet.until(green, 15, "the parent redrawn as resolved during the silence")
+    assert sum(r.startswith("resolved") for r in await replies(fleet, parent, channel)) == 1, \
+        "the silence kept the second resolution out of the thread"
+    assert await mttr_resolved(fleet) == before + 2, "both cycles of the one incident are times to restore"
+
+
+async def mttr_resolved(fleet: Scenario) -> int:
+    """How many incidents the before-tipoff digest's MTTR counts, as `/digest` shows it to the person who asks."""
+    after = await fleet.latest_ts("oncall", "deploys")
+    answer = await fleet.command("oncall", "/digest before-tipoff")
+    assert answer["status"] == 200
+    shown = text_of(await fleet.wait_for("oncall", lambda m: "*MTTR, last 7 days*" in text_of(m), after=after))
+    found = re.search(r"\*MTTR, last 7 days\*: (?:no incidents|(\d+) incidents?) resolved", shown)
+    assert found is not None, shown
+    return int(found.group(1) or 0)

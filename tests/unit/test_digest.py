@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from bot.domain.analysis import Thresholds
 from bot.domain.digest import ClosedIncident, Digest, OpenIncident, digest_of
 from bot.domain.health import Check, FleetHealth, ServiceHealth, Status
+from bot.domain.incidents import AlertPolicy, Failure, Incident, observe
 from bot.domain.rollout import Plan, Rollout, State, make_split
 from bot.render.blocks import MAX_BLOCKS
 from bot.render.digest import TEXT_BUDGET, mention, render_digest, spoken
@@ -130,6 +132,31 @@ def test_no_incidents_is_no_mttr_rather_than_zero() -> None:
 def test_incidents_nobody_acknowledged_still_count_towards_resolution() -> None:
     mttr = digest(closed=(closed(None, 12),)).mttr
     assert (mttr.acknowledged, mttr.mean_to_acknowledge, mttr.mean_to_resolve) == (0, None, minutes(12))
+
+
+def test_mttr_counts_every_cycle_of_a_flapping_incident_not_only_its_last() -> None:
+    """One incident, one thread: down 40 min, up 5, down again 2 min. Both cycles are times to restore."""
+    policy = AlertPolicy(open_after=1, resolve_after=1, cooldown_s=900)
+    failing, cycles = (Failure("db", "refused"),), []
+    incident: Incident | None = None
+    for minute, failures in ((0, failing), (40, ()), (45, failing), (47, ())):
+        step = observe(incident, "svc", failures, NOW - DAY + minutes(minute), policy)
+        incident = replace(step.incident, id=1) if step.incident is not None else None
+        cycles += [step.cycle] if step.cycle is not None else []
+    assert incident is not None and incident.reopened == 1, "the flap reopened the same incident"
+    mttr = digest(closed=tuple(ClosedIncident(c.service, c.detected_at, c.acknowledged_at, c.resolved_at)
+                               for c in cycles)).mttr
+    assert (mttr.resolved, mttr.mean_to_resolve) == (2, minutes(21))
+
+
+def test_open_incidents_are_said_with_mttr_at_their_age() -> None:
+    found = digest(incidents=(OpenIncident("stuck", ("db",), NOW - 3 * DAY), OpenIncident("new", ("db",), NOW
+                                                                                          - minutes(5))),
+                   closed=(closed(2, 10),))
+    assert (found.mttr.resolved, found.mttr.still_open, found.mttr.oldest_open) == (1, 2, 3 * DAY)
+    assert "resolved in 10 min on average" in said(render_digest(found, link))
+    assert "· 2 still open, the oldest for 3 d" in said(render_digest(found, link)), \
+        "a quick mean must not hide the incident open for days"
 
 
 def test_an_incident_resolved_before_it_was_detected_is_refused() -> None:

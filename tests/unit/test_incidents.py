@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bot.domain.incidents import AlertPolicy, Failure, Incident, Step, acknowledge, monitoring, observe, tick
+from bot.domain.incidents import (
+    AlertPolicy,
+    Cycle,
+    Failure,
+    Incident,
+    Step,
+    acknowledge,
+    monitoring,
+    observe,
+    tick,
+)
 
 T0 = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 POLICY = AlertPolicy(open_after=3, resolve_after=2, cooldown_s=900, escalate_after_s=600,
@@ -113,3 +123,42 @@ def test_cloud_monitoring_opens_at_once_is_deduplicated_and_closes() -> None:
     assert closed.incident is not None and closed.incident.state == "resolved"
     assert closed.replies[-1].startswith("resolved")
     assert monitoring(closed.incident, SVC, alert, True, at(4), POLICY).replies == (), "a repeated close is nothing"
+
+
+def test_each_open_resolve_cycle_of_a_flap_is_its_own_record() -> None:
+    first = sweeps(None, (MODEL,), (MODEL,), (MODEL,), (), ())
+    closed = [s.cycle for s in first if s.cycle is not None]
+    assert closed == [Cycle(SVC, 0, at(0), None, at(4))], "one cycle, closed when it resolved"
+    stored = replace(first[-1].incident or Incident(SVC), id=7)
+    flap = sweeps(stored, (MODEL,), (MODEL,), (MODEL,), start=10)
+    reopened = flap[-1].incident
+    assert reopened is not None
+    acked = acknowledge(reopened, "U07ONCALL01", at(13)).incident
+    second = sweeps(acked, (), (), start=14)
+    assert [s.cycle for s in second if s.cycle is not None] == [Cycle(SVC, 1, at(10), at(13), at(15))], \
+        "the flap is a second cycle, from its own detection, not written over the first"
+    assert all(s.cycle is None for s in flap), "reopening closes nothing"
+
+
+def test_an_incident_that_resolves_during_a_silence_is_redrawn_but_the_thread_stays_quiet() -> None:
+    opened = sweeps(None, (MODEL,), (MODEL,), (MODEL,))[-1].incident
+    assert opened is not None and opened.announced
+    steps = sweeps(opened, (), (), start=3, silenced=True)
+    resolved = steps[-1].incident
+    assert resolved is not None and resolved.state == "resolved"
+    assert steps[-1].parent, "the parent turns green, or it stays red for good"
+    assert all(not s.replies for s in steps), "a silence holds the thread's replies"
+    assert steps[-1].cycle is not None and steps[-1].cycle.resolved_at == at(4)
+
+
+def test_a_flap_during_a_silence_turns_the_drawn_parent_red_again_quietly() -> None:
+    resolved = replace(sweeps(None, (MODEL,), (MODEL,), (MODEL,), (), ())[-1].incident or Incident(SVC), id=7)
+    steps = sweeps(resolved, (MODEL,), (MODEL,), (MODEL,), start=10, silenced=True)
+    assert steps[-1].incident is not None and steps[-1].incident.is_open
+    assert steps[-1].parent and not steps[-1].replies
+
+
+def test_an_incident_opened_and_resolved_within_a_silence_says_nothing_and_still_counts() -> None:
+    steps = sweeps(None, (MODEL,), (MODEL,), (MODEL,), (), (), silenced=True)
+    assert not any(s.parent or s.replies for s in steps)
+    assert steps[-1].cycle == Cycle(SVC, 0, at(0), None, at(4))

@@ -13,12 +13,13 @@ from typing import Any, cast
 
 import pytest
 
+from bot.adapters.cloudrun import CloudRunGateway, ServiceView
 from bot.adapters.incident_store import IncidentStore
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import AuditEntry, Store, StoredRollout
 from bot.config import Config, Role
 from bot.domain.incidents import CheckState, Incident
-from bot.domain.rollout import Rollout, State
+from bot.domain.rollout import Live, Rollout, State
 from bot.engine.incidents import IncidentEngine
 from bot.runbook_links import ExternalPages
 from bot.runbooks import RunbookLinker, runbooks_beside
@@ -62,6 +63,16 @@ class SlackSeen:
 
 
 @dataclass
+class CandidatesServe:
+    """The one Cloud Run read a click makes before it acts (does what the button was drawn for still hold?):
+    every rollout's candidate still serves, so the click goes on to what it does."""
+
+    async def read(self, service: str) -> ServiceView:
+        candidate = f"{service}-v3-beef"
+        return ServiceView(Live(exists=True, traffic=((candidate, 100),), tags={}), "", {}, None)
+
+
+@dataclass
 class Acks:
     texts: list[str] = field(default_factory=list)
 
@@ -73,7 +84,8 @@ def runtime_for(config: Config, store: Store) -> Runtime:
     """A Runtime with the real store, policy and incident engine; nothing that would reach Google."""
     linker = RunbookLinker(config, runbooks_beside(EXAMPLE_CONFIG), ExternalPages("https://runbooks.example/rb"))
     none: Any = None
-    return Runtime(config=config, slack=cast(SlackGateway, SlackSeen()), prober=none, cloudrun=none, store=store,
+    return Runtime(config=config, slack=cast(SlackGateway, SlackSeen()), prober=none,
+                   cloudrun=cast(CloudRunGateway, CandidatesServe()), store=store,
                    runbook_link=linker, wake=lambda: None, logs=none, log_budget=none,
                    incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none)
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_commands"
-down_revision: str | None = "0003_alerts"
+down_revision: str | None = "0004_shared_budget"
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
