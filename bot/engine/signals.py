@@ -153,13 +153,12 @@ class SignalCollector:
         logs_in = window.tally.read_until >= window.needed
         gave_up = bool(window.problem) and now >= window.end + self.log_lag
         checks_due = window.analysing and logs_in and not window.problem and not unrouted
-        probing = url if not unrouted else None
         health, log_checks, http_checks, second = await asyncio.gather(
-            self._health(rollout, probing, audience),
+            self._health(rollout, url, audience),
             asyncio.gather(*(self._log_check(rollout, spec, window) for spec in rollout.plan.log_checks
                              if checks_due)),
-            asyncio.gather(*(self._http_check(rollout, spec, probing, audience) for spec in rollout.plan.http_checks
-                             if probing)),
+            asyncio.gather(*(self._http_check(rollout, spec, url, audience) for spec in rollout.plan.http_checks
+                             if url)),
             self._second_opinion(window, now),
         )
         checks_read = all(result.count is not None or result.detail for result in log_checks)
@@ -174,7 +173,7 @@ class SignalCollector:
             second_opinion=second[0], second_opinion_note=second[1], unrouted=unrouted)
         return Collected(signals, tally)
 
-    async def _health(self, rollout: Rollout, url: str | None, audience: str | None) -> ServiceHealth | None:
+    async def _health(self, rollout: Rollout, url: str, audience: str | None) -> ServiceHealth | None:
         if not url:
             return None
         return classify(rollout.service, await self.prober.probe_service(url, self.paths[rollout.service],
@@ -227,19 +226,19 @@ class SignalCollector:
         return found[1], found[2]
 
 
-def _routed(rollout: Rollout, view: ServiceView) -> tuple[str | None, str]:
-    """The URL the candidate's checks call, and "" when Cloud Run routes what they are to judge; otherwise what it
-    does not route yet. Cloud Run takes seconds to route a change: a tag URL appears in `trafficStatuses` only
-    once routed, and until a stage's share is routed the candidate's requests are not the stage's."""
+def _routed(rollout: Rollout, view: ServiceView) -> tuple[str, str]:
+    """(the URL the candidate's checks call, "") when Cloud Run routes what they are to judge; otherwise ("", what
+    it does not route yet). Cloud Run takes seconds to route a change: a tag URL appears in `trafficStatuses`
+    only once routed, and until a stage's share is routed the candidate's requests are not the stage's."""
     if rollout.new_service:
-        return (view.uri, "") if view.uri else (None, "Cloud Run has not given the service a URL yet")
+        return (view.uri, "") if view.uri else ("", "Cloud Run has not given the service a URL yet")
     url = view.tag_urls.get(TAG)
     if not url or view.live.tags.get(TAG) != rollout.candidate:
-        return None, f"Cloud Run does not route the candidate's tag URL (`{TAG}`) yet"
+        return "", f"Cloud Run does not route the candidate's tag URL (`{TAG}`) yet"
     if rollout.state is State.ANALYSING and 0 <= rollout.stage < len(rollout.plan.stages):
         share, routed = rollout.plan.stages[rollout.stage], dict(view.live.traffic).get(rollout.candidate, 0)
         if routed != share:
-            return url, f"Cloud Run routes {routed}% to the candidate, not yet the stage's {share}%"
+            return "", f"Cloud Run routes {routed}% to the candidate, not yet the stage's {share}%"
     return url, ""
 
 

@@ -1,5 +1,6 @@
-"""The batched evidence read (bot.engine.signals) through google-cloud-logging against the sandbox's Logging:
-a read the page limit stops early never moves another window's cursor back, so no entry is counted twice.
+"""The signal collector (bot.engine.signals) through google-cloud-logging against the sandbox's Logging: a batched
+read the page limit stops early never moves another window's cursor back, so no entry is counted twice; and a
+stage is judged only once Cloud Run routes the candidate its share.
 
 One query serves every due rollout, oldest entries first, at most two pages of 1,000
 (https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list: `pageSize` at most 1000, `orderBy`
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -22,7 +24,7 @@ from bot.adapters.logs import LogsGateway
 from bot.adapters.metrics import MetricsGateway
 from bot.adapters.prober import Prober
 from bot.config import HealthPaths
-from bot.domain.analysis import Tally, Thresholds
+from bot.domain.analysis import Tally, Thresholds, analyse
 from bot.domain.rollout import Live, Plan, Rollout, State, make_split
 from bot.engine.budget import ReadBudget
 from bot.engine.signals import SignalCollector, with_evidence
@@ -57,6 +59,13 @@ async def logging_url() -> AsyncIterator[tuple[LogStore, str]]:
     await stop(listener)
 
 
+def collector_for(logging_url: str) -> SignalCollector:
+    env = Environment(google_credentials="anonymous", logging_endpoint=logging_url)
+    return SignalCollector(Prober(), LogsGateway(PROJECT, REGION, env), MetricsGateway(PROJECT, env),
+                           {BUSY: HealthPaths(), QUIET: HealthPaths()}, budget=ReadBudget(60), log_lag_s=5,
+                           metrics_delay_s=180)
+
+
 def rollout(n: int, service: str, start: datetime, evidence: Tally | None) -> Rollout:
     return Rollout(id=n, service=service, image=f"r/{service}:v2", stable=f"{service}-00001-old",
                    candidate=f"{service}-00002-new", plan=PLAN, requested_by="U1", created_at=start,
@@ -77,10 +86,7 @@ async def test_a_read_stopped_by_the_page_limit_moves_no_window_back_and_counts_
     began = datetime.fromtimestamp(start, UTC)
     already = Tally(read_until=began).add(until=began + timedelta(seconds=250), fraction=1.0,
                                           statuses=((200, 20.0),) * 10, error_lines=())
-    env = Environment(google_credentials="anonymous", logging_endpoint=url)
-    collector = SignalCollector(Prober(), LogsGateway(PROJECT, REGION, env), MetricsGateway(PROJECT, env),
-                                {BUSY: HealthPaths(), QUIET: HealthPaths()}, budget=ReadBudget(60), log_lag_s=5,
-                                metrics_delay_s=180)
+    collector = collector_for(url)
     rollouts = [rollout(1, BUSY, began, None), rollout(2, QUIET, began, already)]
     view = ServiceView(Live(True, (), {}), "", {}, None)  # no tag URL routed: only the logs are read
     now = began + timedelta(seconds=400)
@@ -97,4 +103,23 @@ async def test_a_read_stopped_by_the_page_limit_moves_no_window_back_and_counts_
     assert busy.read_until == quiet.read_until == began + timedelta(seconds=300)
     assert (busy.requests, busy.errors) == (2500, 250)
     assert (quiet.requests, quiet.errors) == (60, 50), "the 10 requests read before are counted once"
+    await collector.prober.aclose()
+
+
+async def test_a_stage_is_not_judged_until_cloud_run_routes_the_candidate_its_share(
+        logging_url: tuple[LogStore, str]) -> None:
+    """Routing takes seconds: the tag URL may answer while the stage's 5% is still on its way. The candidate's
+    checks wait; a tag URL that does not answer then fails them (here nothing listens at it)."""
+    collector = collector_for(logging_url[1])
+    began = datetime.now(UTC) - timedelta(seconds=30)
+    stage = rollout(3, BUSY, began, None)
+    tagged = {"canary": f"{BUSY}-00002-new"}
+    nowhere = {"canary": "http://127.0.0.1:9"}
+    routing = ServiceView(Live(True, make_split({f"{BUSY}-00001-old": 100}), tagged), "", nowhere, None)
+    [waiting] = await collector.collect([(stage, routing)], began + timedelta(seconds=10))
+    assert waiting.signals.unrouted == "Cloud Run routes 0% to the candidate, not yet the stage's 5%"
+    assert waiting.signals.health is None and analyse(waiting.signals, PLAN.thresholds).outcome == "pending"
+    routed = replace(routing, live=replace(routing.live, traffic=stage.traffic))
+    [judged] = await collector.collect([(stage, routed)], began + timedelta(seconds=10))
+    assert not judged.signals.unrouted and analyse(judged.signals, PLAN.thresholds).outcome == "fail"
     await collector.prober.aclose()
