@@ -51,9 +51,11 @@ async def test_a_good_image_of_every_service_is_promoted_when_cloud_run_routes_i
             shares = [split.get(rollout.candidate, 0) for split in world.world.run.traffic_history(rollout.service)]
             assert shares == [0, *rollout.plan.stages, 100], "checked at 0% first, then one write per stage"
 
+
 async def test_a_canary_failing_every_one_of_its_few_requests_is_rolled_back_though_its_code_logs_nothing(
         example_config: Config, tmp_path: Path) -> None:
-    """Fewer requests than min_requests (20), every one a 500 that only Cloud Run's request log records: more 5xx
+    """Fewer requests than min_requests (20), every one a 500 that only Cloud Run's request log records
+    (`run.googleapis.com/requests`, `httpRequest.status`: https://cloud.google.com/run/docs/logging): more 5xx
     than 99% of 20 allows (none), so the stage fails; it is never promoted, nor left paused for lack of traffic."""
     service = "prediction-worker"
     async with scenario(fast(example_config), tmp_path, requests_per_s=20) as world:
