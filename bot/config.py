@@ -127,10 +127,14 @@ DEFAULT_ERROR_FILTER = ('severity>=ERROR OR (log_id("run.googleapis.com/stderr")
 
 
 class InsufficientTraffic(Strict):
-    """What a window with fewer than `min_requests` requests leads to."""
+    """What a window with fewer than `min_requests` requests (and no more failures than they allow) leads to.
+
+    `pause` by default: too little evidence is never a pass on its own. `judge` passes the stage on probes and
+    logs alone, and the thread says so."""
 
     extend: int = Field(default=2, ge=0, le=10, description="extend the window this many times first")
-    then: Literal["judge", "pause"] = Field(default="judge", description="judge on probes and logs, or pause")
+    then: Literal["judge", "pause"] = Field(default="pause", description="pause for a person, or judge on probes "
+                                                                         "and logs alone")
 
 
 class CanaryPolicy(Strict):

@@ -2,6 +2,13 @@
 
 This is the sandbox's fault-injection surface. The control API writes it; Cloud Run (start-up) and
 the fleet (health endpoints, simulated traffic) read it. Images nobody declared behave healthily.
+
+`silent_errors`: the revision answers its failing requests with 500 and its code logs nothing about them. Cloud
+Run still writes a request log for every request it serves ("Request logs ... are created automatically",
+https://cloud.google.com/run/docs/logging), whose `httpRequest.status` is the answer's status
+(https://cloud.google.com/logging/docs/reference/v2/rest/v2/LogEntry#HttpRequest); the container logs are only
+what the code writes. Many services log a failure at INFO, or not at all: the request log is then the only
+evidence of it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ class Behaviour:
     start_ms: float | None = None
     error_message: str | None = None
     """What the revision's own code logs at ERROR for a failed request, as written; None: the service's usual line."""
+    silent_errors: bool = False  # 5xx answers only in Cloud Run's request logs, no line from the code
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -33,7 +41,8 @@ class BehaviourError(ValueError):
     """A control request that does not describe a behaviour; the message names the field."""
 
 
-_FIELDS = {"error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms", "error_message"}
+_FIELDS = {"error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms", "error_message",
+           "silent_errors"}
 _MOST_MESSAGE = 4000
 
 
@@ -57,10 +66,11 @@ def apply_patch(base: Behaviour, patch: dict[str, Any]) -> Behaviour:
         if not isinstance(checks, list) or not all(isinstance(c, str) and c for c in checks):
             raise BehaviourError("failing_checks is a list of check names, e.g. [\"bigquery\"]")
         changes["failing_checks"] = tuple(checks)
-    if "down" in patch:
-        if not isinstance(patch["down"], bool):
-            raise BehaviourError("down is true or false")
-        changes["down"] = patch["down"]
+    for flag in ("down", "silent_errors"):
+        if flag in patch:
+            if not isinstance(patch[flag], bool):
+                raise BehaviourError(f"{flag} is true or false")
+            changes[flag] = patch[flag]
     if "start" in patch:
         if patch["start"] not in ("ok", "fail", "hang"):
             raise BehaviourError("start is one of ok, fail, hang")

@@ -1,7 +1,8 @@
 """The sandbox's control API: declare what images and revisions do, and read the world's state.
 
     POST  /images              {"image", "error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms",
-                               "error_message"}
+                               "error_message", "silent_errors"}: silent_errors, 5xx that the code does not
+                               log (sandbox/behaviour.py)
     PATCH /revisions/<name>    the same fields, for one running revision
     PATCH /services/<name>     {"requests_per_s": 5}: the simulated traffic rate
     GET   /state               services, revisions and behaviours, Admin API calls, probe and log counts

@@ -79,6 +79,10 @@ def sandbox_config(config_path: Path, workdir: Path, window_s: float) -> Path:
         canary = data.setdefault("defaults", {}).setdefault("canary", {})
         canary["window"] = window_s
         canary["progress_deadline"] = max(30.0, window_s * 10)
+        # A window of seconds sees a candidate at 5% answer a handful of requests where the configured minute sees
+        # dozens: min_requests shrinks with the window (at least 3), so a healthy candidate is judged on its
+        # requests instead of pausing for too little traffic (insufficient_traffic.then: pause).
+        canary["min_requests"] = max(3, round(int(canary.get("min_requests", 20)) * window_s / 60))
         for service in data.get("services", {}).values():
             if isinstance(service.get("canary"), dict):
                 service["canary"].pop("window", None)

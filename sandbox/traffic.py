@@ -19,6 +19,9 @@ Severity is what production would show, so a check counting `severity>=ERROR` se
   this rule; it is what Cloud Run's request logs show (e.g. a 404 listed as WARNING in projects that
   document their Cloud Run noise, GoogleCloudPlatform/functions-framework-dart#80). An assumption.
 
+A revision with `silent_errors` (sandbox/behaviour.py) fails the same way but its code writes no line: only the
+request log, with its 5xx `httpRequest.status`, tells of the failure.
+
 Which services log JSON: those whose operators query them as such in the fleet's own notes (the handoff
 seeds: `jsonPayload.message=~'Heartbeat'` for nba-phase3-analytics-processors, `severity>=ERROR` for the
 coordinator's batch errors). The rest print plain text through Python's logging module, whose default
@@ -132,7 +135,7 @@ class TrafficSimulator:
                             "userAgent": "Google-Cloud-Scheduler", "remoteIp": "10.8.0.3",
                             "protocol": "HTTP/1.1"},
         }))
-        if status >= 500 and not behaviour.down:
+        if status >= 500 and not behaviour.down and not behaviour.silent_errors:
             usual = _APP_ERRORS.get(service, "request {n} failed: RuntimeError: upstream error")
             message = behaviour.error_message or usual.format(n=self._serial)
             self._app_line(service, revision, at, "ERROR", message)

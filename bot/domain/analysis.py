@@ -3,11 +3,21 @@
 The rules are Flagger's, with the complaints about it fixed: a failure ends the window early (no one
 waits a full window to roll back a canary that is already failing); too few requests to judge is said as
 such and never counted as a pass; a source that could not be read is "no evidence", never success.
+
+Absence is never a pass. `min_success_rate` of `min_requests` allows at most
+`floor(min_requests x (100 - min_success_rate) / 100)` failed requests (5xx) in a window; more than that fails
+the stage however few requests there were, because no number of later successes could lift the rate back to
+the threshold at `min_requests`. With min_requests 20 and 95%: 20 x 5 / 100 = 1 allowed, so 2 failures of 3
+requests fail; with the default 99%: 20 x 1 / 100 = 0.2, so 0 allowed and any 5xx fails; 19 of 19 failing
+always fails. The 5xx are counted from Cloud Run's request logs (`httpRequest.status`), which exist whether or
+not the code logs anything at ERROR. Only a window with at most that many failures and fewer than
+`min_requests` requests is "insufficient".
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -49,6 +59,9 @@ class Tally:
 
     Logs are read incrementally (each entry once, up to `read_until`) and possibly sampled, so counts are
     weighted by 1/fraction. It lives in the rollout row: a restarted instance carries on from it.
+
+    `read_until` is the cursor of the reads: each reads [read_until, until), so it only ever moves forward,
+    and an entry is counted by the one read whose span holds its timestamp, never twice.
     """
 
     read_until: datetime
@@ -64,6 +77,9 @@ class Tally:
             error_lines: tuple[str, ...]) -> Tally:
         """The tally after one more read: (status, latency ms) of each sampled request, the new error lines."""
         weight = 1.0 / fraction
+        if until < self.read_until:
+            raise ValueError(f"a read up to {until} would move the window back from {self.read_until}: its "
+                             "entries would be counted twice")
         buckets = list(self.latency or (0.0,) * len(LATENCY_BOUNDS_MS))
         errors = self.errors
         for status, latency_ms in statuses:
@@ -123,6 +139,7 @@ class Signals:
     expects_traffic: bool = True  # before the first stage the candidate has 0%: no request metrics
     second_opinion: Requests | None = None  # Cloud Monitoring, once its data for the window is in
     second_opinion_note: str = ""  # why there is none yet
+    unrouted: str = ""  # what Cloud Run does not route yet for the candidate (tag URL, share): nothing is judged
 
 
 @dataclass(frozen=True)
@@ -148,7 +165,7 @@ class Verdict:
         return tuple(f for f in self.findings if f.outcome == "fail")
 
     def summary(self) -> str:
-        shown = self.failures or tuple(f for f in self.findings if f.outcome != "waiting")
+        shown = self.failures or tuple(f for f in self.findings if f.outcome != "waiting") or self.findings
         return "; ".join(f.line() for f in shown)
 
 
@@ -175,10 +192,20 @@ def _requests(signals: Signals, limits: Thresholds) -> list[Finding]:
     return _judged(requests, limits, "")
 
 
+def allowed_failures(limits: Thresholds) -> int:
+    """The failed requests `min_success_rate` tolerates in `min_requests` (see the module notes)."""
+    return math.floor(limits.min_requests * (100.0 - limits.min_success_rate) / 100.0 + 1e-9)
+
+
 def _judged(requests: Requests, limits: Thresholds, label: str) -> list[Finding]:
     """Success rate and p99 of one source; `label` names a second opinion's checks apart from the first's."""
     prefix = f"{label} " if label else ""
     if requests.total < limits.min_requests:
+        allowed = allowed_failures(limits)
+        if requests.errors > allowed:
+            return [Finding(f"{prefix}success rate", "fail",
+                            f"{requests.errors} of {requests.total} requests failed (5xx, {requests.source}); "
+                            f"{limits.min_success_rate:g}% of {limits.min_requests} allows {allowed}")]
         return [Finding(f"{prefix}requests", "insufficient",
                         f"only {requests.total} requests (< {limits.min_requests}) in {requests.source}: "
                         "success rate and p99 not judged")]
@@ -239,6 +266,10 @@ def _http_check(result: HttpCheckResult) -> Finding:
 
 
 def analyse(signals: Signals, limits: Thresholds) -> Verdict:
+    """Every check judges the candidate as Cloud Run routes it: until its tag URL (and, in a stage, its share) is
+    routed, the verdict is pending, never a failure of a URL that does not answer yet."""
+    if signals.unrouted:
+        return Verdict("pending", (Finding("routing", "waiting", signals.unrouted),), signals.top_errors)
     requests = _requests(signals, limits)
     findings = [
         *_health(signals.health),

@@ -80,7 +80,7 @@ class Insufficient:
     on probes and logs alone, or `pause` for a person."""
 
     extend: int = 2
-    then: Literal["judge", "pause"] = "judge"
+    then: Literal["judge", "pause"] = "pause"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Collect the signals of the due rollouts' windows, for their candidate revisions only, all at once.
 
 Evidence comes from where it is near real time and cheap to read:
-- probes of the candidate's tag URL and the service's HTTP checks, every tick;
+- probes of the candidate's tag URL and the service's HTTP checks, every tick, once Cloud Run routes the tag
+  URL (and, in a stage, the candidate's share): until then nothing is judged and the verdict is pending;
 - the candidates' request logs and error lines, read for every due rollout in one batched Cloud Logging
   query, incrementally (each entry once: the tally of what was read lives in the rollout), sampled when
   there are many, and within a per-minute budget of reads so the project's quota holds;
@@ -136,7 +137,10 @@ class SignalCollector:
             return
         self.budget.charge(found.pages - 1)
         for window in wanted:
-            until = min(window.until, found.read_until) if found.read_until else window.until
+            # A page limit stops the whole batch at one moment, which may come before this window's own cursor
+            # (its read went no further than where it already was): the cursor never moves back.
+            stopped = min(window.until, found.read_until) if found.read_until else window.until
+            until = max(window.tally.read_until, stopped)
             revision = window.rollout.candidate
             window.tally = window.tally.add(until=until, fraction=fraction,
                                             statuses=tuple(found.requests.get(revision, ())),
@@ -144,16 +148,17 @@ class SignalCollector:
 
     async def _signals(self, window: _Window, now: datetime) -> Collected:
         rollout = window.rollout
-        url = window.view.uri if rollout.new_service else window.view.tag_urls.get(TAG)
+        url, unrouted = _routed(rollout, window.view)
         audience = window.view.uri or None  # the service URL opens its tag URLs too
         logs_in = window.tally.read_until >= window.needed
         gave_up = bool(window.problem) and now >= window.end + self.log_lag
-        checks_due = window.analysing and logs_in and not window.problem
+        checks_due = window.analysing and logs_in and not window.problem and not unrouted
         health, log_checks, http_checks, second = await asyncio.gather(
             self._health(rollout, url, audience),
             asyncio.gather(*(self._log_check(rollout, spec, window) for spec in rollout.plan.log_checks
                              if checks_due)),
-            asyncio.gather(*(self._http_check(rollout, spec, url, audience) for spec in rollout.plan.http_checks)),
+            asyncio.gather(*(self._http_check(rollout, spec, url, audience) for spec in rollout.plan.http_checks
+                             if url)),
             self._second_opinion(window, now),
         )
         checks_read = all(result.count is not None or result.detail for result in log_checks)
@@ -165,10 +170,10 @@ class SignalCollector:
             requests=requests, log_checks=tuple(r for r in log_checks if r.count is not None or r.detail),
             http_checks=tuple(http_checks), top_errors=tally.top_errors,
             unavailable=(window.problem,) if window.problem else (), expects_traffic=window.analysing,
-            second_opinion=second[0], second_opinion_note=second[1])
+            second_opinion=second[0], second_opinion_note=second[1], unrouted=unrouted)
         return Collected(signals, tally)
 
-    async def _health(self, rollout: Rollout, url: str | None, audience: str | None) -> ServiceHealth | None:
+    async def _health(self, rollout: Rollout, url: str, audience: str | None) -> ServiceHealth | None:
         if not url:
             return None
         return classify(rollout.service, await self.prober.probe_service(url, self.paths[rollout.service],
@@ -189,10 +194,8 @@ class SignalCollector:
             count, detail = None, str(exc)
         return LogCheckResult(spec.name, count, spec.at_least, spec.at_most, detail)
 
-    async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str | None,
+    async def _http_check(self, rollout: Rollout, spec: HttpCheckSpec, url: str,
                           audience: str | None) -> HttpCheckResult:
-        if not url:
-            return HttpCheckResult(spec.name, spec.path, None, spec.expect_status, "no URL to call yet")
         probe = await self.prober.probe("deep", url, spec.path, self.paths[rollout.service].timeout,
                                         audience=audience)
         return HttpCheckResult(spec.name, spec.path, probe.status, spec.expect_status, probe.error)
@@ -221,6 +224,22 @@ class SignalCollector:
         self._second = {k: v for k, v in self._second.items() if now - v[0] < timedelta(minutes=30)}
         self._second[key] = found
         return found[1], found[2]
+
+
+def _routed(rollout: Rollout, view: ServiceView) -> tuple[str, str]:
+    """(the URL the candidate's checks call, "") when Cloud Run routes what they are to judge; otherwise ("", what
+    it does not route yet). Cloud Run takes seconds to route a change: a tag URL appears in `trafficStatuses`
+    only once routed, and until a stage's share is routed the candidate's requests are not the stage's."""
+    if rollout.new_service:
+        return (view.uri, "") if view.uri else ("", "Cloud Run has not given the service a URL yet")
+    url = view.tag_urls.get(TAG)
+    if not url or view.live.tags.get(TAG) != rollout.candidate:
+        return "", f"Cloud Run does not route the candidate's tag URL (`{TAG}`) yet"
+    if rollout.state is State.ANALYSING and 0 <= rollout.stage < len(rollout.plan.stages):
+        share, routed = rollout.plan.stages[rollout.stage], dict(view.live.traffic).get(rollout.candidate, 0)
+        if routed != share:
+            return "", f"Cloud Run routes {routed}% to the candidate, not yet the stage's {share}%"
+    return url, ""
 
 
 def _fraction(windows: Sequence[_Window]) -> float:

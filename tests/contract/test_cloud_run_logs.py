@@ -122,3 +122,20 @@ async def test_request_logs_have_cloud_runs_fields_and_logging_stamps_their_arri
     # clock when the simulator handed the entry over, after the request it describes
     assert newest.received_timestamp >= newest.timestamp
     assert newest.received_timestamp.timestamp() >= before - 1e-6
+
+
+async def test_a_revision_whose_500s_log_nothing_leaves_only_its_request_logs(production: Production) -> None:
+    """`silent_errors`: the code writes no line, yet Cloud Run writes a request log for each request it serves
+    (https://cloud.google.com/run/docs/logging) with the answer's status in `httpRequest.status`
+    (https://cloud.google.com/logging/docs/reference/v2/rest/v2/LogEntry#HttpRequest): the request logs are the
+    only evidence of the failures."""
+    revision = production.traffic.fleet.run.routed_share(TEXT).popitem()[0]
+    production.traffic.fleet.behaviours.patch_revision(revision, "", {"silent_errors": True})
+    requests = f'{of(TEXT)} logName:"run.googleapis.com%2Frequests"'
+    lines = f'{of(TEXT)} NOT logName:"run.googleapis.com%2Frequests"'
+    before = (len(await listed(production.client, requests)), len(await listed(production.client, lines)))
+    production.traffic.step(10.0)
+    logged = await listed(production.client, requests)
+    assert len(logged) - before[0] >= 18, "every request still has its request log"
+    assert len(await listed(production.client, lines)) == before[1], "the code logged nothing"
+    assert all(entry.http_request["status"] == 500 and entry.severity == "ERROR" for entry in logged)

@@ -119,6 +119,14 @@ def test_cloud_monitoring_notifications_are_off_unless_the_config_says_so() -> N
     assert "true or false" in found["defaults.alerts.monitoring_webhook"]
 
 
+def test_too_little_traffic_pauses_unless_the_config_says_judge() -> None:
+    """Absence is never a pass: a window short of min_requests pauses for a person by default."""
+    without = "\n".join(line for line in EXAMPLE.splitlines() if "then: pause" not in line)
+    assert parse_config(without).canary_for("prediction-worker").insufficient_traffic.then == "pause"
+    judging = parse_config(EXAMPLE.replace("then: pause", "then: judge"))
+    assert judging.canary_for("prediction-worker").insufficient_traffic.then == "judge"
+
+
 @pytest.mark.parametrize("field, value", [
     ("  slack_bot_token: slack-bot-token\n", "  slack_bot_token: xoxb-{n}-{n}-abcdefghijklmnop\n"),
     ("  slack_signing_secret: slack-signing-secret\n", "  slack_signing_secret: {hex}\n"),

@@ -269,8 +269,9 @@ def test_the_progress_deadline_holds_while_analysing() -> None:
 SHORT = replace(PASS, insufficient="only 3 requests (< 20) in request logs: success rate and p99 not judged")
 
 
-def test_too_little_traffic_extends_the_window_then_judges_on_probes_and_logs() -> None:
-    first = decide(at_stage(0, next_check_at=at(60)), live({STABLE: 95, CANDIDATE: 5}), at(60), SHORT)
+def test_too_little_traffic_extends_the_window_then_judges_on_probes_and_logs_when_told_to() -> None:
+    plan = replace(PLAN, insufficient=Insufficient(extend=2, then="judge"))
+    first = decide(at_stage(0, plan=plan, next_check_at=at(60)), live({STABLE: 95, CANDIDATE: 5}), at(60), SHORT)
     assert first.rollout.extensions == 1 and first.write is None and first.notes[0].kind == "extended"
     assert first.rollout.window_end == at(120)
     judged = decide(replace(first.rollout, extensions=2, next_check_at=at(180)), live({STABLE: 95, CANDIDATE: 5}),
@@ -279,10 +280,12 @@ def test_too_little_traffic_extends_the_window_then_judges_on_probes_and_logs() 
     assert "judged on probes and logs alone (only 3 requests" in judged.notes[0].text
 
 
-def test_too_little_traffic_can_pause_instead() -> None:
-    plan = replace(PLAN, insufficient=Insufficient(extend=0, then="pause"))
-    paused = decide(at_stage(0, plan=plan, next_check_at=at(60)), live({STABLE: 95, CANDIDATE: 5}), at(60), SHORT)
-    assert paused.rollout.state is State.PAUSED and "too little traffic to judge stage 5%" in paused.rollout.reason
+def test_too_little_traffic_pauses_for_a_person_after_the_extended_windows_by_default() -> None:
+    assert PLAN.insufficient == Insufficient(extend=2, then="pause")
+    paused = decide(at_stage(0, extensions=2, next_check_at=at(180)), live({STABLE: 95, CANDIDATE: 5}), at(180),
+                    SHORT)
+    assert paused.write is None and paused.rollout.state is State.PAUSED
+    assert "too little traffic to judge stage 5% after 2 extended windows" in paused.rollout.reason
 
 
 @pytest.mark.parametrize(("command", "state", "traffic"), [
