@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.domain.rollout import Rollout
-from bot.render.blocks import Block, actions, button, clip, escape, section
+from bot.render.blocks import Block, actions, button, clip, section
+from bot.render.mrkdwn import escape
 
 ACTION = "watch_rollback"
 
