@@ -167,6 +167,12 @@ class Iam:
         (https://github.com/GoogleCloudPlatform/cloud-run-release-manager/issues/81)."""
         if permission in self.permissions(resource):
             return
+        raise self.denial(permission, resource)
+
+    @staticmethod
+    def denial(permission: str, resource: str) -> GoogleError:
+        """Google's PERMISSION_DENIED for a permission missing on a resource, with its ErrorInfo: also what a
+        resource in another project gets, since the bot holds nothing there."""
         if permission == _ACT_AS:
             email = resource.rsplit("/", 1)[-1]
             message = f"Permission 'iam.serviceaccounts.actAs' denied on service account {email} (or it may not exist)."
@@ -174,7 +180,7 @@ class Iam:
             message = f"Permission '{permission}' denied on resource '{resource}' (or resource may not exist)."
         detail = error_info("IAM_PERMISSION_DENIED", _domain(permission),
                             {"permission": permission, "resource": resource})
-        raise GoogleError("PERMISSION_DENIED", message, [detail])
+        return GoogleError("PERMISSION_DENIED", message, [detail])
 
     def test_permissions(self, resource: str, asked: Iterable[str]) -> list[str]:
         """testIamPermissions: the subset of `asked` the caller holds on the resource."""

@@ -221,6 +221,32 @@ async def test_unknown_fields_are_refused_like_google_does(world: World) -> None
     assert "trafic" in response.json()["error"]["message"]
 
 
+async def test_a_page_size_above_the_maximum_is_coerced_and_a_negative_one_refused(
+    world: World, services_client: run_v2.ServicesClient
+) -> None:
+    """AIP-158 (https://google.aip.dev/158): "If the user specifies page_size greater than the maximum permitted by
+    the API, the API should coerce the size to the maximum permitted page size"; "If the user specifies a negative
+    value for page_size, the API must send an INVALID_ARGUMENT error"."""
+    pager = await asyncio.to_thread(services_client.list_services, request={"parent": PARENT, "page_size": 5000})
+    listed = await asyncio.to_thread(lambda: [s.name for s in pager])
+    assert sorted(listed) == sorted(name_of(name) for name in world.run.services)
+    refused = await raw(world, "GET", f"/v2/{PARENT}/services", params={"pageSize": -1})
+    assert refused.status_code == 400 and refused.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+async def test_revisions_of_every_service_are_listed_under_the_dash(
+    world: World, revisions_client: run_v2.RevisionsClient
+) -> None:
+    """ListRevisionsRequest.parent: "To list all Revisions across Services, use "-" instead of Service name"
+    (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services.revisions/list)."""
+    pager = await asyncio.to_thread(revisions_client.list_revisions,
+                                    request={"parent": name_of("-"), "page_size": 3})
+    listed = await asyncio.to_thread(lambda: [r.name for r in pager])
+    services = {name.split("/services/")[1].split("/")[0] for name in listed}
+    assert services == set(world.run.services)
+    assert len(listed) == len(set(listed)) == len(world.run.listed_revisions("-"))
+
+
 async def test_revisions_page_and_operations_can_be_waited_on(
     world: World, revisions_client: run_v2.RevisionsClient
 ) -> None:

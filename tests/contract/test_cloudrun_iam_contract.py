@@ -66,6 +66,25 @@ async def test_a_caller_without_the_permission_gets_googles_denial_with_its_erro
                                          f"'{name_of('prediction-worker')}' (or resource may not exist).")
 
 
+async def test_a_service_in_another_project_is_denied_with_the_same_error_info(
+    services_client: run_v2.ServicesClient, revisions_client: run_v2.RevisionsClient
+) -> None:
+    """The bot holds no role in another project, so Google answers there as for a missing role at home:
+    PERMISSION_DENIED with ErrorInfo IAM_PERMISSION_DENIED {permission, resource} (google/api/error_reason.proto;
+    https://google.aip.dev/211: permission is checked before existence)."""
+    elsewhere = "projects/someone-else/locations/us-west2"
+    with pytest.raises(exceptions.Forbidden) as denied:
+        await asyncio.to_thread(services_client.get_service, name=f"{elsewhere}/services/prediction-worker")
+    with pytest.raises(exceptions.Forbidden) as listed:
+        await asyncio.to_thread(lambda: list(revisions_client.list_revisions(
+            parent=f"{elsewhere}/services/prediction-worker")))
+    assert (denied.value.reason, denied.value.domain) == ("IAM_PERMISSION_DENIED", "run.googleapis.com")
+    assert denied.value.metadata == {"permission": "run.services.get",
+                                     "resource": f"{elsewhere}/services/prediction-worker"}
+    assert listed.value.metadata == {"permission": "run.revisions.list",
+                                     "resource": f"{elsewhere}/services/prediction-worker"}
+
+
 async def test_a_viewer_reads_but_cannot_write(world: World, services_client: run_v2.ServicesClient) -> None:
     """roles/run.viewer "Can view the state of all Cloud Run resources, including IAM policies"
     (https://cloud.google.com/run/docs/reference/iam/roles)."""
