@@ -42,7 +42,7 @@ from sandbox.cloudrun_rules import (
     masked,
 )
 from sandbox.google_errors import GoogleError
-from sandbox.iam import Iam
+from sandbox.iam import Iam, project_number
 
 _CONTAINER_FAILED = (
     "The user-provided container failed to start and listen on the port defined provided by the "
@@ -197,7 +197,7 @@ class CloudRun:
     ) -> None:
         self.project = project
         self.region = region
-        self.project_number = str(int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12).zfill(12)
+        self.project_number = project_number(project)
         self.url_for = url_for
         self.behaviour_of = behaviour_of
         self.limits = limits or CloudRunLimits()

@@ -82,6 +82,11 @@ _MEMBER_KINDS = ("user:", "serviceAccount:", "group:", "domain:", "principal:", 
 _PUBLIC = ("allUsers", "allAuthenticatedUsers")
 
 
+def project_number(project: str) -> str:
+    """The emulated project's 12-digit number, stable per project id."""
+    return str(int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12).zfill(12)
+
+
 class RoleError(ValueError):
     """A role name IAM does not know; the message lists the known ones."""
 
@@ -123,6 +128,7 @@ class Iam:
     def __init__(self, project: str, region: str, roles: Iterable[str] = DEFAULT_ROLES) -> None:
         self.project = project
         self.region = region
+        self.number = project_number(project)
         self.roles: list[str] = []
         self.set_roles(roles)
         self.policies: dict[str, Policy] = {}
@@ -149,10 +155,18 @@ class Iam:
 
     # -- checks -----------------------------------------------------------------------------------
 
+    def in_project(self, resource: str) -> bool:
+        """Whether a resource is the project or lies in it, named by id or number; `projects/-` (a service
+        account's project left to the server) counts as this one."""
+        return any(resource == parent or resource.startswith(parent + "/")
+                   for parent in (f"projects/{self.project}", f"projects/{self.number}", "projects/-"))
+
     def permissions(self, resource: str) -> set[str]:
-        """What the bot may do on a resource: its project roles plus any role bound to it on the resource
-        or an ancestor that has a policy."""
-        roles = set(self.roles)
+        """What the bot may do on a resource: its project roles, on resources of its project only (a role
+        granted on a project is inherited by the resources in it, nowhere else:
+        https://cloud.google.com/iam/docs/resource-hierarchy-access-control), plus any role bound to it on the
+        resource or an ancestor that has a policy."""
+        roles = set(self.roles) if self.in_project(resource) else set()
         for name, policy in self.policies.items():
             if resource == name or resource.startswith(name + "/"):
                 roles |= policy.roles_of(self.member)
