@@ -85,8 +85,8 @@ _PERMISSION = {
     "UpdateService": "run.services.update", "DeleteService": "run.services.delete",
     "ListRevisions": "run.revisions.list", "GetRevision": "run.revisions.get", "DeleteRevision": "run.revisions.delete",
     "GetIamPolicy": "run.services.getIamPolicy", "SetIamPolicy": "run.services.setIamPolicy",
-    "ListOperations": "run.operations.list", "GetOperation": "run.operations.get", "WaitOperation": "run.operations.get",
-    "DeleteOperation": "run.operations.delete",
+    "ListOperations": "run.operations.list", "GetOperation": "run.operations.get",
+    "WaitOperation": "run.operations.get", "DeleteOperation": "run.operations.delete",
 }
 """The permission each method asks for (https://cloud.google.com/run/docs/reference/iam/permissions)."""
 

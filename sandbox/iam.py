@@ -38,6 +38,10 @@ _RUN_WRITE = _RUN_READ | {
 }
 _SECRETS_READ = frozenset({"secretmanager.secrets.get", "secretmanager.secrets.list",
                            "secretmanager.versions.get", "secretmanager.versions.list"})
+_SECRETS_WRITE = _SECRETS_READ | {"secretmanager.secrets.create", "secretmanager.secrets.update",
+                                   "secretmanager.secrets.delete", "secretmanager.versions.add",
+                                   "secretmanager.versions.enable", "secretmanager.versions.disable",
+                                   "secretmanager.versions.destroy"}
 _OBSERVE = frozenset({"logging.logEntries.list", "monitoring.timeSeries.list",
                       "monitoring.metricDescriptors.get", "monitoring.metricDescriptors.list"})
 _ACT_AS = "iam.serviceAccounts.actAs"
@@ -58,13 +62,21 @@ ROLES: dict[str, frozenset[str]] = {
     "roles/monitoring.viewer": _OBSERVE - {"logging.logEntries.list"},
     "roles/secretmanager.secretAccessor": frozenset({"secretmanager.versions.access"}),
     "roles/secretmanager.viewer": _SECRETS_READ,
+    # https://cloud.google.com/iam/docs/roles-permissions/secretmanager: Admin holds secretmanager.*; Secret Version
+    # Adder only secretmanager.versions.add; Secret Version Manager adds, enables, disables, destroys, gets and
+    # lists versions.
+    "roles/secretmanager.admin": _SECRETS_WRITE | {"secretmanager.versions.access"},
+    "roles/secretmanager.secretVersionAdder": frozenset({"secretmanager.versions.add"}),
+    "roles/secretmanager.secretVersionManager": frozenset({
+        "secretmanager.versions.add", "secretmanager.versions.enable", "secretmanager.versions.disable",
+        "secretmanager.versions.destroy", "secretmanager.versions.get", "secretmanager.versions.list"}),
     # Basic roles, as the same reference lists them among the roles that include each permission: "By
     # default, only project owners and editors can create, update, delete, or invoke services and jobs, and
     # only project owners and Cloud Run Admins can modify ... IAM policies"
     # (https://cloud.google.com/run/docs/securing/managing-access). Editor cannot read secret payloads.
-    "roles/owner": _RUN_WRITE | _SECRETS_READ | _OBSERVE | {"run.services.setIamPolicy", _ACT_AS,
+    "roles/owner": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | {"run.services.setIamPolicy", _ACT_AS,
                                                            "secretmanager.versions.access"},
-    "roles/editor": _RUN_WRITE | _SECRETS_READ | _OBSERVE | {_ACT_AS},
+    "roles/editor": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | {_ACT_AS},
     "roles/viewer": _RUN_READ | _SECRETS_READ | _OBSERVE,
 }
 

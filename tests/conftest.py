@@ -74,6 +74,18 @@ def bot_may_not_invoke(world: World, service: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def also_granted(world: World, *roles: str) -> Iterator[None]:
+    """For a while, the bot's service account also holds these project roles: how a test plays an operator (the
+    sandbox has one principal), e.g. roles/secretmanager.admin to create and rotate secrets."""
+    held = list(world.iam.roles)
+    world.iam.set_roles([*held, *roles])
+    try:
+        yield
+    finally:
+        world.iam.set_roles(held)
+
+
+@contextlib.contextmanager
 def open_to_all_users(world: World, service: str) -> Iterator[None]:
     """allUsers holds roles/run.invoker on the service (https://cloud.google.com/run/docs/authenticating/public)."""
     bindings = world.iam.policy(world.iam.service_name(service)).bindings

@@ -33,6 +33,7 @@ from google.cloud import run_v2
 
 from bot.checksum import crc32c
 from sandbox.world import World
+from tests.conftest import also_granted
 
 WITNESS = Path(__file__).resolve().parent / "witness"
 LOCK = WITNESS / "package-lock.json"
@@ -259,7 +260,8 @@ async def test_node_accesses_the_latest_secret_version_and_checks_its_crc32c(wit
     assert seen["dataCrc32c"] == seen["computedCrc32c"] == str(crc32c(newest))
 
     async with httpx.AsyncClient(base_url=world.url("secret_manager")) as http:
-        disabled = await http.post(f"/v1/projects/{world.config.project}/secrets/{secret}/versions/2:disable")
+        with also_granted(world, "roles/secretmanager.secretVersionManager"):
+            disabled = await http.post(f"/v1/projects/{world.config.project}/secrets/{secret}/versions/2:disable")
     assert disabled.status_code == 200
     refused = await witness.run("secretmanager.mjs", "access_refused", {"secret": secret})
     assert refused["refused"] and refused["httpStatus"] == 400
