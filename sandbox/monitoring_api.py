@@ -14,8 +14,13 @@ left out):
 
 Sampling and latency, as https://cloud.google.com/monitoring/api/metrics_gcp states for both metrics:
 "Sampled every 60 seconds. After sampling, data is not visible for up to 180 seconds." A raw point is the
-DELTA over one sample interval [t, t + 60 s), t on a whole minute, and it is not returned until 180 s after
-its end (the whole "up to", the stricter reading). Aligned periods end at `interval.endTime` and step back by
+DELTA over one sample interval [t, t + 60 s), t on a whole minute, and it is not returned until a delay after
+its end that varies from one sample interval to the next, up to 180 s: "up to" is a bound, not a constant, so
+a client that assumes every point takes exactly 180 s (or less than that) is wrong either way. The delay of
+each interval is drawn uniformly from [min_visibility_delay_s, visibility_delay_s] by a hash of `delay_seed`
+and the interval, so it is the same in every run with the same seed (MonitoringLimits). All series of one
+interval appear together; Google does not say whether they do, and series appearing apart is not modelled.
+Aligned periods end at `interval.endTime` and step back by
 `alignmentPeriod` until they cover `interval.startTime`; a point counts in the period its end falls in,
 (end - period, end]. An alignment period under 60 s is refused (MonitoringLimits).
 
@@ -82,6 +87,17 @@ class MonitoringLimits:
     # is not visible for up to 180 seconds." (https://cloud.google.com/monitoring/api/metrics_gcp, run)
     sample_period_s: float = 60.0
     visibility_delay_s: float = 180.0
+    # The shortest delay: Google publishes none; 0 lets the variation span the whole documented range.
+    min_visibility_delay_s: float = 0.0
+    # What the per-interval delays are drawn from, so tests and benches see the same delays each run.
+    delay_seed: int = 0
+
+    def visible_after(self, interval_end: float) -> float:
+        """When the sample interval that ended at `interval_end` becomes visible."""
+        digest = hashlib.sha256(f"{self.delay_seed}:{interval_end:.0f}".encode()).digest()
+        share = int.from_bytes(digest[:8], "big") / 2**64
+        low = min(self.min_visibility_delay_s, self.visibility_delay_s)
+        return interval_end + low + share * (self.visibility_delay_s - low)
 
 
 def _period_words(seconds: float) -> str:
@@ -569,15 +585,20 @@ class _Source:
 
     def _raw(self, query: Query, metric: _Metric, since: float) -> list[Series]:
         """Raw points with end in (since, query.end], one per series and sample interval with requests, of
-        the intervals that ended at least the visibility delay ago."""
+        the intervals whose visibility delay has passed."""
         period = self.limits.sample_period_s
-        visible = self.clock() - self.limits.visibility_delay_s
+        now = self.clock()
+        shown: dict[int, bool] = {}
         selected: dict[tuple[str, str, int], bool] = {}
         samples: dict[tuple[str, str, int], dict[int, list[float]]] = {}
         for record in self.records():
             index = math.floor(record.at / period)
             end = (index + 1) * period
-            if not since < end <= query.end or end > visible:
+            if not since < end <= query.end:
+                continue
+            if index not in shown:
+                shown[index] = self.limits.visible_after(end) <= now
+            if not shown[index]:
                 continue
             key = (record.service, record.revision, record.status)
             if key not in selected:

@@ -31,7 +31,7 @@ def test_the_world_starts_with_the_published_figures(world: World) -> None:
     figures = world.limits.to_json()
     assert figures["logging"] == {"reads_per_minute": 60, "ingestion_delay_s": 2.0}
     assert figures["monitoring"] == {"min_alignment_period_s": 60.0, "sample_period_s": 60.0,
-                                     "visibility_delay_s": 180.0}
+                                     "visibility_delay_s": 180.0, "min_visibility_delay_s": 0.0, "delay_seed": 0}
 
 
 async def test_a_patch_changes_what_the_running_emulators_enforce(world: World, control: httpx.AsyncClient) -> None:
