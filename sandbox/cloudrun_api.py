@@ -23,6 +23,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.cloudrun import CloudRun, Operation
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
@@ -143,7 +144,15 @@ def _page(request: web.Request, items: list[dict[str, Any]], key: str) -> dict[s
     return body
 
 
-def cloudrun_app(run: CloudRun, faults: Faults | None = None) -> web.Application:
+def _rpc(request: web.Request) -> str:
+    """The full RPC name of a request, as Google's ErrorInfo metadata names it."""
+    method = method_of(request)
+    if "Operation" in method:
+        return f"google.longrunning.Operations.{method}"
+    return f"google.cloud.run.v2.{'Revisions' if 'Revision' in method else 'Services'}.{method}"
+
+
+def cloudrun_app(run: CloudRun, faults: Faults | None = None, tokens: AccessTokens | None = None) -> web.Application:
     authorize = run.iam.authorize
     injected = faults or Faults()
 
@@ -300,7 +309,8 @@ def cloudrun_app(run: CloudRun, faults: Faults | None = None) -> web.Application
         items = [run.operation_json(op) for op in run.operations.values()]
         return respond(request, _PROTO["ListOperationsResponse"], _page(request, items, "operations"))
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "run.googleapis.com", _rpc)] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app.router.add_route("*", "/v2/projects/{project}/locations/{region}/{rest:.*}", dispatch)
     return app
 

@@ -50,6 +50,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.iam import Authorize, allow_all
@@ -759,9 +760,13 @@ def _encode(request: web.Request, body: dict[str, Any]) -> web.Response:
     return web.json_response(json_format.MessageToDict(message, use_integers_for_enums=numeric))
 
 
+_RPC = "google.monitoring.v3.MetricService.ListTimeSeries"
+
+
 def monitoring_app(records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str, region: str,
                    *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
-                   clock: Callable[[], float] = time.time, faults: Faults | None = None) -> web.Application:
+                   clock: Callable[[], float] = time.time, faults: Faults | None = None,
+                   tokens: AccessTokens | None = None) -> web.Application:
     source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize, clock)
     injected = faults or Faults()
 
@@ -771,7 +776,8 @@ def monitoring_app(records: Callable[[], Iterable[RequestRecord]], project: str,
         message = _request_message(request.match_info["project"], request.query.items())
         return _encode(request, source.answer(message))
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "monitoring.googleapis.com", lambda request: _RPC)] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app[CALLS] = []
     app.router.add_get("/v3/projects/{project}/timeSeries", list_time_series)
     return app
@@ -786,10 +792,12 @@ class MonitoringGrpc:
 
     def __init__(self, records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str,
                  region: str, *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
-                 clock: Callable[[], float] = time.time, faults: Faults | None = None) -> None:
+                 clock: Callable[[], float] = time.time, faults: Faults | None = None,
+                 tokens: AccessTokens | None = None) -> None:
         self.source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize,
                               clock)
         self.faults = faults or Faults()
+        self.tokens = tokens
         self.calls: list[Message] = []
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -802,6 +810,9 @@ class MonitoringGrpc:
     async def _list_time_series(self, request: Message, context: grpc.aio.ServicerContext[Message, Message]) -> Message:
         self.calls.append(request)
         try:
+            if self.tokens is not None:  # gRPC carries the bearer token as `authorization` metadata
+                metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
+                self.tokens.caller(metadata.get("authorization"), "monitoring.googleapis.com", _RPC)
             await self.faults.google("ListTimeSeries")
             return self.answer(request)
         except GoogleError as exc:

@@ -35,6 +35,7 @@ from google.cloud import secretmanager_v1
 from google.protobuf.message import Message
 
 from bot.checksum import crc32c
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.cloudrun import rfc3339
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
@@ -176,7 +177,8 @@ _PROTO: dict[str, type[Message]] = {
 }
 
 
-def secretmanager_app(manager: SecretManager, faults: Faults | None = None) -> web.Application:
+def secretmanager_app(manager: SecretManager, faults: Faults | None = None,
+                      tokens: AccessTokens | None = None) -> web.Application:
     injected = faults or Faults()
 
     async def dispatch(request: web.Request) -> web.Response:
@@ -263,7 +265,10 @@ def secretmanager_app(manager: SecretManager, faults: Faults | None = None) -> w
             return respond(request, _PROTO["SecretVersion"], manager.version_json(secret, version))
         raise web.HTTPMethodNotAllowed(method, ["GET", "POST"])
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "secretmanager.googleapis.com",
+                            lambda request: f"google.cloud.secretmanager.v1.SecretManagerService.{method_of(request)}")
+              ] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app.router.add_route("*", "/v1/{rest:.*}", dispatch)
     return app
 

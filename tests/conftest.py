@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
+from google.oauth2.credentials import Credentials
 
 from bot.config import Config, load_config
 from sandbox.world import World, WorldOptions
@@ -101,13 +101,24 @@ def client_options(endpoint: str) -> ClientOptions:
     return ClientOptions(api_endpoint=endpoint)
 
 
+def google_credentials(world: World) -> Credentials:
+    """An access token from the world's metadata server, the only credentials its Google APIs accept: a test
+    calling them plays a caller on the bot's instance (gcloud, an operator's script)."""
+    return Credentials(token=world.metadata.access_token())  # type: ignore[no-untyped-call]
+
+
+def google_auth(world: World) -> dict[str, str]:
+    """The same token as the header a raw REST call sends."""
+    return {"Authorization": f"Bearer {world.metadata.access_token()}"}
+
+
 @pytest.fixture(scope="session")
 def services_client(world: World) -> run_v2.ServicesClient:
-    return run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+    return run_v2.ServicesClient(transport="rest", credentials=google_credentials(world),
                                  client_options=client_options(world.url("cloud_run")))
 
 
 @pytest.fixture(scope="session")
 def revisions_client(world: World) -> run_v2.RevisionsClient:
-    return run_v2.RevisionsClient(transport="rest", credentials=AnonymousCredentials(),
+    return run_v2.RevisionsClient(transport="rest", credentials=google_credentials(world),
                                   client_options=client_options(world.url("cloud_run")))

@@ -11,6 +11,7 @@ from google.api_core import exceptions
 from google.cloud import run_v2
 
 from sandbox.world import World
+from tests.conftest import google_auth
 from tests.contract.schemas import assert_google
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
@@ -24,7 +25,7 @@ def name_of(service: str) -> str:
 
 
 async def raw(world: World, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         return await client.request(method, path, **kwargs)
 
 

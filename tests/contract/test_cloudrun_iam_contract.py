@@ -15,6 +15,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 from sandbox.iam import DEFAULT_ROLES
 from sandbox.world import PUBLIC_SERVICES, World
+from tests.conftest import google_auth
 from tests.contract.schemas import assert_google
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
@@ -145,7 +146,7 @@ async def test_get_iam_policy_returns_the_services_bindings(
                                      request=iam_policy_pb2.GetIamPolicyRequest(resource=name_of("prediction-worker")))
     assert [(b.role, list(b.members)) for b in policy.bindings] == [("roles/run.invoker", [world.iam.member])]
     assert policy.version == 1 and policy.etag
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         body = (await client.get(f"/v2/{name_of('nba-admin-dashboard')}:getIamPolicy")).json()
         refused = await client.get(f"/v2/{name_of('nba-admin-dashboard')}:getIamPolicy",
                                    params={"options.requestedPolicyVersion": 2})
@@ -190,7 +191,7 @@ async def test_test_iam_permissions_answers_the_subset_held(
         permissions=["run.services.update", "run.services.setIamPolicy", "run.routes.invoke"])
     answer = await asyncio.to_thread(services_client.test_iam_permissions, request=asked)
     assert list(answer.permissions) == ["run.services.update", "run.routes.invoke"]
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         body = (await client.post(f"/v2/{name_of('prediction-worker')}:testIamPermissions",
                                   json={"permissions": ["run.services.get"]})).json()
         wildcard = await client.post(f"/v2/{name_of('prediction-worker')}:testIamPermissions",
@@ -202,7 +203,7 @@ async def test_test_iam_permissions_answers_the_subset_held(
 async def test_turning_the_invoker_check_off_needs_set_iam_policy(world: World) -> None:
     """"To disable or re-enable the Invoker IAM check on a service, you must have ... run.services.setIamPolicy"
     (https://cloud.google.com/run/docs/authenticating/public)."""
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         service = (await client.get(f"/v2/{name_of('nba-phase4-precompute-processors')}")).json()
         del service["template"]["revision"]
         refused = await client.patch(f"/v2/{service['name']}", json={**service, "invokerIamDisabled": True})

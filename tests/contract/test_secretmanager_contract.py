@@ -17,14 +17,14 @@ from sandbox.google_errors import GoogleError
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
 from sandbox.world import World
-from tests.conftest import also_granted, client_options
+from tests.conftest import also_granted, client_options, google_auth, google_credentials
 from tests.contract.schemas import assert_google
 
 
 @pytest.fixture(scope="module")
 def client(world: World) -> secretmanager_v1.SecretManagerServiceClient:
     return secretmanager_v1.SecretManagerServiceClient(
-        transport="rest", credentials=AnonymousCredentials(),
+        transport="rest", credentials=google_credentials(world),
         client_options=client_options(world.url("secret_manager")))
 
 
@@ -159,7 +159,7 @@ async def test_responses_validate_against_the_discovery_document(world: World) -
 
 
 async def responses_validate_against_the_discovery_document(world: World) -> None:
-    async with httpx.AsyncClient(base_url=world.url("secret_manager")) as http:
+    async with httpx.AsyncClient(base_url=world.url("secret_manager"), headers=google_auth(world)) as http:
         name = f"projects/nba-props-platform/secrets/{world.config.secrets.slack_signing_secret}"
         assert_google("secretmanager.v1", "Secret", (await http.get(f"/v1/{name}")).json())
         assert_google("secretmanager.v1", "ListSecretsResponse",

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from sandbox.world import World
+from tests.conftest import google_auth
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ async def test_a_patch_changes_what_the_running_emulators_enforce(world: World, 
               "aggregation.alignmentPeriod": "60s", "aggregation.perSeriesAligner": "ALIGN_DELTA"}
     assert (await control.patch("/limits/logging", json={"reads_per_minute": 0})).json()["reads_per_minute"] == 0
     assert (await control.patch("/limits/monitoring", json={"min_alignment_period_s": 120})).status_code == 200
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=google_auth(world)) as http:
         logs = await http.post(f"{world.url('logging')}/v2/entries:list", json=listing)
         metrics = await http.get(f"{world.url('monitoring')}/v3/projects/{world.config.project}/timeSeries",
                                  params=series)

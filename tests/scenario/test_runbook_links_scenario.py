@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1
 
 from bot.adapters.secrets import SecretsUnavailable, fetch_credentials
@@ -29,7 +28,7 @@ from bot.runbook_links import LinkKey, page_path
 from sandbox.blockkit_text import text_of
 from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
 from sandbox.world import World, WorldOptions
-from tests.conftest import EXAMPLE_CONFIG, also_granted, client_options
+from tests.conftest import EXAMPLE_CONFIG, also_granted, client_options, google_credentials
 from tests.contract.test_serve_startup import config_with, start
 from tests.scenario.harness import Scenario, scenario
 
@@ -45,7 +44,7 @@ async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory
 
 
 def secret_client(world: World) -> secretmanager_v1.SecretManagerServiceClient:
-    return secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=AnonymousCredentials(),
+    return secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=google_credentials(world),
                                                        client_options=client_options(world.url("secret_manager")))
 
 
