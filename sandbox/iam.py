@@ -2,7 +2,8 @@
 
 Sandbox simplification: every caller of the emulated Google APIs is one member, the bot's runtime service
 account `serviceAccount:chatops@<project>.iam.gserviceaccount.com`: the only credentials the APIs accept are the
-access tokens the metadata server issues, all for that account (sandbox.access_tokens). Its project-level roles are set through the control API; a resource such as a Cloud Run service
+access tokens the metadata server issues, all for that account (sandbox.access_tokens). Its project-level
+roles are set through the control API; a resource such as a Cloud Run service
 may carry its own allow policy, whose bindings add to them ("Roles can be granted to users on an entire
 project or on individual services", https://cloud.google.com/run/docs/reference/iam/roles).
 
