@@ -212,6 +212,7 @@ def main() -> int:
         baseline = CHILDREN.spawn(
             [PYTHON, str(REPO / "bench" / "bare_bolt.py"), "--port", str(port),
              "--secret-manager-endpoint", sandbox["secret_manager_endpoint"], "--project", sandbox["project"],
+             "--metadata-host", sandbox["bot_env"]["GCE_METADATA_HOST"],
              "--slack-api-url", sandbox["slack_api_url"]], log=directory / "bare_bolt.log")
         baseline_url = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{baseline_url}/healthz", 30, baseline)

@@ -57,10 +57,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret-manager-endpoint", required=True)
     parser.add_argument("--project", required=True)
+    parser.add_argument("--metadata-host", required=True, help="the sandbox's metadata server, host:port")
     parser.add_argument("--slack-api-url", required=True)
     parser.add_argument("--command", action="append", help="a command to ack (repeat; default /help)")
     args = parser.parse_args()
-    where = {"secret_manager_endpoint": args.secret_manager_endpoint, "project": args.project}
+    where = {"secret_manager_endpoint": args.secret_manager_endpoint, "project": args.project,
+             "bot_env": {"GCE_METADATA_HOST": args.metadata_host}}
     app = build(secret_value(where, "slack-signing-secret"), secret_value(where, "slack-bot-token"),
                 args.slack_api_url, args.command or ["/help"])
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)

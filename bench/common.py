@@ -282,13 +282,21 @@ def tail(path: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
+def google_auth(endpoints: Mapping[str, Any]) -> dict[str, str]:
+    """An access token from the sandbox's metadata server, as the bot's service account gets one: the sandbox's
+    Google APIs answer 401 without it. Never print or write what this returns."""
+    url = f"http://{endpoints['bot_env']['GCE_METADATA_HOST']}/computeMetadata/v1/instance/service-accounts/default/token"
+    token = httpx.get(url, headers={"Metadata-Flavor": "Google"}, timeout=5).raise_for_status().json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def secret_value(endpoints: Mapping[str, Any], name: str) -> str:
     """A secret's latest version, read from the sandbox's Secret Manager exactly as the bot reads it.
     Never print or write what this returns."""
     url = (f"{endpoints['secret_manager_endpoint']}/v1/projects/{endpoints['project']}/secrets/{name}"
            "/versions/latest:access")
     try:
-        response = httpx.get(url, timeout=5)
+        response = httpx.get(url, timeout=5, headers=google_auth(endpoints))
         response.raise_for_status()
         data = response.json()["payload"]["data"]
         return base64.b64decode(data).decode("utf-8").strip()
@@ -318,7 +326,7 @@ def fleet_urls(endpoints: Mapping[str, Any]) -> dict[str, str]:
            f"{endpoints['region']}/services")
     found: dict[str, str] = {}
     token = ""
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=google_auth(endpoints)) as client:
         while True:
             params = {"pageSize": "1000", **({"pageToken": token} if token else {})}
             page = client.get(url, params=params).raise_for_status().json()

@@ -310,6 +310,7 @@ def main() -> int:
         baseline = CHILDREN.spawn(
             [PYTHON, str(REPO / "bench" / "bare_bolt.py"), "--port", str(port),
              "--secret-manager-endpoint", sandbox["secret_manager_endpoint"], "--project", sandbox["project"],
+             "--metadata-host", sandbox["bot_env"]["GCE_METADATA_HOST"],
              "--slack-api-url", sandbox["slack_api_url"],
              *[arg for command in sorted({k.command for k in kinds_mix}) for arg in ("--command", command)]],
             log=directory / "bare_bolt.log")

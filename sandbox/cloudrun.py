@@ -42,7 +42,7 @@ from sandbox.cloudrun_rules import (
     masked,
 )
 from sandbox.google_errors import GoogleError
-from sandbox.iam import Iam
+from sandbox.iam import Iam, project_number
 
 _CONTAINER_FAILED = (
     "The user-provided container failed to start and listen on the port defined provided by the "
@@ -58,13 +58,18 @@ def rfc3339(epoch: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _condition(kind: str, state: str, message: str = "", reason: str = "") -> dict[str, Any]:
+def _condition(kind: str, state: str, message: str = "", reason: str = "", revision_reason: str = "") -> dict[str, Any]:
+    """A google.cloud.run.v2.Condition. Its reasons are a oneof of enums: `reason` (CommonReason) or, on a
+    revision, `revisionReason` (RevisionReason, e.g. HEALTH_CHECK_CONTAINER_ERROR), never free text
+    (https://cloud.google.com/run/docs/reference/rest/v2/Condition)."""
     body: dict[str, Any] = {"type": kind, "state": state, "lastTransitionTime": rfc3339()}
     if message:
         body["message"] = message
         body["severity"] = "ERROR" if state == "CONDITION_FAILED" else "INFO"
     if reason:
         body["reason"] = reason
+    if revision_reason:
+        body["revisionReason"] = revision_reason
     return body
 
 
@@ -192,7 +197,7 @@ class CloudRun:
     ) -> None:
         self.project = project
         self.region = region
-        self.project_number = str(int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12).zfill(12)
+        self.project_number = project_number(project)
         self.url_for = url_for
         self.behaviour_of = behaviour_of
         self.limits = limits or CloudRunLimits()
@@ -251,8 +256,12 @@ class CloudRun:
 
     def listed_revisions(self, service: str, show_deleted: bool = False) -> list[Revision]:
         """ListRevisions promises no order (ListRevisionsRequest has no order_by), so this one is stable but
-        unrelated to creation: by uid. A client that wants the newest must sort by createTime itself."""
-        found = [r for r in self.revisions.values() if r.service == service and (show_deleted or not r.delete_time)]
+        unrelated to creation: by uid. A client that wants the newest must sort by createTime itself. The service
+        `-` lists the revisions of every service in the location ("To list all Revisions across Services, use "-"
+        instead of Service name", ListRevisionsRequest.parent,
+        https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services.revisions/list)."""
+        found = [r for r in self.revisions.values()
+                 if service in ("-", r.service) and (show_deleted or not r.delete_time)]
         return sorted(found, key=lambda r: r.uid)
 
     def routed_share(self, service: str) -> dict[str, int]:
@@ -670,7 +679,8 @@ class CloudRun:
     def revision_json(self, revision: Revision) -> dict[str, Any]:
         ready = {
             "ready": _condition("Ready", "CONDITION_SUCCEEDED"),
-            "failed": _condition("Ready", "CONDITION_FAILED", revision.message, reason="HealthCheckContainerError"),
+            "failed": _condition("Ready", "CONDITION_FAILED", revision.message,
+                                 revision_reason="HEALTH_CHECK_CONTAINER_ERROR"),
             "pending": _condition("Ready", "CONDITION_RECONCILING", revision.message or "Deploying revision."),
         }[revision.state]
         container_state = {"ready": "CONDITION_SUCCEEDED", "failed": "CONDITION_FAILED",

@@ -23,10 +23,12 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.cloudrun import CloudRun, Operation
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.google_json import parse_body, respond
+from sandbox.iam import Iam
 
 _ROUTE = re.compile(
     r"^(?:services(?:/(?P<service>[^/:]+)(?P<verb>:getIamPolicy|:setIamPolicy|:testIamPermissions)?"
@@ -79,6 +81,33 @@ def method_of(request: web.Request) -> str:
     return _SERVICES.get(request.method, "")
 
 
+_PERMISSION = {
+    "ListServices": "run.services.list", "CreateService": "run.services.create", "GetService": "run.services.get",
+    "UpdateService": "run.services.update", "DeleteService": "run.services.delete",
+    "ListRevisions": "run.revisions.list", "GetRevision": "run.revisions.get", "DeleteRevision": "run.revisions.delete",
+    "GetIamPolicy": "run.services.getIamPolicy", "SetIamPolicy": "run.services.setIamPolicy",
+    "ListOperations": "run.operations.list", "GetOperation": "run.operations.get",
+    "WaitOperation": "run.operations.get", "DeleteOperation": "run.operations.delete",
+}
+"""The permission each method asks for (https://cloud.google.com/run/docs/reference/iam/permissions)."""
+
+
+def _elsewhere(request: web.Request, location: str, rest: str) -> web.Response:
+    """A location of another project (or region) holds nothing the bot was granted, so every method is denied
+    there with the same PERMISSION_DENIED and ErrorInfo as a missing role at home (https://google.aip.dev/211:
+    the permission is checked before existence). testIamPermissions needs no permission and answers the
+    permissions held, which there are none."""
+    method = method_of(request)
+    if method == "TestIamPermissions":
+        return respond(request, _PROTO["TestIamPermissionsResponse"], {})
+    permission = _PERMISSION.get(method)
+    if permission is None:
+        raise web.HTTPMethodNotAllowed(request.method, [])
+    name = f"{location}/{rest}".split(":", 1)[0]
+    resource = name.removesuffix("/services").removesuffix("/revisions").removesuffix("/operations")
+    raise Iam.denial(permission, resource)
+
+
 def _item(http_method: str, noun: str) -> str:
     verb = _ITEM.get(http_method)
     return f"{verb}{noun}" if verb else ""
@@ -88,10 +117,22 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
 
+_MAX_PAGE = 1000
+_DEFAULT_PAGE = 100
+
+
 def _page(request: web.Request, items: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    size = int(request.query.get("pageSize") or 100)
-    if not 0 < size <= 1000:
-        raise GoogleError("INVALID_ARGUMENT", "page_size must be between 1 and 1000.")
+    """One page under AIP-158 (https://google.aip.dev/158): "If the user specifies page_size greater than the
+    maximum permitted by the API, the API should coerce the size to the maximum permitted page size"; 0 or
+    none means the API's default; "If the user specifies a negative value for page_size, the API must send an
+    INVALID_ARGUMENT error"."""
+    try:
+        size = int(request.query.get("pageSize") or 0)
+    except ValueError:
+        raise GoogleError("INVALID_ARGUMENT", f"Invalid page_size '{request.query['pageSize']}'.") from None
+    if size < 0:
+        raise GoogleError("INVALID_ARGUMENT", "page_size must not be negative.")
+    size = min(size, _MAX_PAGE) or _DEFAULT_PAGE
     token = request.query.get("pageToken", "")
     try:
         start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
@@ -103,20 +144,27 @@ def _page(request: web.Request, items: list[dict[str, Any]], key: str) -> dict[s
     return body
 
 
-def cloudrun_app(run: CloudRun, faults: Faults | None = None) -> web.Application:
+def _rpc(request: web.Request) -> str:
+    """The full RPC name of a request, as Google's ErrorInfo metadata names it."""
+    method = method_of(request)
+    if "Operation" in method:
+        return f"google.longrunning.Operations.{method}"
+    return f"google.cloud.run.v2.{'Revisions' if 'Revision' in method else 'Services'}.{method}"
+
+
+def cloudrun_app(run: CloudRun, faults: Faults | None = None, tokens: AccessTokens | None = None) -> web.Application:
     authorize = run.iam.authorize
     injected = faults or Faults()
 
     async def dispatch(request: web.Request) -> web.Response:
         await injected.google(method_of(request))
         project, region = request.match_info["project"], request.match_info["region"]
-        if (project, region) != (run.project, run.region):
-            raise GoogleError("PERMISSION_DENIED", f"Permission denied on resource "
-                              f"'projects/{project}/locations/{region}' (or it may not exist).")
         rest = request.match_info["rest"]
         match = _ROUTE.match(rest)
         if match is None:
             raise web.HTTPNotFound()
+        if (project, region) != (run.project, run.region):
+            return _elsewhere(request, f"projects/{project}/locations/{region}", rest)
         service, revision, verb = match["service"], match["revision"], match["verb"]
         if match["operation"] is not None:
             return await _operation(request, run, match["operation"], bool(match["wait"]))
@@ -130,8 +178,9 @@ def cloudrun_app(run: CloudRun, faults: Faults | None = None) -> web.Application
             return await _iam_policy(request, run, service, verb)
         if revision is None and rest.endswith("/revisions"):
             run.record("ListRevisions", service)
-            authorize("run.revisions.list", run.service_path(service))
-            run.get_service(service)
+            authorize("run.revisions.list", run.parent if service == "-" else run.service_path(service))
+            if service != "-":
+                run.get_service(service)
             items = [run.revision_json(r) for r in run.listed_revisions(service, _flag(request, "showDeleted"))]
             return respond(request, _PROTO["ListRevisionsResponse"], _page(request, items, "revisions"))
         if revision is not None:
@@ -260,7 +309,8 @@ def cloudrun_app(run: CloudRun, faults: Faults | None = None) -> web.Application
         items = [run.operation_json(op) for op in run.operations.values()]
         return respond(request, _PROTO["ListOperationsResponse"], _page(request, items, "operations"))
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "run.googleapis.com", _rpc)] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app.router.add_route("*", "/v2/projects/{project}/locations/{region}/{rest:.*}", dispatch)
     return app
 

@@ -118,13 +118,22 @@ class Fleet:
         return self.behaviours.of(revision, found.image if found else "")
 
     def audiences(self, service: str) -> frozenset[str]:
-        """What `aud` the service accepts: its URL, with or without the trailing slash Google's samples use
-        ("Example `audience` value (Cloud Run): https://my-cloud-run-service.run.app/",
-        https://cloud.google.com/run/docs/authenticating/service-to-service). The same audience serves the
-        tag URLs: audiences are set per service and apply to all its revisions (custom-audiences page).
-        Assumption, the stricter reading: a tag URL is not itself an accepted audience."""
-        url = self.run.url_for(service)
-        return frozenset({url, url + "/"})
+        """What `aud` the service accepts, with or without the trailing slash Google's samples use ("Example
+        `audience` value (Cloud Run): https://my-cloud-run-service.run.app/",
+        https://cloud.google.com/run/docs/authenticating/service-to-service): its URL, and the URL of each of its
+        tags. Reading chosen: "an audience (aud) claim matching the receiving service's *.run.app URL"
+        (https://cloud.google.com/run/docs/configuring/custom-audiences) names a URL of the service, not the one
+        URL shown as `uri`; a tag URL, `https://TAG---SERVICE-HASH.a.run.app`
+        (https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration), is a *.run.app URL of
+        that same service, and the page's purpose, stopping a token meant for one service being replayed against
+        another, holds since a tag's URL reaches only its own service. A token for a tag URL is therefore
+        accepted on the service URL and on every tag URL of the service (audiences are per service and "apply to
+        all serving revisions", same page), never on another service."""
+        urls = [self.run.url_for(service)]
+        found = self.run.services.get(service)
+        if found is not None:
+            urls += [self.run.tag_url(service, status["tag"]) for status in found.traffic_statuses if status.get("tag")]
+        return frozenset(url + slash for url in urls for slash in ("", "/"))
 
     def refusal(self, service: str, path: str, authorization: str | None) -> web.Response | None:
         """Cloud Run's IAM check in front of a service: None lets the request through."""

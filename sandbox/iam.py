@@ -1,8 +1,9 @@
 """Who may do what in the emulated project: the bot's service account, its roles, and resource policies.
 
 Sandbox simplification: every caller of the emulated Google APIs is one member, the bot's runtime service
-account `serviceAccount:chatops@<project>.iam.gserviceaccount.com` (there are no credentials to tell callers
-apart). Its project-level roles are set through the control API; a resource such as a Cloud Run service
+account `serviceAccount:chatops@<project>.iam.gserviceaccount.com`: the only credentials the APIs accept are the
+access tokens the metadata server issues, all for that account (sandbox.access_tokens). Its project-level
+roles are set through the control API; a resource such as a Cloud Run service
 may carry its own allow policy, whose bindings add to them ("Roles can be granted to users on an entire
 project or on individual services", https://cloud.google.com/run/docs/reference/iam/roles).
 
@@ -38,6 +39,10 @@ _RUN_WRITE = _RUN_READ | {
 }
 _SECRETS_READ = frozenset({"secretmanager.secrets.get", "secretmanager.secrets.list",
                            "secretmanager.versions.get", "secretmanager.versions.list"})
+_SECRETS_WRITE = _SECRETS_READ | {"secretmanager.secrets.create", "secretmanager.secrets.update",
+                                   "secretmanager.secrets.delete", "secretmanager.versions.add",
+                                   "secretmanager.versions.enable", "secretmanager.versions.disable",
+                                   "secretmanager.versions.destroy"}
 _OBSERVE = frozenset({"logging.logEntries.list", "monitoring.timeSeries.list",
                       "monitoring.metricDescriptors.get", "monitoring.metricDescriptors.list"})
 _ACT_AS = "iam.serviceAccounts.actAs"
@@ -58,13 +63,21 @@ ROLES: dict[str, frozenset[str]] = {
     "roles/monitoring.viewer": _OBSERVE - {"logging.logEntries.list"},
     "roles/secretmanager.secretAccessor": frozenset({"secretmanager.versions.access"}),
     "roles/secretmanager.viewer": _SECRETS_READ,
+    # https://cloud.google.com/iam/docs/roles-permissions/secretmanager: Admin holds secretmanager.*; Secret Version
+    # Adder only secretmanager.versions.add; Secret Version Manager adds, enables, disables, destroys, gets and
+    # lists versions.
+    "roles/secretmanager.admin": _SECRETS_WRITE | {"secretmanager.versions.access"},
+    "roles/secretmanager.secretVersionAdder": frozenset({"secretmanager.versions.add"}),
+    "roles/secretmanager.secretVersionManager": frozenset({
+        "secretmanager.versions.add", "secretmanager.versions.enable", "secretmanager.versions.disable",
+        "secretmanager.versions.destroy", "secretmanager.versions.get", "secretmanager.versions.list"}),
     # Basic roles, as the same reference lists them among the roles that include each permission: "By
     # default, only project owners and editors can create, update, delete, or invoke services and jobs, and
     # only project owners and Cloud Run Admins can modify ... IAM policies"
     # (https://cloud.google.com/run/docs/securing/managing-access). Editor cannot read secret payloads.
-    "roles/owner": _RUN_WRITE | _SECRETS_READ | _OBSERVE | {"run.services.setIamPolicy", _ACT_AS,
+    "roles/owner": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | {"run.services.setIamPolicy", _ACT_AS,
                                                            "secretmanager.versions.access"},
-    "roles/editor": _RUN_WRITE | _SECRETS_READ | _OBSERVE | {_ACT_AS},
+    "roles/editor": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | {_ACT_AS},
     "roles/viewer": _RUN_READ | _SECRETS_READ | _OBSERVE,
 }
 
@@ -80,6 +93,11 @@ SERVICE_ROLES = frozenset({"roles/run.admin", "roles/run.developer", "roles/run.
 
 _MEMBER_KINDS = ("user:", "serviceAccount:", "group:", "domain:", "principal:", "principalSet:")
 _PUBLIC = ("allUsers", "allAuthenticatedUsers")
+
+
+def project_number(project: str) -> str:
+    """The emulated project's 12-digit number, stable per project id."""
+    return str(int(hashlib.sha256(project.encode()).hexdigest(), 16) % 10**12).zfill(12)
 
 
 class RoleError(ValueError):
@@ -123,6 +141,7 @@ class Iam:
     def __init__(self, project: str, region: str, roles: Iterable[str] = DEFAULT_ROLES) -> None:
         self.project = project
         self.region = region
+        self.number = project_number(project)
         self.roles: list[str] = []
         self.set_roles(roles)
         self.policies: dict[str, Policy] = {}
@@ -149,10 +168,18 @@ class Iam:
 
     # -- checks -----------------------------------------------------------------------------------
 
+    def in_project(self, resource: str) -> bool:
+        """Whether a resource is the project or lies in it, named by id or number; `projects/-` (a service
+        account's project left to the server) counts as this one."""
+        return any(resource == parent or resource.startswith(parent + "/")
+                   for parent in (f"projects/{self.project}", f"projects/{self.number}", "projects/-"))
+
     def permissions(self, resource: str) -> set[str]:
-        """What the bot may do on a resource: its project roles plus any role bound to it on the resource
-        or an ancestor that has a policy."""
-        roles = set(self.roles)
+        """What the bot may do on a resource: its project roles, on resources of its project only (a role
+        granted on a project is inherited by the resources in it, nowhere else:
+        https://cloud.google.com/iam/docs/resource-hierarchy-access-control), plus any role bound to it on the
+        resource or an ancestor that has a policy."""
+        roles = set(self.roles) if self.in_project(resource) else set()
         for name, policy in self.policies.items():
             if resource == name or resource.startswith(name + "/"):
                 roles |= policy.roles_of(self.member)
@@ -167,6 +194,12 @@ class Iam:
         (https://github.com/GoogleCloudPlatform/cloud-run-release-manager/issues/81)."""
         if permission in self.permissions(resource):
             return
+        raise self.denial(permission, resource)
+
+    @staticmethod
+    def denial(permission: str, resource: str) -> GoogleError:
+        """Google's PERMISSION_DENIED for a permission missing on a resource, with its ErrorInfo: also what a
+        resource in another project gets, since the bot holds nothing there."""
         if permission == _ACT_AS:
             email = resource.rsplit("/", 1)[-1]
             message = f"Permission 'iam.serviceaccounts.actAs' denied on service account {email} (or it may not exist)."
@@ -174,7 +207,7 @@ class Iam:
             message = f"Permission '{permission}' denied on resource '{resource}' (or resource may not exist)."
         detail = error_info("IAM_PERMISSION_DENIED", _domain(permission),
                             {"permission": permission, "resource": resource})
-        raise GoogleError("PERMISSION_DENIED", message, [detail])
+        return GoogleError("PERMISSION_DENIED", message, [detail])
 
     def test_permissions(self, resource: str, asked: Iterable[str]) -> list[str]:
         """testIamPermissions: the subset of `asked` the caller holds on the resource."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.iam import Authorize, allow_all
@@ -222,7 +223,7 @@ class ReadQuota:
 
 def logging_app(store: LogStore, *, consumer_number: str, authorize: Authorize = allow_all,
                 clock: Callable[[], float] = time.monotonic, quota: ReadQuota | None = None,
-                faults: Faults | None = None) -> web.Application:
+                faults: Faults | None = None, tokens: AccessTokens | None = None) -> web.Application:
     """`consumer_number` is the project number the calls are billed to, the one quota errors name; `quota`, when
     given, is the world's, so its counts can be read."""
     quota = quota or ReadQuota(store.limits, consumer_number, clock)
@@ -252,6 +253,9 @@ def logging_app(store: LogStore, *, consumer_number: str, authorize: Authorize =
             response["nextPageToken"] = _page_token(query, sort_key(page[-1]))
         return web.json_response(response)
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "logging.googleapis.com",
+                            lambda request: "google.logging.v2.LoggingServiceV2.ListLogEntries")
+              ] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app.router.add_post("/v2/entries:list", list_entries)
     return app

@@ -11,12 +11,12 @@ here by GCE_METADATA_HOST (host:port of the `computeMetadata/v1/` root) and GCE_
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sandbox.access_tokens import AccessTokens
 from sandbox.idtoken import IdTokenIssuer
 
 FLAVOR = {"Metadata-Flavor": "Google"}
@@ -33,9 +33,16 @@ class MetadataServer:
     region: str
     email: str
     issuer: IdTokenIssuer
+    access_tokens: AccessTokens
     identity_requests: int = 0
     token_requests: int = 0
     pings: int = 0
+
+    def access_token(self) -> str:
+        """A fresh access token for the attached service account: what the token endpoint serves, and what a test
+        that plays a caller on this instance (gcloud, an operator's script) authenticates with."""
+        self.token_requests += 1
+        return self.access_tokens.issue(self.email)
 
     def account(self, name: str) -> bool:
         """`default` and the account's own email both name the attached service account."""
@@ -91,8 +98,7 @@ def metadata_app(server: MetadataServer) -> web.Application:
     async def token(request: web.Request) -> web.Response:
         if not server.account(request.match_info["account"]):
             raise web.HTTPNotFound()
-        server.token_requests += 1
-        return web.json_response({"access_token": f"ya29.{secrets.token_urlsafe(96)}",
+        return web.json_response({"access_token": server.access_token(),
                                   "expires_in": server.issuer.limits.access_token_lifetime_s,
                                   "token_type": "Bearer"}, headers=FLAVOR)
 

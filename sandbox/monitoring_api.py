@@ -14,8 +14,13 @@ left out):
 
 Sampling and latency, as https://cloud.google.com/monitoring/api/metrics_gcp states for both metrics:
 "Sampled every 60 seconds. After sampling, data is not visible for up to 180 seconds." A raw point is the
-DELTA over one sample interval [t, t + 60 s), t on a whole minute, and it is not returned until 180 s after
-its end (the whole "up to", the stricter reading). Aligned periods end at `interval.endTime` and step back by
+DELTA over one sample interval [t, t + 60 s), t on a whole minute, and it is not returned until a delay after
+its end that varies from one sample interval to the next, up to 180 s: "up to" is a bound, not a constant, so
+a client that assumes every point takes exactly 180 s (or less than that) is wrong either way. The delay of
+each interval is drawn uniformly from [min_visibility_delay_s, visibility_delay_s] by a hash of `delay_seed`
+and the interval, so it is the same in every run with the same seed (MonitoringLimits). All series of one
+interval appear together; Google does not say whether they do, and series appearing apart is not modelled.
+Aligned periods end at `interval.endTime` and step back by
 `alignmentPeriod` until they cover `interval.startTime`; a point counts in the period its end falls in,
 (end - period, end]. An alignment period under 60 s is refused (MonitoringLimits).
 
@@ -45,6 +50,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.iam import Authorize, allow_all
@@ -82,6 +88,17 @@ class MonitoringLimits:
     # is not visible for up to 180 seconds." (https://cloud.google.com/monitoring/api/metrics_gcp, run)
     sample_period_s: float = 60.0
     visibility_delay_s: float = 180.0
+    # The shortest delay: Google publishes none; 0 lets the variation span the whole documented range.
+    min_visibility_delay_s: float = 0.0
+    # What the per-interval delays are drawn from, so tests and benches see the same delays each run.
+    delay_seed: int = 0
+
+    def visible_after(self, interval_end: float) -> float:
+        """When the sample interval that ended at `interval_end` becomes visible."""
+        digest = hashlib.sha256(f"{self.delay_seed}:{interval_end:.0f}".encode()).digest()
+        share = int.from_bytes(digest[:8], "big") / 2**64
+        low = min(self.min_visibility_delay_s, self.visibility_delay_s)
+        return interval_end + low + share * (self.visibility_delay_s - low)
 
 
 def _period_words(seconds: float) -> str:
@@ -569,15 +586,20 @@ class _Source:
 
     def _raw(self, query: Query, metric: _Metric, since: float) -> list[Series]:
         """Raw points with end in (since, query.end], one per series and sample interval with requests, of
-        the intervals that ended at least the visibility delay ago."""
+        the intervals whose visibility delay has passed."""
         period = self.limits.sample_period_s
-        visible = self.clock() - self.limits.visibility_delay_s
+        now = self.clock()
+        shown: dict[int, bool] = {}
         selected: dict[tuple[str, str, int], bool] = {}
         samples: dict[tuple[str, str, int], dict[int, list[float]]] = {}
         for record in self.records():
             index = math.floor(record.at / period)
             end = (index + 1) * period
-            if not since < end <= query.end or end > visible:
+            if not since < end <= query.end:
+                continue
+            if index not in shown:
+                shown[index] = self.limits.visible_after(end) <= now
+            if not shown[index]:
                 continue
             key = (record.service, record.revision, record.status)
             if key not in selected:
@@ -738,9 +760,13 @@ def _encode(request: web.Request, body: dict[str, Any]) -> web.Response:
     return web.json_response(json_format.MessageToDict(message, use_integers_for_enums=numeric))
 
 
+_RPC = "google.monitoring.v3.MetricService.ListTimeSeries"
+
+
 def monitoring_app(records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str, region: str,
                    *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
-                   clock: Callable[[], float] = time.time, faults: Faults | None = None) -> web.Application:
+                   clock: Callable[[], float] = time.time, faults: Faults | None = None,
+                   tokens: AccessTokens | None = None) -> web.Application:
     source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize, clock)
     injected = faults or Faults()
 
@@ -750,7 +776,8 @@ def monitoring_app(records: Callable[[], Iterable[RequestRecord]], project: str,
         message = _request_message(request.match_info["project"], request.query.items())
         return _encode(request, source.answer(message))
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "monitoring.googleapis.com", lambda request: _RPC)] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app[CALLS] = []
     app.router.add_get("/v3/projects/{project}/timeSeries", list_time_series)
     return app
@@ -765,10 +792,12 @@ class MonitoringGrpc:
 
     def __init__(self, records: Callable[[], Iterable[RequestRecord]], project: str, project_number: str,
                  region: str, *, limits: MonitoringLimits | None = None, authorize: Authorize = allow_all,
-                 clock: Callable[[], float] = time.time, faults: Faults | None = None) -> None:
+                 clock: Callable[[], float] = time.time, faults: Faults | None = None,
+                 tokens: AccessTokens | None = None) -> None:
         self.source = _Source(records, project, project_number, region, limits or MonitoringLimits(), authorize,
                               clock)
         self.faults = faults or Faults()
+        self.tokens = tokens
         self.calls: list[Message] = []
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -781,6 +810,9 @@ class MonitoringGrpc:
     async def _list_time_series(self, request: Message, context: grpc.aio.ServicerContext[Message, Message]) -> Message:
         self.calls.append(request)
         try:
+            if self.tokens is not None:  # gRPC carries the bearer token as `authorization` metadata
+                metadata = {key: str(value) for key, value in context.invocation_metadata() or ()}
+                self.tokens.caller(metadata.get("authorization"), "monitoring.googleapis.com", _RPC)
             await self.faults.google("ListTimeSeries")
             return self.answer(request)
         except GoogleError as exc:

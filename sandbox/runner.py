@@ -119,7 +119,6 @@ def bot_environment(world: World, database_url: str) -> dict[str, str]:
         "CHATOPS_SECRET_MANAGER_ENDPOINT": urls["secret_manager_endpoint"],
         "CHATOPS_LOGGING_ENDPOINT": urls["logging_endpoint"],
         "CHATOPS_MONITORING_ENDPOINT": urls["monitoring_endpoint"],
-        "CHATOPS_GOOGLE_CREDENTIALS": "anonymous",
         "CHATOPS_DATABASE_URL": database_url,
         "GCE_METADATA_HOST": metadata,
         "GCE_METADATA_IP": metadata,

@@ -10,7 +10,16 @@ refusal is FAILED_PRECONDITION "Secret Version [projects/N/secrets/S/versions/V]
 (external-secrets/external-secrets#4042, google-github-actions/get-secretmanager-secrets#268). Access needs
 secretmanager.versions.access on the version named ("Authorization requires the following IAM permission on
 the specified resource name", same page), checked before the secret is looked up, so a caller without it
-learns nothing of what exists.
+learns nothing of what exists. Every other method asks for its own permission the same way, on the resource it
+names (the project for ListSecrets and CreateSecret), so a principal with only roles/secretmanager.secretAccessor
+("Allows accessing the payload of secrets": secretmanager.versions.access alone,
+https://cloud.google.com/iam/docs/roles-permissions/secretmanager; https://cloud.google.com/secret-manager/docs/
+access-control) may read payloads and nothing else: no list, get, create, add, disable or delete.
+
+ListSecrets and ListSecretVersions page and filter: "If set to 0, the server decides the number of results to
+return. If the number is greater than 25000, it is capped at 25000" (ListSecretsRequest.page_size,
+https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets/list); `filter` is the subset in
+`sandbox.secret_filter`.
 """
 
 from __future__ import annotations
@@ -26,11 +35,13 @@ from google.cloud import secretmanager_v1
 from google.protobuf.message import Message
 
 from bot.checksum import crc32c
+from sandbox.access_tokens import AccessTokens, authenticated
 from sandbox.cloudrun import rfc3339
 from sandbox.faults import Faults
 from sandbox.google_errors import GoogleError, google_errors
 from sandbox.google_json import parse_body, respond
-from sandbox.iam import Authorize, allow_all
+from sandbox.iam import Authorize, Iam, allow_all
+from sandbox.secret_filter import SecretFilterError, parse
 
 _PATH = re.compile(
     r"^/v1/projects/(?P<project>[^/]+)(?:/locations/(?P<location>[^/]+))?/secrets"
@@ -45,6 +56,22 @@ METHODS = ("ListSecrets", "CreateSecret", "GetSecret", "UpdateSecret", "DeleteSe
 """The v1 API's methods (SecretManagerService's RPC names), as `POST /faults` takes them."""
 
 _SECRET_METHODS = {"GET": "GetSecret", "PATCH": "UpdateSecret", "DELETE": "DeleteSecret"}
+
+PERMISSIONS = {
+    "ListSecrets": "secretmanager.secrets.list", "CreateSecret": "secretmanager.secrets.create",
+    "GetSecret": "secretmanager.secrets.get", "UpdateSecret": "secretmanager.secrets.update",
+    "DeleteSecret": "secretmanager.secrets.delete", "AddSecretVersion": "secretmanager.versions.add",
+    "ListSecretVersions": "secretmanager.versions.list", "GetSecretVersion": "secretmanager.versions.get",
+    "AccessSecretVersion": "secretmanager.versions.access", "EnableSecretVersion": "secretmanager.versions.enable",
+    "DisableSecretVersion": "secretmanager.versions.disable",
+    "DestroySecretVersion": "secretmanager.versions.destroy",
+}
+"""The permission each method needs, as the Secret Manager roles reference names them
+(https://cloud.google.com/iam/docs/roles-permissions/secretmanager)."""
+
+MAX_PAGE_SIZE = 25_000
+DEFAULT_PAGE_SIZE = 100
+"""What "the server decides" for a page size of 0 here; Google does not publish its figure."""
 
 
 def method_of(request: web.Request) -> str:
@@ -150,27 +177,27 @@ _PROTO: dict[str, type[Message]] = {
 }
 
 
-def secretmanager_app(manager: SecretManager, faults: Faults | None = None) -> web.Application:
+def secretmanager_app(manager: SecretManager, faults: Faults | None = None,
+                      tokens: AccessTokens | None = None) -> web.Application:
     injected = faults or Faults()
 
     async def dispatch(request: web.Request) -> web.Response:
-        await injected.google(method_of(request))
+        called = method_of(request)
+        await injected.google(called)
         match = _PATH.match(request.path)
         if match is None:
             raise web.HTTPNotFound()
+        if called:
+            manager.authorize(PERMISSIONS[called], _resource(request.path))
         if match["project"] not in (manager.project, manager.project_number):
-            raise GoogleError("PERMISSION_DENIED", f"Permission 'secretmanager.secrets.list' denied for "
-                              f"resource 'projects/{match['project']}' (or it may not exist).")
+            raise Iam.denial(PERMISSIONS.get(called, "secretmanager.secrets.list"), _resource(request.path))
         name, version_ref, verb = match["secret"], match["version"], match["verb"]
         method = request.method
-        if verb == "access":
-            resource = request.path.removeprefix("/v1/").removesuffix(":access")
-            manager.authorize("secretmanager.versions.access", resource)
         if name is None:
             if method == "GET":
-                items = [manager.secret_json(s) for _, s in sorted(manager.secrets.items())]
-                return respond(request, _PROTO["ListSecretsResponse"], {"secrets": items, "totalSize": len(items)}
-                               if items else {})
+                rows = [({"name": manager.secret_path(s), **_labels(s.labels)}, manager.secret_json(s))
+                        for _, s in sorted(manager.secrets.items())]
+                return respond(request, _PROTO["ListSecretsResponse"], _listing(request, rows, "secrets"))
             if method == "POST":
                 secret_id = request.query.get("secretId", "")
                 if not _SECRET_ID.match(secret_id):
@@ -198,8 +225,8 @@ def secretmanager_app(manager: SecretManager, faults: Faults | None = None) -> w
             return respond(request, _PROTO["SecretVersion"], manager.version_json(secret, version))
         if version_ref is None and request.path.endswith("/versions"):
             items = [manager.version_json(secret, v) for v in reversed(secret.versions)]
-            return respond(request, _PROTO["ListSecretVersionsResponse"],
-                           {"versions": items, "totalSize": len(items)} if items else {})
+            rows = [({"name": item["name"], "state": item["state"]}, item) for item in items]
+            return respond(request, _PROTO["ListSecretVersionsResponse"], _listing(request, rows, "versions"))
         if version_ref is None:
             if method == "GET":
                 return respond(request, _PROTO["Secret"], manager.secret_json(secret))
@@ -238,9 +265,51 @@ def secretmanager_app(manager: SecretManager, faults: Faults | None = None) -> w
             return respond(request, _PROTO["SecretVersion"], manager.version_json(secret, version))
         raise web.HTTPMethodNotAllowed(method, ["GET", "POST"])
 
-    app = web.Application(middlewares=[google_errors])
+    checks = [authenticated(tokens, "secretmanager.googleapis.com",
+                            lambda request: f"google.cloud.secretmanager.v1.SecretManagerService.{method_of(request)}")
+              ] if tokens is not None else []
+    app = web.Application(middlewares=[google_errors, *checks])
     app.router.add_route("*", "/v1/{rest:.*}", dispatch)
     return app
+
+
+def _resource(path: str) -> str:
+    """The resource a request names, the one its permission is checked on: the project for the collection."""
+    name = path.removeprefix("/v1/").split(":", 1)[0]
+    return name.removesuffix("/secrets") if name.endswith("/secrets") else name
+
+
+def _labels(labels: dict[str, str]) -> dict[str, str]:
+    return {f"labels.{key}": value for key, value in labels.items()}
+
+
+def _listing(request: web.Request, rows: list[tuple[dict[str, str], dict[str, Any]]], key: str) -> dict[str, Any]:
+    """One page of a filtered list. `rows` pairs what the filter sees with the JSON served. totalSize is "The
+    total number of Secrets but 0 when the ListSecretsRequest.filter field is set" (ListSecretsResponse); the page
+    token is this sandbox's own, an offset, opaque to the client."""
+    text = request.query.get("filter", "")
+    try:
+        keep = parse(text)
+    except SecretFilterError as exc:
+        raise GoogleError("INVALID_ARGUMENT", str(exc)) from None
+    token = request.query.get("pageToken", "")
+    try:
+        size = int(request.query.get("pageSize") or 0)
+        start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+    except ValueError:
+        raise GoogleError("INVALID_ARGUMENT", "Invalid page_size or page_token.") from None
+    if size < 0:
+        raise GoogleError("INVALID_ARGUMENT", "page_size must not be negative.")
+    size = min(size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+    items = [body for record, body in rows if keep(record)]
+    page: dict[str, Any] = {}
+    if items[start:start + size]:
+        page[key] = items[start:start + size]
+    if start + size < len(items):
+        page["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+    if items and not text:
+        page["totalSize"] = len(items)
+    return page
 
 
 async def _payload(request: web.Request) -> dict[str, Any]:

@@ -131,6 +131,7 @@ async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.R
     scopes: dict[str, str] = {}
     try:
         values, token = await _arguments(request, query_token_refused=workspace.limits.token_in_query_refused)
+        warnings = _charset_warnings(request)
         if token is None:
             raise SlackError("not_authed")
         if not secrets.compare_digest(token, workspace.bot_token):
@@ -140,12 +141,44 @@ async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.R
         needed = needed_scope(name)
         if needed is not None and needed not in workspace.scopes:
             raise MissingScope(needed, workspace.scopes)
-        return _reply({"ok": True, **method(workspace, Args(values))}, headers=scopes)
+        return _reply(_warned({"ok": True, **method(workspace, Args(values))}, warnings), headers=scopes)
     except RateLimited as limited:
         return _reply({"ok": False, "error": limited.error}, status=429,
                       headers={**scopes, "Retry-After": str(limited.retry_after)})
     except SlackError as error:
         return _reply(_error_body(error), headers=scopes)
+
+
+_WARNINGS = {
+    "missing_charset": "[WARN] A Content-Type HTTP header was presented but did not declare a charset, such as a "
+                       "'utf-8'",
+    "superfluous_charset": "[WARN] A charset was declared for a Content-Type that takes none",
+}
+
+
+def _charset_warnings(request: web.Request) -> list[str]:
+    """JSON is to be posted as `Content-type: application/json; charset=utf-8`
+    (https://api.slack.com/web#posting_json); a JSON body without a charset is served but warned `missing_charset`,
+    and a charset on a URL-encoded body `superfluous_charset` ("Well wishes and warnings in the Web API",
+    https://medium.com/slack-developer-blog/well-wishes-and-warnings-in-the-web-api-489456837220)."""
+    if request.method != "POST":
+        return []
+    if request.content_type in _JSON_TYPES and request.charset is None:
+        return ["missing_charset"]
+    if request.content_type in _FORM_TYPES and request.charset is not None:
+        return ["superfluous_charset"]
+    return []
+
+
+def _warned(body: Json, warnings: list[str]) -> Json:
+    """Warnings as Slack reports them: a comma-separated `warning` and, since 2016, `response_metadata.warnings`
+    with a `[WARN]` message each (https://api.slack.com/changelog/2016-09-28-response-metadata-is-on-the-way)."""
+    if not warnings:
+        return body
+    metadata = dict(body.get("response_metadata") or {})
+    metadata["warnings"] = warnings
+    metadata["messages"] = [*metadata.get("messages", []), *(_WARNINGS[w] for w in warnings)]
+    return {**body, "warning": ",".join(warnings), "response_metadata": metadata}
 
 
 def _scope_headers(workspace: Workspace, method: str) -> dict[str, str]:

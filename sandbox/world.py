@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.config import Config
 from sandbox import cloudrun_api, logging_api, monitoring_api, secretmanager, slack_api
+from sandbox.access_tokens import AccessTokens
 from sandbox.behaviour import Behaviour, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
@@ -112,8 +113,10 @@ class World:
                               requests_per_s=self.options.requests_per_s)
             for name, service in config.services.items()
         }, verify=self.id_tokens.verify, may_invoke=self.iam.may_invoke)
+        # The access tokens the metadata server issues are the only credentials the Google APIs accept.
+        self.access_tokens = AccessTokens(lifetime_s=lambda: self.identity_limits.access_token_lifetime_s)
         self.metadata = MetadataServer(config.project, self.run.project_number, config.region, self.service_account,
-                                       self.id_tokens)
+                                       self.id_tokens, self.access_tokens)
         self.secret_manager = SecretManager(config.project, self.run.project_number, authorize=self.iam.authorize)
         self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
         self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
@@ -136,7 +139,7 @@ class World:
         self.logging_quota = ReadQuota(self.logs.limits, self.run.project_number)
         self.monitoring = MonitoringGrpc(lambda: self.traffic.records, config.project, self.run.project_number,
                                          config.region, limits=self.monitoring_limits, authorize=self.iam.authorize,
-                                         faults=self.faults)
+                                         faults=self.faults, tokens=self.access_tokens)
 
     @property
     def signing_secret(self) -> str:
@@ -175,13 +178,13 @@ class World:
         self._fleet_url = fleet.url
         self._seed()
         apps = {
-            "cloud_run": cloudrun_app(self.run, self.faults),
-            "secret_manager": secretmanager_app(self.secret_manager, self.faults),
+            "cloud_run": cloudrun_app(self.run, self.faults, self.access_tokens),
+            "secret_manager": secretmanager_app(self.secret_manager, self.faults, self.access_tokens),
             "logging": logging_app(self.logs, consumer_number=self.run.project_number, authorize=self.iam.authorize,
-                                   quota=self.logging_quota, faults=self.faults),
+                                   quota=self.logging_quota, faults=self.faults, tokens=self.access_tokens),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region, limits=self.monitoring_limits,
-                                         authorize=self.iam.authorize, faults=self.faults),
+                                         authorize=self.iam.authorize, faults=self.faults, tokens=self.access_tokens),
             "slack_api": slack_api_app(self.workspace, self.faults),
             "metadata": metadata_app(self.metadata),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
+from google.oauth2.credentials import Credentials
 
 from bot.config import Config, load_config
 from sandbox.world import World, WorldOptions
@@ -74,6 +74,18 @@ def bot_may_not_invoke(world: World, service: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def also_granted(world: World, *roles: str) -> Iterator[None]:
+    """For a while, the bot's service account also holds these project roles: how a test plays an operator (the
+    sandbox has one principal), e.g. roles/secretmanager.admin to create and rotate secrets."""
+    held = list(world.iam.roles)
+    world.iam.set_roles([*held, *roles])
+    try:
+        yield
+    finally:
+        world.iam.set_roles(held)
+
+
+@contextlib.contextmanager
 def open_to_all_users(world: World, service: str) -> Iterator[None]:
     """allUsers holds roles/run.invoker on the service (https://cloud.google.com/run/docs/authenticating/public)."""
     bindings = world.iam.policy(world.iam.service_name(service)).bindings
@@ -89,13 +101,24 @@ def client_options(endpoint: str) -> ClientOptions:
     return ClientOptions(api_endpoint=endpoint)
 
 
+def google_credentials(world: World) -> Credentials:
+    """An access token from the world's metadata server, the only credentials its Google APIs accept: a test
+    calling them plays a caller on the bot's instance (gcloud, an operator's script)."""
+    return Credentials(token=world.metadata.access_token())  # type: ignore[no-untyped-call]
+
+
+def google_auth(world: World) -> dict[str, str]:
+    """The same token as the header a raw REST call sends."""
+    return {"Authorization": f"Bearer {world.metadata.access_token()}"}
+
+
 @pytest.fixture(scope="session")
 def services_client(world: World) -> run_v2.ServicesClient:
-    return run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+    return run_v2.ServicesClient(transport="rest", credentials=google_credentials(world),
                                  client_options=client_options(world.url("cloud_run")))
 
 
 @pytest.fixture(scope="session")
 def revisions_client(world: World) -> run_v2.RevisionsClient:
-    return run_v2.RevisionsClient(transport="rest", credentials=AnonymousCredentials(),
+    return run_v2.RevisionsClient(transport="rest", credentials=google_credentials(world),
                                   client_options=client_options(world.url("cloud_run")))

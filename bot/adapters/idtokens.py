@@ -30,7 +30,7 @@ from google.auth import exceptions
 log = logging.getLogger(__name__)
 
 
-class _MetadataAt:
+class MetadataAt:
     """google-auth's requests transport, bound to one metadata server.
 
     google-auth reads GCE_METADATA_HOST once, when its metadata module is first imported
@@ -105,7 +105,7 @@ class IdTokens:
         return token
 
     def _fetch_blocking(self, audience: str) -> tuple[str, float]:
-        request = _MetadataAt(self._host) if self._host else google.auth.transport.requests.Request()
+        request = MetadataAt(self._host) if self._host else google.auth.transport.requests.Request()
         if self._found is None:
             self._found = google.oauth2.id_token.fetch_id_token_credentials(  # type: ignore[no-untyped-call]
                 audience, request=request)

@@ -30,9 +30,9 @@ from urllib.parse import unquote
 
 import requests
 from google.api_core import exceptions
-from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import GoogleAuthError
 
+from bot.adapters.google_clients import credentials
 from bot.environment import Environment
 from bot.render.mrkdwn import escape
 
@@ -109,10 +109,9 @@ class LogsGateway:
             if self._client is None:
                 from google.cloud import logging
 
-                anonymous = AnonymousCredentials() if self.env.anonymous_google else None  # type: ignore[no-untyped-call]
                 options = {"api_endpoint": self.env.logging_endpoint} if self.env.logging_endpoint else None
                 self._client = logging.Client(  # type: ignore[no-untyped-call]
-                    project=self.project, credentials=anonymous, _use_grpc=False, client_options=options)
+                    project=self.project, credentials=credentials(self.env), _use_grpc=False, client_options=options)
             return self._client
 
     def _revision_filter(self, service: str, revision: str, start: datetime, end: datetime) -> str:

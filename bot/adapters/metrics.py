@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import google.auth.transport.requests
 from google.api_core import exceptions
 from google.api_core.retry import Retry, if_transient_error
+from google.auth.credentials import Credentials
 
+from bot.adapters.google_clients import credentials
 from bot.environment import Environment
 from bot.render.mrkdwn import escape
 
@@ -52,6 +55,35 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _with_bearer(channel: Any, found: Credentials) -> Any:
+    """The channel, sending the access token as `authorization` metadata: gRPC attaches call credentials only to
+    TLS channels, and an endpoint override (the sandbox) speaks plaintext. grpc is imported here, on first use,
+    like the rest of the Monitoring client."""
+    import collections
+
+    import grpc
+
+    class Details(collections.namedtuple("Details", ("method", "timeout", "metadata", "credentials",
+                                                     "wait_for_ready", "compression")),
+                  grpc.ClientCallDetails):
+        pass
+
+    class Bearer(grpc.UnaryUnaryClientInterceptor):
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            with self._lock:
+                if not found.valid:
+                    found.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+                token = found.token
+            metadata = [*(details.metadata or ()), ("authorization", f"Bearer {token}")]
+            return continuation(Details(details.method, details.timeout, metadata, details.credentials,
+                                        details.wait_for_ready, details.compression), request)
+
+    return grpc.intercept_channel(channel, Bearer())
+
+
 class MetricsGateway:
     def __init__(self, project: str, env: Environment, *, timeout: float = 5.0) -> None:
         self.name = f"projects/{project}"
@@ -64,21 +96,21 @@ class MetricsGateway:
         """Built on first use: gRPC and the Monitoring types cost start-up time and memory no command needs."""
         with self._lock:
             if self._client is None:
-                from google.auth.credentials import AnonymousCredentials
                 from google.cloud import monitoring_v3
                 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 
                 endpoint = (self.env.monitoring_endpoint or "").removeprefix("http://")
+                found = credentials(self.env)
                 if endpoint:
                     import grpc
 
-                    transport = MetricServiceGrpcTransport(channel=grpc.insecure_channel(endpoint))
+                    channel = grpc.insecure_channel(endpoint)
+                    if found is not None and not self.env.anonymous_google:
+                        channel = _with_bearer(channel, found)
+                    transport = MetricServiceGrpcTransport(channel=channel)
                     self._client = monitoring_v3.MetricServiceClient(transport=transport)
-                elif self.env.anonymous_google:
-                    self._client = monitoring_v3.MetricServiceClient(
-                        credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
                 else:
-                    self._client = monitoring_v3.MetricServiceClient()
+                    self._client = monitoring_v3.MetricServiceClient(credentials=found)
             return self._client
 
     async def request_stats(self, service: str, revision: str, start: datetime,

@@ -11,6 +11,7 @@ from google.api_core import exceptions
 from google.cloud import run_v2
 
 from sandbox.world import World
+from tests.conftest import google_auth
 from tests.contract.schemas import assert_google
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
@@ -24,7 +25,7 @@ def name_of(service: str) -> str:
 
 
 async def raw(world: World, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         return await client.request(method, path, **kwargs)
 
 
@@ -219,6 +220,32 @@ async def test_unknown_fields_are_refused_like_google_does(world: World) -> None
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
     assert "trafic" in response.json()["error"]["message"]
+
+
+async def test_a_page_size_above_the_maximum_is_coerced_and_a_negative_one_refused(
+    world: World, services_client: run_v2.ServicesClient
+) -> None:
+    """AIP-158 (https://google.aip.dev/158): "If the user specifies page_size greater than the maximum permitted by
+    the API, the API should coerce the size to the maximum permitted page size"; "If the user specifies a negative
+    value for page_size, the API must send an INVALID_ARGUMENT error"."""
+    pager = await asyncio.to_thread(services_client.list_services, request={"parent": PARENT, "page_size": 5000})
+    listed = await asyncio.to_thread(lambda: [s.name for s in pager])
+    assert sorted(listed) == sorted(name_of(name) for name in world.run.services)
+    refused = await raw(world, "GET", f"/v2/{PARENT}/services", params={"pageSize": -1})
+    assert refused.status_code == 400 and refused.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+async def test_revisions_of_every_service_are_listed_under_the_dash(
+    world: World, revisions_client: run_v2.RevisionsClient
+) -> None:
+    """ListRevisionsRequest.parent: "To list all Revisions across Services, use "-" instead of Service name"
+    (https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.services.revisions/list)."""
+    pager = await asyncio.to_thread(revisions_client.list_revisions,
+                                    request={"parent": name_of("-"), "page_size": 3})
+    listed = await asyncio.to_thread(lambda: [r.name for r in pager])
+    services = {name.split("/services/")[1].split("/")[0] for name in listed}
+    assert services == set(world.run.services)
+    assert len(listed) == len(set(listed)) == len(world.run.listed_revisions("-"))
 
 
 async def test_revisions_page_and_operations_can_be_waited_on(

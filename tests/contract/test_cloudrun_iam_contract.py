@@ -15,6 +15,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 
 from sandbox.iam import DEFAULT_ROLES
 from sandbox.world import PUBLIC_SERVICES, World
+from tests.conftest import google_auth
 from tests.contract.schemas import assert_google
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
@@ -64,6 +65,25 @@ async def test_a_caller_without_the_permission_gets_googles_denial_with_its_erro
     assert denied.value.metadata == {"permission": "run.services.get", "resource": name_of("prediction-worker")}
     assert denied.value.message.endswith(f": Permission 'run.services.get' denied on resource "
                                          f"'{name_of('prediction-worker')}' (or resource may not exist).")
+
+
+async def test_a_service_in_another_project_is_denied_with_the_same_error_info(
+    services_client: run_v2.ServicesClient, revisions_client: run_v2.RevisionsClient
+) -> None:
+    """The bot holds no role in another project, so Google answers there as for a missing role at home:
+    PERMISSION_DENIED with ErrorInfo IAM_PERMISSION_DENIED {permission, resource} (google/api/error_reason.proto;
+    https://google.aip.dev/211: permission is checked before existence)."""
+    elsewhere = "projects/someone-else/locations/us-west2"
+    with pytest.raises(exceptions.Forbidden) as denied:
+        await asyncio.to_thread(services_client.get_service, name=f"{elsewhere}/services/prediction-worker")
+    with pytest.raises(exceptions.Forbidden) as listed:
+        await asyncio.to_thread(lambda: list(revisions_client.list_revisions(
+            parent=f"{elsewhere}/services/prediction-worker")))
+    assert (denied.value.reason, denied.value.domain) == ("IAM_PERMISSION_DENIED", "run.googleapis.com")
+    assert denied.value.metadata == {"permission": "run.services.get",
+                                     "resource": f"{elsewhere}/services/prediction-worker"}
+    assert listed.value.metadata == {"permission": "run.revisions.list",
+                                     "resource": f"{elsewhere}/services/prediction-worker"}
 
 
 async def test_a_viewer_reads_but_cannot_write(world: World, services_client: run_v2.ServicesClient) -> None:
@@ -126,7 +146,7 @@ async def test_get_iam_policy_returns_the_services_bindings(
                                      request=iam_policy_pb2.GetIamPolicyRequest(resource=name_of("prediction-worker")))
     assert [(b.role, list(b.members)) for b in policy.bindings] == [("roles/run.invoker", [world.iam.member])]
     assert policy.version == 1 and policy.etag
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         body = (await client.get(f"/v2/{name_of('nba-admin-dashboard')}:getIamPolicy")).json()
         refused = await client.get(f"/v2/{name_of('nba-admin-dashboard')}:getIamPolicy",
                                    params={"options.requestedPolicyVersion": 2})
@@ -171,7 +191,7 @@ async def test_test_iam_permissions_answers_the_subset_held(
         permissions=["run.services.update", "run.services.setIamPolicy", "run.routes.invoke"])
     answer = await asyncio.to_thread(services_client.test_iam_permissions, request=asked)
     assert list(answer.permissions) == ["run.services.update", "run.routes.invoke"]
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         body = (await client.post(f"/v2/{name_of('prediction-worker')}:testIamPermissions",
                                   json={"permissions": ["run.services.get"]})).json()
         wildcard = await client.post(f"/v2/{name_of('prediction-worker')}:testIamPermissions",
@@ -183,7 +203,7 @@ async def test_test_iam_permissions_answers_the_subset_held(
 async def test_turning_the_invoker_check_off_needs_set_iam_policy(world: World) -> None:
     """"To disable or re-enable the Invoker IAM check on a service, you must have ... run.services.setIamPolicy"
     (https://cloud.google.com/run/docs/authenticating/public)."""
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         service = (await client.get(f"/v2/{name_of('nba-phase4-precompute-processors')}")).json()
         del service["template"]["revision"]
         refused = await client.patch(f"/v2/{service['name']}", json={**service, "invokerIamDisabled": True})

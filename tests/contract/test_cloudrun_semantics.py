@@ -16,6 +16,7 @@ from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
 from sandbox.world import World
+from tests.conftest import google_auth
 from tests.contract.schemas import assert_google
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
@@ -77,7 +78,7 @@ async def test_a_traffic_target_naming_a_missing_revision_fails_the_operation_no
     with pytest.raises(exceptions.InternalServerError, match="Revision 'sem-missing-gone' does not exist or is "
                        "deleted"):
         await asyncio.to_thread(operation.result, timeout=30)
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         failed = (await client.get(f"/v2/{operation.operation.name}")).json()
     assert_google("run.v2", "GoogleLongrunningOperation", failed)
     assert failed["error"]["code"] == 13 and "response" not in failed
@@ -222,7 +223,7 @@ async def test_wait_operation_may_return_early_but_never_late(
     read = await fresh(services_client, "sem-wait")
 
     async def wait(name: str, timeout: str) -> tuple[float, dict[str, Any]]:
-        async with httpx.AsyncClient(base_url=world.url("cloud_run"), timeout=30) as client:
+        async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world), timeout=30) as client:
             started = time.monotonic()
             body = (await client.post(f"/v2/{name}:wait", json={"timeout": timeout})).json()
             return time.monotonic() - started, body
@@ -261,7 +262,7 @@ async def test_names_follow_googles_limits(services_client: run_v2.ServicesClien
 async def test_force_new_revision_creates_one_from_an_unchanged_template(world: World) -> None:
     """services.patch forceNewRevision: "a new revision will be created from the template even if the system
     doesn't detect any changes from the previously deployed revision" (run.v2 discovery document)."""
-    async with httpx.AsyncClient(base_url=world.url("cloud_run")) as client:
+    async with httpx.AsyncClient(base_url=world.url("cloud_run"), headers=google_auth(world)) as client:
         created = (await client.post(f"/v2/{PARENT}/services", params={"serviceId": "sem-force"},
                                      json={"template": {"containers": [{"image": image("sem-force")}]}})).json()
         await asyncio.sleep(0.3)

@@ -16,7 +16,6 @@ import httpx
 import pytest
 import requests
 from google.api_core import exceptions
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, run_v2, secretmanager_v1
 from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
 from google.protobuf import field_mask_pb2
@@ -25,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 
 from sandbox import cloudrun_api
 from sandbox.world import World
-from tests.conftest import client_options
+from tests.conftest import also_granted, client_options, google_auth, google_credentials
 
 PARENT = "projects/nba-props-platform/locations/us-west2"
 SERVICE = f"{PARENT}/services/nba-grading-service"
@@ -131,20 +130,21 @@ async def test_the_admin_api_methods_are_faulted_under_the_names_state_counts_th
 
 
 async def test_secret_manager_access_is_refused_with_the_status_asked_for(world: World) -> None:
-    client = secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=AnonymousCredentials(),
+    client = secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=google_credentials(world),
                                                          client_options=client_options(world.url("secret_manager")))
     await inject(world, method="AccessSecretVersion", status=403)
     name = f"projects/nba-props-platform/secrets/{world.config.secrets.slack_bot_token}/versions/latest"
     with pytest.raises(exceptions.Forbidden):
         await asyncio.to_thread(client.access_secret_version, name=name, retry=None)
-    secret = await asyncio.to_thread(client.get_secret, name=name.rsplit("/versions", 1)[0])
+    with also_granted(world, "roles/secretmanager.viewer"):
+        secret = await asyncio.to_thread(client.get_secret, name=name.rsplit("/versions", 1)[0])
     assert secret.name.endswith(world.config.secrets.slack_bot_token), "only the faulted method fails"
 
 
 async def test_a_logging_read_faulted_in_front_is_not_charged_to_the_read_quota(world: World) -> None:
     await inject(world, method="ListLogEntries", status=429, count=1)
     served = world.logging_quota.served
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=google_auth(world)) as http:
         response = await http.post(f"{world.url('logging')}/v2/entries:list",
                                    json={"resourceNames": ["projects/nba-props-platform"]})
     assert response.status_code == 429 and response.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
@@ -159,7 +159,8 @@ async def test_monitoring_over_grpc_aborts_with_the_canonical_code(world: World)
     request = {"name": "projects/nba-props-platform", "filter": 'metric.type = "run.googleapis.com/request_count"',
                "interval": {"start_time": {"seconds": now - 600}, "end_time": {"seconds": now}}}
     with pytest.raises(exceptions.ServiceUnavailable):
-        await asyncio.to_thread(lambda: list(client.list_time_series(request=request, retry=None)))
+        await asyncio.to_thread(lambda: list(client.list_time_series(
+            request=request, retry=None, metadata=[("authorization", f"Bearer {world.metadata.access_token()}")])))
 
 
 async def test_slack_answers_429_with_retry_after_and_5xx_with_its_error(world: World) -> None:

@@ -23,6 +23,8 @@ from sandbox.google_errors import GoogleError
 from sandbox.logging_api import logging_app
 from sandbox.logstore import LoggingLimits, LogStore
 from sandbox.serving import Listener, start, stop
+from sandbox.world import World
+from tests.conftest import google_credentials
 from tests.contract.schemas import assert_google
 
 PROJECT = "nba-props-platform"
@@ -430,3 +432,20 @@ async def test_a_caller_without_logging_log_entries_list_is_refused() -> None:
     assert refused.value.code == 403 and refused.value.response.json()["error"]["status"] == "PERMISSION_DENIED"
     assert asked == [("logging.logEntries.list", f"projects/{PROJECT}"),
                      ("logging.logEntries.list", "projects/someone-else")]
+
+
+async def test_the_bot_reading_another_projects_logs_is_refused_not_answered_empty(world: World) -> None:
+    """The bot's logging.viewer is granted on its own project; a role granted on a project is inherited by what
+    is in it and nowhere else (https://cloud.google.com/iam/docs/resource-hierarchy-access-control), and entries.list
+    needs logging.logEntries.list on every parent it names
+    (https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list): Google answers PERMISSION_DENIED,
+    never an empty page that reads as "no errors"."""
+    theirs = logging.Client(project="someone-else", credentials=google_credentials(world), _use_grpc=False,
+                            client_options={"api_endpoint": world.url("logging")})
+    with pytest.raises(exceptions.Forbidden) as refused:
+        await listed(theirs, filter_="severity>=ERROR")
+    assert (refused.value.reason, refused.value.domain) == ("IAM_PERMISSION_DENIED", "logging.googleapis.com")
+    assert refused.value.metadata == {"permission": "logging.logEntries.list", "resource": "projects/someone-else"}
+    ours = logging.Client(project=world.config.project, credentials=google_credentials(world), _use_grpc=False,
+                          client_options={"api_endpoint": world.url("logging")})
+    assert isinstance(await listed(ours, filter_="severity>=ERROR", max_results=1), list)

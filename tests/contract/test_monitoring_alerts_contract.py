@@ -21,13 +21,12 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1
 
 from bot.config import Config
 from sandbox.serving import Listener, start, stop
 from sandbox.world import World, WorldOptions
-from tests.conftest import client_options
+from tests.conftest import client_options, google_credentials
 
 SERVICE = "prediction-worker"
 
@@ -73,7 +72,7 @@ class Channel:
     def _read_token(self) -> str:
         """Read as an operator with secretAccessor would: the world keeps it in Secret Manager."""
         client = secretmanager_v1.SecretManagerServiceClient(
-            transport="rest", credentials=AnonymousCredentials(),
+            transport="rest", credentials=google_credentials(self.world),
             client_options=client_options(self.world.url("secret_manager")))
         name = (f"projects/{self.world.config.project}/secrets/{self.world.config.secrets.monitoring_webhook_token}"
                 "/versions/latest")

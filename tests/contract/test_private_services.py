@@ -71,16 +71,31 @@ async def test_the_bots_token_for_the_service_url_opens_the_service_url_and_its_
                                                         email=world.service_account))).status_code == 200
 
 
+async def test_a_token_for_the_tag_url_opens_the_tag_url_and_the_service_url(world: World, private: Private) -> None:
+    """The audience must match "the receiving service's *.run.app URL"
+    (https://cloud.google.com/run/docs/configuring/custom-audiences); a tag URL is one of the service's run.app URLs
+    (https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration), so a caller that names the URL
+    it calls, as https://cloud.google.com/run/docs/authenticating/service-to-service shows, gets in. A tag of
+    another service is still another service's audience."""
+    token = world.id_tokens.mint(audience=private.tag_url, email=world.service_account)
+    assert (await get(private.tag_url, token)).status_code == 200
+    assert (await get(private.url, token)).status_code == 200
+    elsewhere = world.id_tokens.mint(audience=world.run.tag_url("prediction-worker", "blue"),
+                                     email=world.service_account)
+    assert (await get(private.tag_url, elsewhere)).status_code == 401
+
+
 async def test_tokens_cloud_run_cannot_accept_are_refused_with_401(world: World, private: Private) -> None:
     """Another audience (GoogleCloudPlatform/cloud-run-proxy#10: audience "demo" -> 401;
     GoogleCloudPlatform/cloud-networking-solutions#78: an `aud` that is not the service's run.app URL -> 401),
-    the tag URL as audience (assumption, the strict reading), an expired token, one signed by a key that is not
+    a tag URL the service does not have, an expired token, one signed by a key that is not
     Google's, and something that is not a JWT (assumed 401 like any token that cannot be verified)."""
     other_service = world.run.url_for("prediction-worker")
     stranger = IdTokenIssuer()
     refused = {
         "another service's audience": world.id_tokens.mint(audience=other_service, email=world.service_account),
-        "the tag URL as audience": world.id_tokens.mint(audience=private.tag_url, email=world.service_account),
+        "a tag it does not have": world.id_tokens.mint(audience=world.run.tag_url(private.name, "green"),
+                                                        email=world.service_account),
         "expired": world.id_tokens.mint(audience=private.url, email=world.service_account,
                                         issued_at=time.time() - 3601),
         "signed by another key": stranger.mint(audience=private.url, email=world.service_account),

@@ -35,8 +35,13 @@ def test_headless_sandbox_writes_endpoints_keeps_secrets_and_exits_0_on_sigterm(
         with httpx.Client(timeout=5) as http:
             state = http.get(f"{endpoints['control_url']}/state").json()
             assert len(state["services"]) == 7
-            service = http.get(f"{endpoints['cloud_run_endpoint']}/v2/projects/nba-props-platform/locations/"
-                               "us-west2/services/prediction-worker").json()
+            # Google's APIs take the access token the metadata server issues, and nothing less (401 without it).
+            access = http.get(f"{endpoints['metadata_url']}/computeMetadata/v1/instance/service-accounts/default/"
+                              "token", headers={"Metadata-Flavor": "Google"}).json()["access_token"]
+            google = {"Authorization": f"Bearer {access}"}
+            described = f"{endpoints['cloud_run_endpoint']}/v2/projects/nba-props-platform/locations/us-west2/services/"
+            assert http.get(described + "prediction-worker").status_code == 401
+            service = http.get(described + "prediction-worker", headers=google).json()
             # The fleet is private (Cloud Run's default): an ID token for the service URL from the metadata
             # server opens it (https://cloud.google.com/run/docs/authenticating/service-to-service).
             assert http.get(f"{service['uri']}/health").status_code == 403
@@ -48,12 +53,12 @@ def test_headless_sandbox_writes_endpoints_keeps_secrets_and_exits_0_on_sigterm(
             assert http.post(f"{endpoints['slack_api_url']}auth.test").json()["error"] == "not_authed"
             secrets = [
                 http.get(f"{endpoints['secret_manager_endpoint']}/v1/projects/nba-props-platform/secrets/"
-                         f"{name}/versions/latest:access").json()["payload"]["data"]
+                         f"{name}/versions/latest:access", headers=google).json()["payload"]["data"]
                 for name in ("slack-bot-token", "slack-signing-secret")
             ]
             # the simulated traffic's first entries are searchable once Logging's ingestion delay has passed
             deadline = time.monotonic() + 10
-            while not (logged := http.post(f"{endpoints['logging_endpoint']}/v2/entries:list", json={
+            while not (logged := http.post(f"{endpoints['logging_endpoint']}/v2/entries:list", headers=google, json={
                     "resourceNames": ["projects/nba-props-platform"], "pageSize": 5}).json()):
                 assert time.monotonic() < deadline, "no log entry became searchable"
                 time.sleep(0.5)

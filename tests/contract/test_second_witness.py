@@ -3,7 +3,8 @@
 Each test runs a script from tests/contract/witness (pinned versions in its package-lock.json) as a subprocess
 against the session world and asserts on the JSON it prints. Where a Node client and the sandbox disagree, the
 sandbox is wrong until a documentation page says otherwise. Google's clients reach the sandbox through their
-documented endpoint options and google-auth-library's PassThroughClient (no credentials); Slack's client gets the
+documented endpoint options and google-auth-library's Compute client, with the access tokens of the sandbox's
+metadata server (the APIs answer 401 without one); Slack's client gets the
 bot token through its environment only, and the token never appears in what the scripts print.
 
 The install (`npm ci` from the lock, into tests/contract/witness/node_modules) runs once and is reused while the
@@ -33,6 +34,7 @@ from google.cloud import run_v2
 
 from bot.checksum import crc32c
 from sandbox.world import World
+from tests.conftest import also_granted, google_auth
 
 WITNESS = Path(__file__).resolve().parent / "witness"
 LOCK = WITNESS / "package-lock.json"
@@ -81,6 +83,7 @@ class Witness:
             "WITNESS_CLOUD_RUN": self.world.url("cloud_run"),
             "WITNESS_SECRET_MANAGER": self.world.url("secret_manager"),
             "WITNESS_LOGGING": self.world.url("logging"),
+            "GCE_METADATA_HOST": self.world.url("metadata").removeprefix("http://"),
         }
 
     def slack_env(self) -> dict[str, str]:
@@ -258,8 +261,9 @@ async def test_node_accesses_the_latest_secret_version_and_checks_its_crc32c(wit
     assert base64.b64decode(seen["data"]) == newest
     assert seen["dataCrc32c"] == seen["computedCrc32c"] == str(crc32c(newest))
 
-    async with httpx.AsyncClient(base_url=world.url("secret_manager")) as http:
-        disabled = await http.post(f"/v1/projects/{world.config.project}/secrets/{secret}/versions/2:disable")
+    async with httpx.AsyncClient(base_url=world.url("secret_manager"), headers=google_auth(world)) as http:
+        with also_granted(world, "roles/secretmanager.secretVersionManager"):
+            disabled = await http.post(f"/v1/projects/{world.config.project}/secrets/{secret}/versions/2:disable")
     assert disabled.status_code == 200
     refused = await witness.run("secretmanager.mjs", "access_refused", {"secret": secret})
     assert refused["refused"] and refused["httpStatus"] == 400

@@ -17,14 +17,14 @@ from sandbox.google_errors import GoogleError
 from sandbox.secretmanager import SecretManager, secretmanager_app
 from sandbox.serving import Listener, start, stop
 from sandbox.world import World
-from tests.conftest import client_options
+from tests.conftest import also_granted, client_options, google_auth, google_credentials
 from tests.contract.schemas import assert_google
 
 
 @pytest.fixture(scope="module")
 def client(world: World) -> secretmanager_v1.SecretManagerServiceClient:
     return secretmanager_v1.SecretManagerServiceClient(
-        transport="rest", credentials=AnonymousCredentials(),
+        transport="rest", credentials=google_credentials(world),
         client_options=client_options(world.url("secret_manager")))
 
 
@@ -52,6 +52,13 @@ async def test_versions_are_added_accessed_by_number_and_disabled(
     world: World, client: secretmanager_v1.SecretManagerServiceClient
 ) -> None:
     parent = "projects/nba-props-platform"
+    with also_granted(world, "roles/secretmanager.admin"):
+        await versions_are_added_accessed_by_number_and_disabled(world, client, parent)
+
+
+async def versions_are_added_accessed_by_number_and_disabled(
+    world: World, client: secretmanager_v1.SecretManagerServiceClient, parent: str
+) -> None:
     secret = await asyncio.to_thread(client.create_secret, parent=parent, secret_id="rotation-test",
                                      secret={"replication": {"automatic": {}}})
     assert secret.name == f"projects/{world.run.project_number}/secrets/rotation-test"
@@ -84,26 +91,27 @@ async def test_latest_is_the_newest_version_even_when_it_cannot_be_read(
     docs/reference/rest/v1/projects.secrets.versions/access): once that version is disabled or destroyed, reading
     `latest` fails with FAILED_PRECONDITION, Google's "Secret Version [...] is in DISABLED state."
     (external-secrets/external-secrets#4042), rather than falling back to the older, enabled version."""
-    secret = await asyncio.to_thread(client.create_secret, parent="projects/nba-props-platform",
-                                     secret_id="latest-test", secret={"replication": {"automatic": {}}})
-    for _ in range(2):
-        value = secrets.token_bytes(16)
-        await asyncio.to_thread(client.add_secret_version, parent=secret.name,
-                                payload={"data": value, "data_crc32c": crc32c(value)})
-    await asyncio.to_thread(client.disable_secret_version, name=f"{secret.name}/versions/2")
-    latest = "projects/nba-props-platform/secrets/latest-test/versions/latest"
-    with pytest.raises(exceptions.BadRequest) as disabled:
-        await asyncio.to_thread(client.access_secret_version, name=latest)
-    await asyncio.to_thread(client.destroy_secret_version, name=f"{secret.name}/versions/2")
-    with pytest.raises(exceptions.BadRequest) as destroyed:
-        await asyncio.to_thread(client.access_secret_version, name=latest)
+    with also_granted(world, "roles/secretmanager.admin"):
+        secret = await asyncio.to_thread(client.create_secret, parent="projects/nba-props-platform",
+                                         secret_id="latest-test", secret={"replication": {"automatic": {}}})
+        for _ in range(2):
+            value = secrets.token_bytes(16)
+            await asyncio.to_thread(client.add_secret_version, parent=secret.name,
+                                    payload={"data": value, "data_crc32c": crc32c(value)})
+        await asyncio.to_thread(client.disable_secret_version, name=f"{secret.name}/versions/2")
+        latest = "projects/nba-props-platform/secrets/latest-test/versions/latest"
+        with pytest.raises(exceptions.BadRequest) as disabled:
+            await asyncio.to_thread(client.access_secret_version, name=latest)
+        await asyncio.to_thread(client.destroy_secret_version, name=f"{secret.name}/versions/2")
+        with pytest.raises(exceptions.BadRequest) as destroyed:
+            await asyncio.to_thread(client.access_secret_version, name=latest)
+        described = await asyncio.to_thread(client.get_secret_version, name=latest)
     number = world.run.project_number
     assert disabled.value.message.endswith(
         f": Secret Version [projects/{number}/secrets/latest-test/versions/2] is in DISABLED state.")
     assert destroyed.value.message.endswith(
         f": Secret Version [projects/{number}/secrets/latest-test/versions/2] is in DESTROYED state.")
     assert disabled.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
-    described = await asyncio.to_thread(client.get_secret_version, name=latest)
     assert (described.name.rsplit("/", 1)[1], described.state.name) == ("2", "DESTROYED")
 
 
@@ -112,12 +120,13 @@ async def test_a_caller_without_versions_access_is_refused_before_any_lookup() -
     client, also for a secret that does not exist."""
     asked: list[tuple[str, str]] = []
 
-    def nobody(permission: str, resource: str) -> None:
+    def no_access(permission: str, resource: str) -> None:
         asked.append((permission, resource))
-        raise GoogleError("PERMISSION_DENIED", f"Permission '{permission}' denied for resource '{resource}' "
-                                               "(or it may not exist).")
+        if permission == "secretmanager.versions.access":
+            raise GoogleError("PERMISSION_DENIED", f"Permission '{permission}' denied for resource "
+                                                   f"'{resource}' (or it may not exist).")
 
-    manager = SecretManager("nba-props-platform", "123456789012", authorize=nobody)
+    manager = SecretManager("nba-props-platform", "123456789012", authorize=no_access)
     manager.put("slack-bot-token", secrets.token_bytes(16))
     listener = await start(Listener("secret_manager", secretmanager_app(manager)))
     try:
@@ -131,9 +140,10 @@ async def test_a_caller_without_versions_access_is_refused_before_any_lookup() -
                                                                    "slack-bot-token")
     finally:
         await stop(listener)
-    assert described.name == "projects/123456789012/secrets/slack-bot-token"  # only :access is guarded here
-    assert asked == [("secretmanager.versions.access", f"projects/nba-props-platform/secrets/{name}/versions/latest")
-                     for name in ("slack-bot-token", "no-such-secret")]
+    assert described.name == "projects/123456789012/secrets/slack-bot-token"  # this IAM refuses only :access
+    assert asked == [*[("secretmanager.versions.access", f"projects/nba-props-platform/secrets/{name}/versions/latest")
+                       for name in ("slack-bot-token", "no-such-secret")],
+                     ("secretmanager.secrets.get", "projects/nba-props-platform/secrets/slack-bot-token")]
     assert manager.accesses == []
 
 
@@ -144,7 +154,12 @@ async def test_a_missing_secret_is_not_found(client: secretmanager_v1.SecretMana
 
 
 async def test_responses_validate_against_the_discovery_document(world: World) -> None:
-    async with httpx.AsyncClient(base_url=world.url("secret_manager")) as http:
+    with also_granted(world, "roles/secretmanager.viewer"):
+        await responses_validate_against_the_discovery_document(world)
+
+
+async def responses_validate_against_the_discovery_document(world: World) -> None:
+    async with httpx.AsyncClient(base_url=world.url("secret_manager"), headers=google_auth(world)) as http:
         name = f"projects/nba-props-platform/secrets/{world.config.secrets.slack_signing_secret}"
         assert_google("secretmanager.v1", "Secret", (await http.get(f"/v1/{name}")).json())
         assert_google("secretmanager.v1", "ListSecretsResponse",
@@ -155,3 +170,70 @@ async def test_responses_validate_against_the_discovery_document(world: World) -
                       (await http.get(f"/v1/{name}/versions/latest:access")).json())
         missing = await http.get("/v1/projects/nba-props-platform/secrets/nope/versions/latest:access")
         assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+
+
+async def test_secret_accessor_reads_payloads_and_nothing_else(
+    world: World, client: secretmanager_v1.SecretManagerServiceClient
+) -> None:
+    """roles/secretmanager.secretAccessor "Allows accessing the payload of secrets" and holds
+    secretmanager.versions.access only (https://cloud.google.com/iam/docs/roles-permissions/secretmanager,
+    https://cloud.google.com/secret-manager/docs/access-control): the bot, which holds just that, may read its
+    Slack token, and every other method is PERMISSION_DENIED with the permission it lacked."""
+    assert world.iam.roles.count("roles/secretmanager.secretAccessor") == 1
+    project = "projects/nba-props-platform"
+    secret = f"{project}/secrets/{world.config.secrets.slack_bot_token}"
+    assert (await asyncio.to_thread(client.access_secret_version, name=f"{secret}/versions/latest")).payload.data
+    attempts = {
+        "secretmanager.secrets.list": lambda: list(client.list_secrets(parent=project)),
+        "secretmanager.secrets.get": lambda: client.get_secret(name=secret),
+        "secretmanager.secrets.create": lambda: client.create_secret(
+            parent=project, secret_id="not-allowed", secret={"replication": {"automatic": {}}}),
+        "secretmanager.versions.add": lambda: client.add_secret_version(parent=secret, payload={"data": b"x"}),
+        "secretmanager.versions.disable": lambda: client.disable_secret_version(name=f"{secret}/versions/1"),
+        "secretmanager.secrets.delete": lambda: client.delete_secret(name=secret),
+    }
+    for permission, attempt in attempts.items():
+        with pytest.raises(exceptions.Forbidden) as denied:
+            await asyncio.to_thread(attempt)
+        assert (denied.value.reason, denied.value.domain) == ("IAM_PERMISSION_DENIED", "secretmanager.googleapis.com")
+        assert denied.value.metadata["permission"] == permission
+    assert world.secret_manager.secret(world.config.secrets.slack_bot_token).versions[0].state == "ENABLED"
+    assert "not-allowed" not in world.secret_manager.secrets
+
+
+async def test_lists_page_and_filter_by_name_label_and_state(
+    world: World, client: secretmanager_v1.SecretManagerServiceClient
+) -> None:
+    """ListSecrets "If the number is greater than 25000, it is capped at 25000" and pages with page_token
+    (https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets/list); filters such as
+    `name:asecret OR name:bsecret` and labels, "Regular expressions are not supported in the API"
+    (https://cloud.google.com/secret-manager/docs/filtering)."""
+    project = "projects/nba-props-platform"
+    with also_granted(world, "roles/secretmanager.admin"):
+        for index in range(5):
+            await asyncio.to_thread(client.create_secret, parent=project, secret_id=f"paged-{index}",
+                                    secret={"replication": {"automatic": {}}, "labels": {"team": f"t{index % 2}"}})
+        first = await asyncio.to_thread(client.list_secrets, request={"parent": project, "page_size": 2,
+                                                                      "filter": "name:paged-"})
+        pages = await asyncio.to_thread(lambda: [[s.name.rsplit("/", 1)[1] for s in page.secrets]
+                                                 for page in first.pages])
+        either = await asyncio.to_thread(lambda: [s.name.rsplit("/", 1)[1] for s in client.list_secrets(
+            request={"parent": project, "filter": "name:paged-1 OR name:paged-4"})])
+        team = await asyncio.to_thread(lambda: [s.name.rsplit("/", 1)[1] for s in client.list_secrets(
+            request={"parent": project, "filter": "labels.team=t1 name:paged", "page_size": 30000})])
+        with pytest.raises(exceptions.BadRequest, match="Regular expressions"):
+            await asyncio.to_thread(lambda: list(client.list_secrets(
+                request={"parent": project, "filter": 'name ~ "paged-.*"'})))
+        await asyncio.to_thread(client.disable_secret_version,
+                                name=f"{project}/secrets/{world.config.secrets.runbook_link_key}/versions/1")
+        try:
+            enabled = await asyncio.to_thread(lambda: list(client.list_secret_versions(
+                request={"parent": f"{project}/secrets/{world.config.secrets.runbook_link_key}",
+                         "filter": "state:ENABLED"})))
+        finally:
+            await asyncio.to_thread(client.enable_secret_version,
+                                    name=f"{project}/secrets/{world.config.secrets.runbook_link_key}/versions/1")
+    assert pages == [["paged-0", "paged-1"], ["paged-2", "paged-3"], ["paged-4"]]
+    assert either == ["paged-1", "paged-4"]
+    assert team == ["paged-1", "paged-3"]
+    assert enabled == []

@@ -40,7 +40,8 @@ class Stage:
 
 @pytest.fixture
 async def stage() -> AsyncIterator[Stage]:
-    slack, api = await slack_api(tier3_per_min=1, window_s=1.0, post_per_channel_per_s=1.0, post_burst=1)
+    slack, api = await slack_api(tier3_per_min=1, window_s=1.0, tier_burst_fraction=0.0, post_per_channel_per_s=1.0,
+                                 post_burst=1)
     user_side = await start(Listener("slack_user", slack_user_app(
         slack.workspace, signing_secret="unused-in-these-tests", bot_urls=[], api_url=slack.url)))
     gateway = SlackGateway(slack.workspace.bot_token, base_url=f"{slack.url}/api/")

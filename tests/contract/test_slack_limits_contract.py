@@ -63,11 +63,12 @@ async def test_each_method_is_limited_per_minute_at_its_tier_with_429_and_retry_
                                                                                       figure: str) -> None:
     """https://docs.slack.dev/apis/web-api/rate-limits: "Slack will return a HTTP 429 Too Many Requests error,
     and a Retry-After HTTP header containing the number of seconds until you can retry"; windows are per
-    minute and per method."""
+    minute and per method. A figure of 1 leaves a burst of one more call (the sandbox's reading of "A small
+    amount of burst behavior is tolerated")."""
     slack, listener = await slack_api(**{figure: 1})
     try:
         client = slack.client()
-        assert await call(client, method) == 200
+        assert [await call(client, method) for _ in range(2)] == [200, 200]
         with pytest.raises(SlackApiError) as raised:
             await client.api_call(method, params={})
         response = raised.value.response
@@ -82,7 +83,7 @@ async def test_each_method_is_limited_per_minute_at_its_tier_with_429_and_retry_
 async def test_slack_sdks_retry_handler_waits_out_retry_after_and_the_call_then_lands() -> None:
     """https://docs.slack.dev/apis/web-api/rate-limits: "This response instructs your app to wait 30 seconds
     before attempting to call the method" (here a 1 s window, so the wait is 1 s)."""
-    slack, listener = await slack_api(tier3_per_min=1, window_s=1.0)
+    slack, listener = await slack_api(tier3_per_min=1, window_s=1.0, tier_burst_fraction=0.0)
     try:
         patient = slack.client()
         patient.retry_handlers = [AsyncRateLimitErrorRetryHandler(max_retry_count=2)]

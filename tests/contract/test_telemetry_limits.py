@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from sandbox.world import World
+from tests.conftest import google_auth
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_the_world_starts_with_the_published_figures(world: World) -> None:
     figures = world.limits.to_json()
     assert figures["logging"] == {"reads_per_minute": 60, "ingestion_delay_s": 2.0}
     assert figures["monitoring"] == {"min_alignment_period_s": 60.0, "sample_period_s": 60.0,
-                                     "visibility_delay_s": 180.0}
+                                     "visibility_delay_s": 180.0, "min_visibility_delay_s": 0.0, "delay_seed": 0}
 
 
 async def test_a_patch_changes_what_the_running_emulators_enforce(world: World, control: httpx.AsyncClient) -> None:
@@ -41,7 +42,7 @@ async def test_a_patch_changes_what_the_running_emulators_enforce(world: World, 
               "aggregation.alignmentPeriod": "60s", "aggregation.perSeriesAligner": "ALIGN_DELTA"}
     assert (await control.patch("/limits/logging", json={"reads_per_minute": 0})).json()["reads_per_minute"] == 0
     assert (await control.patch("/limits/monitoring", json={"min_alignment_period_s": 120})).status_code == 200
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=google_auth(world)) as http:
         logs = await http.post(f"{world.url('logging')}/v2/entries:list", json=listing)
         metrics = await http.get(f"{world.url('monitoring')}/v3/projects/{world.config.project}/timeSeries",
                                  params=series)

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1
 
 from bot.adapters.secrets import SecretsUnavailable, fetch_credentials
@@ -32,7 +31,7 @@ from bot.log import REDACTED
 from sandbox.runner import BotProcess, bot_environment, free_port
 from sandbox.world import World, WorldOptions
 from tests import figures
-from tests.conftest import EXAMPLE_CONFIG, client_options
+from tests.conftest import EXAMPLE_CONFIG, client_options, google_credentials
 from tests.contract.test_serve_startup import config_with
 from tests.scenario.harness import Scenario, scenario
 
@@ -48,7 +47,7 @@ def webhook_on(config: Config) -> Config:
 
 def read_token(world: World) -> str:
     """As an operator with secretAccessor reads it; the world keeps it in Secret Manager and the channel."""
-    client = secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=AnonymousCredentials(),
+    client = secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=google_credentials(world),
                                                          client_options=client_options(world.url("secret_manager")))
     name = f"projects/{world.config.project}/secrets/{world.config.secrets.monitoring_webhook_token}/versions/latest"
     return str(client.access_secret_version(name=name).payload.data.decode())

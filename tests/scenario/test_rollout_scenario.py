@@ -7,13 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
 from bot.config import Config
 from sandbox.blockkit_text import text_of
-from tests.conftest import client_options
+from tests.conftest import client_options, google_credentials
 from tests.scenario.harness import Scenario, fast, scenario
 
 PROJECT = "projects/nba-props-platform/locations/us-west2"
@@ -139,7 +138,7 @@ async def test_traffic_changed_by_hand_pauses_the_rollout_and_says_what_changed(
     await fleet.command("oncall", f"/deploy {service} tag=v4")
     running = await fleet.rollout_state(service, "analysing")
     stable = running.rollout.stable
-    gcloud = run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+    gcloud = run_v2.ServicesClient(transport="rest", credentials=google_credentials(fleet.world),
                                    client_options=client_options(fleet.world.url("cloud_run")))
 
     def by_hand() -> None:
@@ -204,7 +203,7 @@ async def test_a_revision_that_never_becomes_ready_fails_at_the_deadline(fleet: 
 
 async def test_a_new_service_is_deployed_directly_and_the_message_says_why(fleet: Scenario) -> None:
     service = "prediction-worker"
-    gcloud = run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+    gcloud = run_v2.ServicesClient(transport="rest", credentials=google_credentials(fleet.world),
                                    client_options=client_options(fleet.world.url("cloud_run")))
     await asyncio.to_thread(lambda: gcloud.delete_service(name=f"{PROJECT}/services/{service}").result(timeout=10))
     await fleet.command("oncall", f"/deploy {service} canary tag=v1")

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager_v1
 
 from bot.adapters.secrets import SecretsUnavailable, fetch_credentials
@@ -30,7 +29,7 @@ from bot.runbook_links import LINK_LIFETIME, LinkKey, expiry, page_path
 from sandbox.blockkit_text import text_of
 from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
 from sandbox.world import World, WorldOptions
-from tests.conftest import EXAMPLE_CONFIG, client_options
+from tests.conftest import EXAMPLE_CONFIG, also_granted, client_options, google_credentials
 from tests.contract.test_serve_startup import config_with, start
 from tests.scenario.harness import Scenario, scenario
 
@@ -46,7 +45,7 @@ async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory
 
 
 def secret_client(world: World) -> secretmanager_v1.SecretManagerServiceClient:
-    return secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=AnonymousCredentials(),
+    return secretmanager_v1.SecretManagerServiceClient(transport="rest", credentials=google_credentials(world),
                                                        client_options=client_options(world.url("secret_manager")))
 
 
@@ -176,8 +175,9 @@ async def test_links_outlive_restarts_until_the_key_gets_a_new_version(tmp_path:
 
             secret = f"projects/{world.config.project}/secrets/{world.config.secrets.runbook_link_key}"
             rotated = "rotated-" + keys[0]
-            await asyncio.to_thread(secret_client(world).add_secret_version, parent=secret, payload={
-                "data": rotated.encode(), "data_crc32c": crc32c(rotated.encode())})
+            with also_granted(world, "roles/secretmanager.secretVersionAdder"):  # the operator rotating it
+                await asyncio.to_thread(secret_client(world).add_secret_version, parent=secret, payload={
+                    "data": rotated.encode(), "data_crc32c": crc32c(rotated.encode())})
             keys.append(await asyncio.to_thread(link_key, world))
             assert keys[1] == rotated
             assert (await http.get(old)).status_code == 200, "the running bot verifies with the key it read at start"

@@ -11,14 +11,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
 from bot.config import Config
 from sandbox.blockkit_text import text_of
 from sandbox.iam import DEFAULT_ROLES
-from tests.conftest import client_options
+from tests.conftest import client_options, google_credentials
 from tests.scenario.harness import Scenario, fast, scenario
 
 PROJECT = "projects/nba-props-platform/locations/us-west2"
@@ -83,7 +82,7 @@ async def test_a_private_service_is_canaried_to_100_with_a_teams_tag_kept_and_ju
     service = "prediction-worker"
     assert strict.world.iam.private(service)
     stable = strict.serving_revision(service)
-    gcloud = run_v2.ServicesClient(transport="rest", credentials=AnonymousCredentials(),
+    gcloud = run_v2.ServicesClient(transport="rest", credentials=google_credentials(strict.world),
                                    client_options=client_options(strict.world.url("cloud_run")))
 
     def tag_staging() -> None:

@@ -1,6 +1,7 @@
-// What every witness script shares: where the sandbox is, how a Google client reaches it without
-// credentials, and how a scenario's outcome (or a refusal) becomes the JSON the Python test reads.
-import {PassThroughClient} from 'google-auth-library';
+// What every witness script shares: where the sandbox is, how a Google client reaches it with the access
+// tokens of the sandbox's metadata server, and how a scenario's outcome (or a refusal) becomes the JSON the
+// Python test reads.
+import {Compute} from 'google-auth-library';
 
 export function env(name) {
   const value = process.env[name];
@@ -16,10 +17,11 @@ function input() {
 
 // The constructor options gax documents for another endpoint ("options.port", "options.apiEndpoint",
 // "options.fallback: use HTTP fallback mode": https://github.com/googleapis/gax-nodejs/blob/main/client-libraries.md),
-// the fallback stub's `protocol` (ClientStubOptions.protocol, google-gax), and google-auth-library's
-// PassThroughClient, "An AuthClient without any Authentication information. Useful for: ... Local Emulators"
-// (https://googleapis.dev/nodejs/google-auth-library/latest/PassThroughClient.html). google-gax 5 turns any
-// truthy `fallback` into its REST transport (`this.fallback = options.fallback ? true : false`).
+// the fallback stub's `protocol` (ClientStubOptions.protocol, google-gax), and google-auth-library's Compute
+// client, the credentials of code running on Google Cloud: it asks the metadata server (gcp-metadata finds it
+// through GCE_METADATA_HOST) for the service account's access token, as the bot does, since the sandbox's APIs
+// refuse a call without one. google-gax 5 turns any truthy `fallback` into its REST transport
+// (`this.fallback = options.fallback ? true : false`).
 export function googleOptions(endpointVariable) {
   const url = new URL(env(endpointVariable));
   return {
@@ -27,7 +29,7 @@ export function googleOptions(endpointVariable) {
     port: Number(url.port),
     protocol: url.protocol.replace(':', ''),
     fallback: true,
-    authClient: new PassThroughClient(),
+    authClient: new Compute(),
     projectId: env('WITNESS_PROJECT'),
   };
 }
