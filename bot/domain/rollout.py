@@ -428,9 +428,8 @@ def _settle(rollout: Rollout, write: Write, live: Live, now: datetime) -> Decisi
             failed = WriteResult("refused", status="FAILED", message=live.failure)
             return _refused(replace(rollout, traffic=live.traffic), known, failed, now)
         return _again(rollout, known, now, live.failure)
-    if rollout.state is State.PAUSED:  # paused while a forward move never landed: it stays not made
-        return Decision(replace(rollout, pending=None, traffic=live.traffic,
-                                generation=max(rollout.generation, live.generation)))
+    if rollout.state is State.PAUSED:
+        return None  # paused while a forward move never landed: it stays not made, and what routes is adopted
     return _again(rollout, write, now, "")
 
 
@@ -529,7 +528,7 @@ def _retry(rollout: Rollout, write: Write, result: WriteResult, now: datetime) -
         return Decision(waiting)
     why = (f"Cloud Run did not take {what} for {spoken(elapsed)} ({result.message}); traffic stays "
            f"{describe(rollout.traffic)} until someone resumes, promotes or rolls back")
-    return _pause(replace(rollout, pending=None), now, why, "")
+    return _pause(waiting, now, why, "")  # still pending: a write that timed out may yet have landed
 
 
 def _by_hand_command(rollout: Rollout, write: Write) -> str:
@@ -585,7 +584,7 @@ def _deploying(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | N
         if rollout.new_service:
             write = Write("create_service", make_split({rollout.candidate: 100}), False, ())
         else:
-            write = Write("create_candidate", rollout.traffic, True, rollout.traffic)
+            write = Write("create_candidate", live.asked, True, live.traffic)  # a person's split since is kept
         return Decision(replace(wait, pending=write), write=write)
     if live.candidate == "failed":
         return _fail(rollout, live, now, f"Cloud Run could not start {rollout.candidate}: {live.candidate_message}")
@@ -701,7 +700,7 @@ def _enter_stage(rollout: Rollout, index: int, now: datetime, *notes: Note) -> D
 
 def _promote(rollout: Rollout, now: datetime, note: Note | None, why: str) -> Decision:
     write = _write(rollout, make_split({rollout.candidate: 100}), tagged=False)
-    done = replace(_end(rollout, State.PROMOTED, now, why), pending=write)
+    done = replace(_end(rollout, State.PROMOTED, now, why), pending=write, paused_from=None)
     promoted = Note("promoted", f"`{rollout.candidate}` serves 100% of traffic ({why})")
     return Decision(done, write=write, notes=(*((note,) if note else ()), promoted))
 

@@ -219,8 +219,13 @@ def test_an_unanswered_stage_move_is_retried_until_the_deadline_then_pauses_in_t
     again = decide(first.rollout, live({STABLE: 95, CANDIDATE: 5}), first.rollout.next_check_at)
     assert again.write == first.rollout.pending, "not made: made again"
     late = after_write(first.rollout, WriteResult("retry", message="503 Service Unavailable"), at(60 + 121))
-    assert late.rollout.state is State.PAUSED and late.rollout.pending is None
+    assert late.rollout.state is State.PAUSED and late.write is None
     assert "did not take the traffic change" in late.rollout.reason
+    never = decide(late.rollout, live({STABLE: 95, CANDIDATE: 5}), at(200))
+    assert never.rollout.pending is None and never.write is None, "paused: a move that never landed stays not made"
+    landed = decide(late.rollout, live({STABLE: 50, CANDIDATE: 50}, generation=8), at(200))
+    assert landed.rollout.state is State.PAUSED and landed.rollout.traffic == make_split({STABLE: 50, CANDIDATE: 50}), \
+        "one that timed out but landed is adopted, not taken for a person's"
 
 
 def test_an_unanswered_promotion_is_made_again_though_its_split_is_already_routed() -> None:
