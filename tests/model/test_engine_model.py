@@ -3,11 +3,15 @@
 Hypothesis drives the engine's pure functions, called as `Reconciler.advance` calls them (read -> decide ->
 persist, write marked pending -> write -> after_write -> persist), through a row with one command column,
 a lease and a fencing generation as `bot/adapters/store.py` keeps them, against the simulated Cloud Run of
-`tests/model/cloud_run.py`. Between any two steps of any instance: Cloud Run routes a step, time passes and
-leases run out, a person sends a command or changes traffic by hand, another instance takes the rollout over.
-After every step the invariants below are checked; those about "eventually" are checked at a bounded
-quiescence: from the state reached, instances finish their ticks and the engine ticks on, Cloud Run answering
-every call, for up to `QUIET_ROUNDS` rounds.
+`tests/model/cloud_run.py`. Between any two steps of any instance: time passes (leases and deadlines run out)
+and Cloud Run routes a step, people send commands (two back to back too) or change traffic by hand, another
+instance takes the rollout over (the first going on, its saves refused and its write maybe landing, or gone).
+
+After every step the invariants are checked; those about "eventually" at a bounded quiescence: from the state
+reached, instances finish their ticks and the engine ticks on, every check passing and Cloud Run answering every
+call, for up to `QUIET_ROUNDS` rounds. A test marked xfail is an invariant today's engine breaks (issue 14),
+its minimal counterexample in its docstring; `pytest tests/model --runxfail` prints each one, shrunk.
+The last test takes one guard out at a time and shows the checker finds it.
 
 Every call into the engine is in the first section, so a change of the engine's API is made there.
 """
@@ -203,6 +207,7 @@ class World:
     atomic_ticks: bool  # a tick takes no time: nothing happens between its read and its last save
     back_to_back: bool  # a command may arrive while the last one is still waiting
     by_hand: bool = False  # people change traffic by hand too (after which the bot rightly leaves it to them)
+    plan: Plan = PLAN
 
 
 REAL_TIMINGS = World("Cloud Run's real timings", route_steps=3, faults=FAULTS, instances=2, takeovers=True,
@@ -210,6 +215,9 @@ REAL_TIMINGS = World("Cloud Run's real timings", route_steps=3, faults=FAULTS, i
 BY_HAND = replace(REAL_TIMINGS, name="Cloud Run's real timings, and people changing traffic by hand", by_hand=True)
 """Apart, because once a person changes traffic the invariants about the bot's traffic rightly no longer apply:
 mixed into every run, a change by hand early in most runs would leave little to check."""
+DEADLINE_FAR = replace(REAL_TIMINGS, name="Cloud Run's real timings, the progress deadline far away",
+                       plan=replace(PLAN, progress_deadline_s=24 * 3600))
+"""Apart, so that what a person's command leads to is not hidden behind the deadline's shorter counterexample."""
 AT_ONCE = World("Cloud Run answering at once", route_steps=0, faults=("none",), instances=1, takeovers=False,
                 atomic_ticks=True, back_to_back=False, by_hand=True)
 """The world the scenario tests assume: routing within the call, no faults, one instance, ticks that take no
@@ -231,6 +239,8 @@ class Instance:
     decision: Decision | None = None
     writes: int = 0
     notes: tuple[Note, ...] = ()
+
+
 @dataclass
 class Model:
     world: World
@@ -249,7 +259,7 @@ class Model:
     def start(cls, world: World, engine: Engine) -> Model:
         stable = make_split({STABLE: 100})
         cloud = CloudRun(STABLE, CANDIDATE, spec=stable, routed=stable, generation=3, fenced=True)
-        rollout = Rollout(id=1, service="svc", image="repo/svc:v3", stable=STABLE, candidate=CANDIDATE, plan=PLAN,
+        rollout = Rollout(id=1, service="svc", image="repo/svc:v3", stable=STABLE, candidate=CANDIDATE, plan=world.plan,
                           requested_by="U0", created_at=T0, next_check_at=T0, traffic=stable, generation=3,
                           progress_at=T0)
         return cls(world, engine, cloud, Row(rollout, T0), [Instance(f"i{n}") for n in range(world.instances)])
@@ -294,9 +304,11 @@ class Model:
         assert instance.decision is not None and instance.view is not None
         result = write(self.cloud, instance.decision, instance.view, fault, steps)
         instance.writes += 1
-        if not self.engine.persist_before_write and not self._save(instance, instance.decision.rollout):
-            self._drop(instance)
-            return
+        if not self.engine.persist_before_write:
+            if not self._save(instance, instance.decision.rollout):
+                self._drop(instance)
+                return
+            instance.notes = ()
         decision = written(self.engine, instance.decision, result, self.now)
         instance.decision, instance.notes = decision, (*instance.notes, *decision.notes)
         if decision.write is not None and instance.writes < WRITES_PER_TICK:
@@ -349,7 +361,7 @@ class Model:
             if not calm.busy():
                 break
             calm.cloud.step()
-            calm.now += timedelta(seconds=PLAN.interval_s)
+            calm.now += timedelta(seconds=self.world.plan.interval_s)
             for instance in calm.instances:
                 calm.advance(instance, lambda: PASS, "none", 0)
         return calm
@@ -589,28 +601,47 @@ def test_when_cloud_run_answers_at_once_every_invariant_holds(check: Checker) ->
 # -- what today's engine breaks on real timings (issue 14); the lead removes each xfail with the fix --------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a rollback decided while chatops' own write routes is abandoned "
-                                       "(_settle/_overtaken take the routed stage split for a person's change), and "
-                                       "a stale instance's write lands after the rollback (leases not checked)")
+OWN_WRITE_TAKEN_FOR_A_PERSONS = (
+    "issue 14: a rollback decided while chatops' own stage write still routes records the unrouted split as "
+    "`previous`; its write meets the etag moved by the routing's end (ABORTED), and the next tick takes the routed "
+    "stage split for a person's change (_settle -> _overtaken): ROLLED_BACK, nothing pending, candidate still routed")
+
+
+@pytest.mark.xfail(strict=True, reason=f"{OWN_WRITE_TAKEN_FOR_A_PERSONS}; here the progress deadline decides it")
 def test_on_real_timings_a_rollback_sticks_until_the_candidate_routes_nothing(check: Checker) -> None:
+    """Found: the first stage's write routing; 60 s pass; 1 s passes (Cloud Run routes two steps); the engine ticks
+    (the deadline rolls back, saved). Once Cloud Run answers, the candidate still routes 10%."""
     check(REAL_TIMINGS, Engine(), frozenset({ROLLBACK_STICKS}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: commands live in one column, last writer wins; a command that "
-                                       "arrives while the rollout ends is never answered")
+@pytest.mark.xfail(strict=True, reason=f"{OWN_WRITE_TAKEN_FOR_A_PERSONS}; here a person's /rollback decides it")
+def test_on_real_timings_a_persons_rollback_sticks_until_the_candidate_routes_nothing(check: Checker) -> None:
+    """Found: the first stage's write routing; /rollback; 1 s and 1 s pass; the engine ticks (rolls back, saved).
+    Once Cloud Run answers, the candidate still routes 10%: "rolled back by <@...>"."""
+    check(DEADLINE_FAR, Engine(), frozenset({ROLLBACK_STICKS}))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: commands live in one column, last writer wins: a second command "
+                                       "overwrites the first, whose sender was told :ok_hand: and never hears back")
 def test_on_real_timings_every_accepted_command_is_answered(check: Checker) -> None:
+    """Found: deploying; /rollback and /rollback again, by two people. The first is never applied nor refused."""
     check(BY_HAND, Engine(), frozenset({ANSWERED}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a rollout that ends with traffic split (overtaken by its own "
-                                       "write, /resume of a timed-out promotion) leaves no way out from Slack")
+@pytest.mark.xfail(strict=True, reason=f"{OWN_WRITE_TAKEN_FOR_A_PERSONS}; the rollout is closed with traffic split, "
+                                       "and /rollback and /pause answer 'already ended'")
 def test_on_real_timings_split_traffic_always_has_a_way_out(check: Checker) -> None:
+    """Found: the first stage's write routing; 60 s, 1 s pass; the engine ticks (the deadline rolls back); 1 s passes
+    (routing ends). The rollout ends rolled_back, closed, the candidate at 10%."""
     check(REAL_TIMINGS, Engine(), frozenset({WAY_OUT}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: chatops' own write, routed late or landed after a timeout, is "
-                                       "reported as 'traffic was changed outside chatops'")
+@pytest.mark.xfail(strict=True, reason=f"{OWN_WRITE_TAKEN_FOR_A_PERSONS}, and says 'traffic was changed outside "
+                                       "chatops'")
 def test_on_real_timings_the_bot_never_blames_a_person_for_its_own_write(check: Checker) -> None:
+    """Found: the first stage's write routing; 60 s, 1 s pass; the engine ticks (the deadline rolls back); 1 s
+    passes (routing ends); the lease runs out and the other instance takes over: "not applying the last change:
+    traffic was changed outside chatops: it is now svc-00002-abc 90%, svc-00003-new 10%"."""
     check(REAL_TIMINGS, Engine(), frozenset({NO_FALSE_BLAME}))
 
 
