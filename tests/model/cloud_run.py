@@ -65,7 +65,7 @@ class CloudRun:
     routing_left: int = 0
     candidate_starts_in: int | None = None  # None: no such revision yet; 0: ready
     latest_created: str = ""
-    fenced: bool = True  # the etag fence; the checker turns it off to show it finds what that lets through
+    fenced: bool = True  # the etag fence; the checker takes it out to show it finds a write landing over a person's
 
     @property
     def share(self) -> int:

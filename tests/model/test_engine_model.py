@@ -71,6 +71,7 @@ class Engine:
     after_write: AfterWrite = after_write
     persist_before_write: bool = True  # `advance` saves the decision, its write marked pending, before the write
     fenced_saves: bool = True  # `Store.save` writes only while the lease and the fencing generation are the claim's
+    etag_fence: bool = True  # the adapter sends the etag it read, and Cloud Run refuses it once stale
 
 
 def read(cloud: CloudRun, rollout: Rollout) -> View:
@@ -254,11 +255,13 @@ class Model:
     blamed: list[str] = field(default_factory=list)  # notes that took a change for someone else's
     person_changed: bool = False
     rollback_cap: int | None = None  # once a rollback is decided: the most the candidate may route
+    person_etag: int = 0  # the service's etag right after a person's last change
+    fought: list[str] = field(default_factory=list)  # chatops writes, decided before a person's change, that landed
 
     @classmethod
     def start(cls, world: World, engine: Engine) -> Model:
         stable = make_split({STABLE: 100})
-        cloud = CloudRun(STABLE, CANDIDATE, spec=stable, routed=stable, generation=3, fenced=True)
+        cloud = CloudRun(STABLE, CANDIDATE, spec=stable, routed=stable, generation=3, fenced=engine.etag_fence)
         rollout = Rollout(id=1, service="svc", image="repo/svc:v3", stable=STABLE, candidate=CANDIDATE, plan=world.plan,
                           requested_by="U0", created_at=T0, next_check_at=T0, traffic=stable, generation=3,
                           progress_at=T0)
@@ -267,7 +270,7 @@ class Model:
     def clone(self) -> Model:
         return replace(self, cloud=copy.copy(self.cloud), row=copy.copy(self.row),
                        instances=[copy.copy(i) for i in self.instances], accepted=dict(self.accepted),
-                       answered=set(self.answered), blamed=list(self.blamed))
+                       answered=set(self.answered), blamed=list(self.blamed), fought=list(self.fought))
 
     # -- an instance's tick, one step at a time ------------------------------------------------------------------
 
@@ -302,7 +305,7 @@ class Model:
 
     def _write(self, instance: Instance, fault: Fault, steps: int) -> None:
         assert instance.decision is not None and instance.view is not None
-        result = write(self.cloud, instance.decision, instance.view, fault, steps)
+        result = self.land(instance, fault, steps)
         instance.writes += 1
         if not self.engine.persist_before_write:
             if not self._save(instance, instance.decision.rollout):
@@ -315,6 +318,15 @@ class Model:
             self._save_pending(instance)
         else:
             self._persist(instance)
+
+    def land(self, instance: Instance, fault: Fault, steps: int) -> WriteResult:
+        """The instance's write reaches Cloud Run; noted when it lands over a person's change it never saw."""
+        assert instance.decision is not None and instance.view is not None
+        generation = self.cloud.generation
+        result = write(self.cloud, instance.decision, instance.view, fault, steps)
+        if self.cloud.generation != generation and instance.view.etag < self.person_etag:
+            self.fought.append(f"{instance.name} wrote {instance.decision.write} over a person's change")
+        return result
 
     def _persist(self, instance: Instance) -> None:
         assert instance.decision is not None
@@ -374,7 +386,8 @@ WITHIN_STAGE = "the candidate never routes more than the current stage's share"
 ANSWERED = "every accepted command is applied or refused with a message"
 WAY_OUT = "split traffic always has a way out: the engine moves, or /rollback or /pause is accepted"
 NO_FALSE_BLAME = "the bot never reports its own write as a person's change"
-EVERY_CHECK = frozenset({ROLLBACK_STICKS, WITHIN_STAGE, ANSWERED, WAY_OUT, NO_FALSE_BLAME})
+NEVER_FIGHTS = "a write chatops decided before a person's change never lands over it"
+EVERY_CHECK = frozenset({ROLLBACK_STICKS, WITHIN_STAGE, ANSWERED, WAY_OUT, NO_FALSE_BLAME, NEVER_FIGHTS})
 
 
 def stage_share(rollout: Rollout) -> int:
@@ -482,6 +495,7 @@ def machine(world: World, engine: Engine, checks: frozenset[str]) -> type[RuleBa
             if traffic != self.model.cloud.spec:
                 self.model.person_changed = True
                 self.model.cloud.person_sets(traffic, min(steps, world.route_steps))
+                self.model.person_etag = self.model.cloud.etag
             self._did(f"a person sets {shares}")
 
         @precondition(lambda self: world.takeovers and any(
@@ -497,8 +511,7 @@ def machine(world: World, engine: Engine, checks: frozenset[str]) -> type[RuleBa
             model.now = max(model.now, model.row.expires + timedelta(seconds=1), model.row.due)
             if crash:
                 if holder.phase == "write" and landed:
-                    assert holder.decision is not None and holder.view is not None
-                    write(model.cloud, holder.decision, holder.view, "none", 0)
+                    model.land(holder, "none", 0)
                 model._drop(holder)
             other = next(i for i in model.instances if i is not holder)
             if other.phase == "idle":
@@ -552,6 +565,11 @@ def machine(world: World, engine: Engine, checks: frozenset[str]) -> type[RuleBa
                     f"{model.row.rollout.state.value} ({'open' if model.row.open else 'closed'}); "
                     f"/rollback and /pause are refused, and the engine leaves it at {quiet.cloud.share}%")
 
+        if NEVER_FIGHTS in checks:
+            @invariant()
+            def never_fights(self) -> None:
+                assert not self.model.fought, f"{NEVER_FIGHTS}: {self.model.fought}"
+
         if NO_FALSE_BLAME in checks:
             @invariant()
             def no_false_blame(self) -> None:
@@ -592,6 +610,10 @@ def check(request: pytest.FixtureRequest) -> Iterator[Checker]:
 
 def test_on_real_timings_the_candidate_never_routes_more_than_its_stage(check: Checker) -> None:
     check(REAL_TIMINGS, Engine(), frozenset({WITHIN_STAGE}))
+
+
+def test_on_real_timings_the_bot_never_writes_over_a_persons_change_it_did_not_see(check: Checker) -> None:
+    check(BY_HAND, Engine(), frozenset({NEVER_FIGHTS}))
 
 
 def test_when_cloud_run_answers_at_once_every_invariant_holds(check: Checker) -> None:
@@ -670,6 +692,8 @@ def _roll_back_without_writing(rollout: Rollout, live: Live, now: datetime, verd
                  id="the decision is persisted after its write, not before"),
     pytest.param(REAL_TIMINGS, Engine(fenced_saves=False), WITHIN_STAGE,
                  id="a save is not fenced by the lease"),
+    pytest.param(BY_HAND, Engine(etag_fence=False), NEVER_FIGHTS,
+                 id="a write does not carry the etag it read"),
 ])
 def test_the_checker_finds_a_guard_taken_out(world: World, engine: Engine, found_by: str, check: Checker) -> None:
     with pytest.raises(AssertionError, match=re.escape(found_by.split(",")[0])):
