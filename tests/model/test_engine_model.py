@@ -403,7 +403,7 @@ def split(model: Model) -> bool:
 
 def way_out(model: Model) -> bool:
     for action in ("rollback", "pause"):
-        if submit(copy.copy(model.row), Command(action, "U-probe"), model.now) is None:  # type: ignore[arg-type]
+        if submit(copy.copy(model.row), Command(action, "U-probe"), model.now) is None:
             return True
     return False
 
