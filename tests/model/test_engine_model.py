@@ -677,6 +677,9 @@ def test_on_real_timings_split_traffic_always_has_a_way_out(check: Checker) -> N
                                        "as paused from analysing at the last stage (_promote keeps the old "
                                        "paused_from), while the candidate routes 100%")
 def test_when_cloud_run_fails_calls_the_candidate_never_routes_more_than_its_stage(check: Checker) -> None:
+    """Found: the first stage routed; /pause, tick; /promote, tick (to 50%); /pause, tick; /promote (to 100%); the
+    engine ticks three times: 503, 503, then a timeout whose write landed, past the retry deadline. Paused "at
+    stage 1" (50%) while the candidate routes 100%."""
     check(FAILING_CALLS, Engine(), frozenset({WITHIN_STAGE}))
 
 
@@ -684,8 +687,9 @@ def test_when_cloud_run_fails_calls_the_candidate_never_routes_more_than_its_sta
                                        "and /resume then marks it PROMOTED without the write: closed, traffic split, "
                                        "/rollback and /pause answer 'already ended'")
 def test_when_cloud_run_fails_calls_a_resumed_promotion_leaves_no_split_behind(check: Checker) -> None:
-    """Found: the last stage routed; /promote; the engine ticks (503); 60 s pass; the engine ticks (503 again: past
-    the retry deadline, paused); /resume; the engine ticks. Promoted, closed, the candidate at 50%."""
+    """Found: the last stage routed; /promote; the engine ticks (503, then ABORTED); 20 s pass; the engine ticks
+    (503 again, past the retry deadline: paused); /resume; the engine ticks. Promoted, closed, the candidate at 50%,
+    and /rollback and /pause answer that it has ended."""
     check(replace(FAILING_CALLS, starts=("last stage routed",)), Engine(), frozenset({WAY_OUT}))
 
 
