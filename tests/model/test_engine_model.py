@@ -363,7 +363,8 @@ class Model:
         if not save(self.row, instance.held, rollout, instance.answers, self.now, fenced=self.engine.fenced_saves,
                     renew=renew, release=release):
             return False
-        self.answered.update(answer.command.user for answer in instance.answers)
+        self.answered.update(answer.command.user for answer in instance.answers  # and the thread says so to them
+                             if any(f"<@{answer.command.user}>" in note.text for note in instance.notes))
         for note in instance.notes:
             if any(words in note.text for words in BLAME) and not self.person_changed:
                 self.blamed.append(note.text)
@@ -720,6 +721,16 @@ def _ignore_rollback_commands(rollout: Rollout, live: Live, now: datetime, verdi
                   verdict)
 
 
+def _own_splits_forgotten(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
+    return decide(replace(rollout, sent=()), live, now, verdict)
+
+
+def _last_command_only(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
+    """The old column: a later command overwrote an earlier one, which left the queue unseen."""
+    decision = decide(replace(rollout, commands=rollout.commands[-1:]), live, now, verdict)
+    return replace(decision, answers=(*decision.answers, *(Answer(c, True) for c in rollout.commands[:-1])))
+
+
 def _roll_back_without_writing(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
     decision = decide(rollout, live, now, verdict)
     if decision.write is not None and decision.rollout.state is State.ROLLED_BACK:
@@ -730,6 +741,10 @@ def _roll_back_without_writing(rollout: Rollout, live: Live, now: datetime, verd
 @pytest.mark.parametrize(("world", "engine", "found_by"), [
     pytest.param(AT_ONCE, Engine(decide=_ignore_rollback_commands), ANSWERED,
                  id="a person's /rollback is ignored"),
+    pytest.param(REAL_TIMINGS, Engine(decide=_own_splits_forgotten), ROLLBACK_STICKS,
+                 id="a split chatops asked for earlier is taken for a person's"),
+    pytest.param(REAL_TIMINGS, Engine(decide=_last_command_only), ANSWERED,
+                 id="commands are one column, the last one wins"),
     pytest.param(AT_ONCE, Engine(decide=_roll_back_without_writing), ROLLBACK_STICKS,
                  id="a rollback is decided but not written"),
     pytest.param(REAL_TIMINGS, Engine(persist_before_write=False), WITHIN_STAGE,
