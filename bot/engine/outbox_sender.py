@@ -78,8 +78,9 @@ class OutboxSender:
                 sent = 0
             if sent:
                 continue
+            idle = await self._idle()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle())
+                await asyncio.wait_for(self._wake.wait(), idle)
             self._wake.clear()
 
     async def _idle(self) -> float:

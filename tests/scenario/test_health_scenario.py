@@ -222,8 +222,11 @@ async def test_a_request_signed_four_minutes_ago_is_still_taken(fleet: Scenario)
 async def test_every_command_is_audited_with_its_outcome(fleet: Scenario) -> None:
     await fleet.command("viewer", "/health nope")
     store: Store = fleet.bot.runtime.store
-    entries = store.audit(limit=200, user_id="U07VIEWER01")
-    assert any(e.outcome == "invalid" and e.text == "nope" for e in entries)
+
+    async def audited() -> bool:  # written right after the ack, which is what the command's HTTP answer waits for
+        return any(e.outcome == "invalid" and e.text == "nope" for e in store.audit(limit=200, user_id="U07VIEWER01"))
+
+    await fleet.until(audited, 5, "the mistake's audit row")
     oncall = store.audit(limit=200, user_id="U07ONCALL01")
     health_all = [e for e in oncall if e.command == "/health" and e.text == "all"]
     assert health_all and {e.outcome for e in health_all} == {"ok"}, "a finished command's row ends ok"
