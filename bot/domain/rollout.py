@@ -99,13 +99,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class Write:
-    """One Admin API call. `previous` is the routed traffic before it, to tell "never made" from "changed by hand";
-    `generation` is the service generation Cloud Run gave it once accepted (0 until then)."""
+    """One Admin API call. `generation` is the service generation Cloud Run gave it once accepted (0 until then);
+    whether a split Cloud Run was asked for is chatops' own is the rollout's `sent`, not the write's."""
 
     kind: Literal["create_candidate", "create_service", "set_traffic"]
     traffic: Split
     tagged: bool
-    previous: Split
     generation: int = 0
     first_tried_at: datetime | None = None
     tries: int = 0
@@ -275,8 +274,8 @@ def _stage_split(rollout: Rollout, index: int) -> Split:
     return make_split({rollout.stable: 100 - percent, rollout.candidate: percent})
 
 
-def _write(rollout: Rollout, traffic: Split, *, tagged: bool) -> Write:
-    return Write("set_traffic", traffic, tagged, rollout.traffic)
+def _write(traffic: Split, *, tagged: bool) -> Write:
+    return Write("set_traffic", traffic, tagged)
 
 
 def _end(rollout: Rollout, state: State, now: datetime, reason: str) -> Rollout:
@@ -559,7 +558,7 @@ def _refused(rollout: Rollout, write: Write, result: WriteResult, now: datetime)
         return Decision(replace(cleared, reason=f"{rollout.reason}; {text}"), notes=(Note("failed", text, step=step),))
     ended = _end(cleared, State.FAILED, now, why)
     if rollout.stable and (rollout.percent > 0 or rollout.candidate in dict(write.traffic)):
-        restore = _write(ended, make_split({rollout.stable: 100}), tagged=False)
+        restore = _write(make_split({rollout.stable: 100}), tagged=False)
         note = Note("failed", f"{why}. Putting all traffic back on `{rollout.stable}`.", step=step)
         return Decision(replace(ended, pending=restore), write=restore, notes=(note,))
     note = Note("failed", f"{why}. Traffic is as it was: {describe(rollout.traffic)}.", step=step)
@@ -582,9 +581,9 @@ def _deploying(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | N
     wait = _later(rollout, now)
     if live.candidate == "missing":
         if rollout.new_service:
-            write = Write("create_service", make_split({rollout.candidate: 100}), False, ())
+            write = Write("create_service", make_split({rollout.candidate: 100}), False)
         else:
-            write = Write("create_candidate", live.asked, True, live.traffic)  # a person's split since is kept
+            write = Write("create_candidate", live.asked, True)  # a person's split since then is kept
         return Decision(replace(wait, pending=write), write=write)
     if live.candidate == "failed":
         return _fail(rollout, live, now, f"Cloud Run could not start {rollout.candidate}: {live.candidate_message}")
@@ -617,7 +616,7 @@ def _fail(rollout: Rollout, live: Live, now: datetime, reason: str) -> Decision:
     note = Note("failed", reason)
     if rollout.new_service:
         return Decision(ended, notes=(note,))
-    write = _write(ended, make_split({rollout.stable: 100}), tagged=False)
+    write = _write(make_split({rollout.stable: 100}), tagged=False)
     return Decision(replace(ended, pending=write), write=write, notes=(note,))
 
 
@@ -687,7 +686,7 @@ def _inconclusive(rollout: Rollout, now: datetime, verdict: Verdict) -> Decision
 
 def _enter_stage(rollout: Rollout, index: int, now: datetime, *notes: Note) -> Decision:
     traffic = _stage_split(rollout, index)
-    write = _write(rollout, traffic, tagged=True)
+    write = _write(traffic, tagged=True)
     percent = rollout.plan.stages[index]
     moved = replace(rollout, state=State.ANALYSING, stage=index, stage_started_at=now, inconclusive=0, extensions=0,
                     evidence=None, next_check_at=now + timedelta(seconds=min(rollout.plan.interval_s,
@@ -699,14 +698,14 @@ def _enter_stage(rollout: Rollout, index: int, now: datetime, *notes: Note) -> D
 
 
 def _promote(rollout: Rollout, now: datetime, note: Note | None, why: str) -> Decision:
-    write = _write(rollout, make_split({rollout.candidate: 100}), tagged=False)
+    write = _write(make_split({rollout.candidate: 100}), tagged=False)
     done = replace(_end(rollout, State.PROMOTED, now, why), pending=write, paused_from=None)
     promoted = Note("promoted", f"`{rollout.candidate}` serves 100% of traffic ({why})")
     return Decision(done, write=write, notes=(*((note,) if note else ()), promoted))
 
 
 def _roll_back(rollout: Rollout, now: datetime, reason: str, verdict: Verdict | None, traffic: Split) -> Decision:
-    write = _write(rollout, traffic, tagged=False)
+    write = _write(traffic, tagged=False)
     ended = replace(_end(rollout, State.ROLLED_BACK, now, reason), pending=write)
     return Decision(ended, write=write, notes=(Note("rolled_back", reason, verdict),))
 
@@ -787,7 +786,7 @@ def restore(*, service: str, target: str, serving: str | None, why: str, user: s
     """`/rollback` when no rollout is open: a rollback the reconciler owns like any other (one writer of traffic,
     under the same lease and fencing), pursued until Cloud Run routes all traffic to `target`."""
     traffic = make_split({target: 100})
-    write = Write("set_traffic", traffic, False, live.traffic)
+    write = Write("set_traffic", traffic, False)
     return Rollout(id=0, service=service, image=f"{MANUAL_ROLLBACK_IMAGE}{target})", stable=target,
                    candidate=serving or "", plan=plan, requested_by=user, created_at=now, next_check_at=now,
                    traffic=live.traffic, state=State.ROLLED_BACK, ended_at=now, generation=live.generation,

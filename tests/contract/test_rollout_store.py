@@ -103,7 +103,7 @@ def test_no_write_is_made_on_a_lease_that_ran_out(store: Store) -> None:
 def test_an_ended_rollout_stays_open_until_its_last_write_lands(store: Store) -> None:
     created = store.create_rollout(new(), "C1")
     (claim,) = store.claim_due("bot-a", NOW, lease_s=30)
-    write = Write("set_traffic", make_split({"svc-00002-abc": 100}), False, ())
+    write = Write("set_traffic", make_split({"svc-00002-abc": 100}), False)
     rolled = replace(claim.rollout, state=State.ROLLED_BACK, ended_at=NOW, pending=write)
     assert store.save(claim, rolled)
     with pytest.raises(RolloutConflict):

@@ -64,7 +64,7 @@ def at_stage(index: int, started: float = 0, **changes: object) -> Rollout:
 
 def test_a_deploy_creates_the_candidate_once_at_zero_percent() -> None:
     decision = decide(rollout(), live({STABLE: 100}, candidate="missing", tagged=False), T0)
-    assert decision.write == Write("create_candidate", make_split({STABLE: 100}), True, make_split({STABLE: 100}))
+    assert decision.write == Write("create_candidate", make_split({STABLE: 100}), True)
     assert decision.rollout.pending == decision.write, "the write is recorded before it is made"
     again = decide(decision.rollout, live({STABLE: 100}, candidate="missing", tagged=False), at(1))
     assert again.write == decision.write, "a write lost in a crash is made again"
@@ -77,7 +77,7 @@ def test_a_ready_candidate_is_probed_before_it_gets_traffic() -> None:
     assert ready.rollout.state is State.VERIFYING and ready.write is None
     assert decide(ready.rollout, live({STABLE: 100}), at(10)).analyse
     first = decide(ready.rollout, live({STABLE: 100}), at(10), PASS)
-    assert first.write == Write("set_traffic", make_split({STABLE: 95, CANDIDATE: 5}), True, make_split({STABLE: 100}))
+    assert first.write == Write("set_traffic", make_split({STABLE: 95, CANDIDATE: 5}), True)
     assert (first.rollout.state, first.rollout.stage, first.rollout.stage_started_at) == (State.ANALYSING, 0, at(10))
 
 
@@ -85,7 +85,7 @@ def test_a_candidate_failing_its_checks_never_gets_traffic() -> None:
     verifying = rollout(state=State.VERIFYING, generation=7, progress_at=at(0))
     decision = decide(verifying, live({STABLE: 100}), at(10), FAIL)
     assert decision.rollout.state is State.ROLLED_BACK
-    assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False, make_split({STABLE: 100}))
+    assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False)
     assert "before getting any traffic" in decision.rollout.reason
 
 
@@ -103,8 +103,7 @@ def test_a_candidate_that_never_becomes_ready_fails_with_cloud_runs_message() ->
 def test_a_failure_mid_window_rolls_back_at_once_in_one_write() -> None:
     decision = decide(at_stage(0), live({STABLE: 95, CANDIDATE: 5}), at(5), FAIL)
     assert decision.rollout.state is State.ROLLED_BACK
-    assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False,
-                                   make_split({STABLE: 95, CANDIDATE: 5}))
+    assert decision.write == Write("set_traffic", make_split({STABLE: 100}), False)
     assert decision.rollout.reason.startswith("stage 5% failed: success rate: 81.0% of 300 requests")
     assert decision.rollout.results[-1].outcome == "fail"
     assert [n.kind for n in decision.notes] == ["rolled_back"]
@@ -122,7 +121,7 @@ def test_passing_stages_walk_to_100_and_promotion_removes_the_tag() -> None:
     assert second.write is not None and second.write.traffic == make_split({STABLE: 50, CANDIDATE: 50})
     last = decide(at_stage(2), live({CANDIDATE: 100}), at(60), PASS)
     assert last.rollout.state is State.PROMOTED
-    assert last.write == Write("set_traffic", make_split({CANDIDATE: 100}), False, make_split({CANDIDATE: 100}))
+    assert last.write == Write("set_traffic", make_split({CANDIDATE: 100}), False)
     assert [r.percent for r in last.rollout.results] == [100]
 
 
@@ -153,7 +152,7 @@ def test_a_new_generation_that_leaves_traffic_and_revisions_alone_is_not_a_perso
 
 
 def test_after_a_crash_a_write_that_landed_is_adopted_and_a_foreign_change_pauses() -> None:
-    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}))
+    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True)
     crashed = at_stage(1, pending=write)
     landed = decide(crashed, live({STABLE: 50, CANDIDATE: 50}, generation=8), at(1))
     assert landed.rollout.pending is None and landed.rollout.generation == 8 and landed.write is None
@@ -168,7 +167,7 @@ def test_after_a_crash_a_write_that_landed_is_adopted_and_a_foreign_change_pause
 
 
 def test_a_write_is_done_when_cloud_run_routes_it_not_when_it_is_asked_for() -> None:
-    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}))
+    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True)
     started = after_write(at_stage(1, pending=write), WriteResult("started", generation=8), at(1))
     assert started.rollout.pending == replace(write, generation=8) and started.rollout.generation == 8
     asked = live({STABLE: 95, CANDIDATE: 5}, asked={STABLE: 50, CANDIDATE: 50}, generation=8, reconciling=True)
@@ -179,7 +178,7 @@ def test_a_write_is_done_when_cloud_run_routes_it_not_when_it_is_asked_for() -> 
 
 def test_a_traffic_change_cloud_run_fails_to_apply_ends_the_rollout_and_restores_the_stable() -> None:
     """A target naming a revision that is gone: accepted, then the operation fails and nothing is routed."""
-    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}),
+    write = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True,
                   generation=8)
     failed = decide(at_stage(1, pending=write), live({STABLE: 95, CANDIDATE: 5}, asked={STABLE: 50, CANDIDATE: 50},
                                                     generation=8, failure=f"Revision '{CANDIDATE}' not found."),
@@ -247,7 +246,7 @@ def test_an_unanswered_rollback_is_never_given_up() -> None:
 
 
 def test_rollback_and_pause_come_before_a_pending_write() -> None:
-    stuck = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True, make_split({STABLE: 95, CANDIDATE: 5}),
+    stuck = Write("set_traffic", make_split({STABLE: 50, CANDIDATE: 50}), True,
                   tries=3, first_tried_at=at(60))
     waiting = at_stage(0, pending=stuck, commands=(Command("rollback", "U2"),))
     decision = decide(waiting, live({STABLE: 95, CANDIDATE: 5}), at(70))
