@@ -17,23 +17,19 @@ import re
 import signal
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from bot.adapters.store import Store, StoredRollout
-from bot.config import Config, load_config
+from bot.adapters.store import StoredRollout
+from bot.config import Config
 from sandbox.blockkit_text import text_of
-from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
-from sandbox.world import World, WorldOptions
+from sandbox.runner import sandbox_config
 from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
-from tests.postgres_schema import fresh_schema
 from tests.scenario.harness import Scenario, fast, scenario
-from tests.scenario.test_scale_out_scenario import WRITES, Cluster, hits
+from tests.scenario.test_scale_out_scenario import WRITES, hits, running_cluster
 
 ROUTE_MS, START_MS = 5_000, 10_000
 """Cloud Run's timings as the sandbox models them by default (sandbox/cloudrun_rules.py, CloudRunLimits)."""
@@ -145,47 +141,31 @@ async def test_sigterm_during_a_slow_write_with_three_instances_keeps_its_lease_
     data = yaml.safe_load(config.read_text())
     data["defaults"]["canary"].update({"stages": [5, 100], "min_requests": 3, "progress_deadline": 120})
     config.write_text(yaml.safe_dump(data, sort_keys=False))
-    ports = [free_port() for _ in range(3)]
-    world = World(load_config(config), WorldOptions(bot_urls=[f"http://127.0.0.1:{p}" for p in ports],
-                                                    requests_per_s=40, start_ms=START_MS, route_ms=ROUTE_MS))
-    await world.start()
     service = "prediction-coordinator"
-    try:
-        with fresh_schema("chatops_sigterm") as database_url:
-            env = bot_environment(world, database_url)
-            bots = [BotProcess(config, port, env, tmp_path / f"bot-{port}.log") for port in ports]
-            store = Store(database_url)
-            try:
-                await asyncio.gather(*(bot.ready(timeout=60) for bot in bots))
-                async with httpx.AsyncClient(timeout=10) as http:
-                    cluster = Cluster(world, store, http, bots, config, env, tmp_path, [(datetime.now(UTC), None)])
-                    await cluster.command(f"/deploy {service} tag=v3")
-                    at_five = await cluster.reach(service, lambda r: r.state == "analysing" and cluster.share(
-                        service, r.rollout.candidate) == 5, "analysing at 5%", timeout=90)
-                    candidate = at_five.rollout.candidate
-                    slow = (await cluster.control("POST", "/faults", {"method": "UpdateService", "latency_ms": 3500,
-                                                                      "count": 1}))["id"]
-                    held = await cluster.reach(service, lambda r: hits(world, slow) >= 1, "the 100% write in flight")
-                    (holder,) = [bot for bot in bots if bot.instance == held.lease_owner]
-                    began = time.time()
-                    holder.process.send_signal(signal.SIGTERM)
-                    assert await asyncio.to_thread(holder.process.wait, 10) in (0, -signal.SIGTERM)
-                    assert "1 kept with a write in flight" in holder.log_path.read_text(), \
-                        "the write was still in flight when the instance gave its leases up, and its lease was kept"
-                    figures.count("bot instances stopped (SIGTERM) during a slow write, three on one PostgreSQL")
-                    done = await cluster.reach(service, lambda r: not r.open, "the rollout finished", timeout=90)
-                    assert done.state == "promoted" and world.run.routed_share(service) == {candidate: 100}
-                    assert cluster.history(service, candidate) == [0, 5, 100, 100], "each write made once"
-                    landed = next(c.at for c in world.run.calls if c.method == "UpdateService" and c.at > began
-                                  and c.target.endswith(service))
-                    others = [c for c in world.run.calls if c.method in WRITES and began < c.at < landed]
-                    assert not others, f"another instance wrote while the slow write was in flight: {others}"
-            finally:
-                for bot in bots:
-                    bot.stop()
-                store.close()
-    finally:
-        await world.stop()
+    async with running_cluster(config, tmp_path, 3, schema="chatops_sigterm", start_ms=START_MS,
+                               route_ms=ROUTE_MS) as cluster:
+        world, bots = cluster.world, cluster.bots
+        await cluster.command(f"/deploy {service} tag=v3")
+        at_five = await cluster.reach(service, lambda r: r.state == "analysing" and cluster.share(
+            service, r.rollout.candidate) == 5, "analysing at 5%", timeout=90)
+        candidate = at_five.rollout.candidate
+        slow = (await cluster.control("POST", "/faults", {"method": "UpdateService", "latency_ms": 3500,
+                                                          "count": 1}))["id"]
+        held = await cluster.reach(service, lambda r: hits(world, slow) >= 1, "the 100% write in flight")
+        (holder,) = [bot for bot in bots if bot.instance == held.lease_owner]
+        began = time.time()
+        holder.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(holder.process.wait, 10) in (0, -signal.SIGTERM)
+        assert "1 kept with a write in flight" in holder.log_path.read_text(), \
+            "the write was still in flight when the instance gave its leases up, and its lease was kept"
+        figures.count("bot instances stopped (SIGTERM) during a slow write, three on one PostgreSQL")
+        done = await cluster.reach(service, lambda r: not r.open, "the rollout finished", timeout=90)
+        assert done.state == "promoted" and world.run.routed_share(service) == {candidate: 100}
+        assert cluster.history(service, candidate) == [0, 5, 100, 100], "each write made once"
+        landed = next(c.at for c in world.run.calls if c.method == "UpdateService" and c.at > began
+                      and c.target.endswith(service))
+        others = [c for c in world.run.calls if c.method in WRITES and began < c.at < landed]
+        assert not others, f"another instance wrote while the slow write was in flight: {others}"
 
 
 async def test_a_good_image_of_every_service_is_promoted_when_cloud_run_routes_in_seconds(
@@ -193,8 +173,8 @@ async def test_a_good_image_of_every_service_is_promoted_when_cloud_run_routes_i
     config = fast(example_config, min_requests=3, progress_deadline=60.0)
     async with scenario(config, tmp_path, route_ms=ROUTE_MS, start_ms=START_MS,
                         requests_per_s=60) as world:
-        figures = world.world.limits.to_json()["cloud_run"]
-        assert (figures["route_ms"], figures["revision_start_ms"]) == (ROUTE_MS, START_MS)
+        timings = world.world.limits.to_json()["cloud_run"]
+        assert (timings["route_ms"], timings["revision_start_ms"]) == (ROUTE_MS, START_MS)
         services = sorted(config.services)
         stables = {service: world.serving_revision(service) for service in services}
         # prediction-worker's image starts in 1 s: it is ready 4 s before Cloud Run routes its tag URL, when its

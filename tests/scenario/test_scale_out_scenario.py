@@ -13,6 +13,7 @@ the incident and digest test runs last, so the minutely digest has had the whole
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -212,19 +213,24 @@ def hits(world: World, fault_id: int) -> int:
     return next(int(f["hits"]) for f in world.faults.listing() if f["id"] == fault_id)
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}-instances")
-async def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                  ) -> AsyncIterator[Cluster]:
-    n: int = request.param
-    tmp = tmp_path_factory.mktemp(f"scale-out-{n}")
-    config = cluster_config(tmp)
+def no_secret_in_logs(world: World, tmp: Path) -> None:
+    for log in tmp.glob("bot-*.log"):
+        said = log.read_text(errors="replace")
+        assert world.bot_token not in said and world.signing_secret not in said, "a secret in a log"
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(config: Path, tmp: Path, n: int, *, schema: str, start_ms: float = 60,
+                          route_ms: float = 20) -> AsyncIterator[Cluster]:
+    """`n` instances of `chatops serve` on one fresh PostgreSQL schema, in a world that sends Slack round-robin to
+    them; afterwards their logs are searched for the world's secrets."""
     ports = [free_port() for _ in range(n)]
     world = World(load_config(config), WorldOptions(bot_urls=[f"http://127.0.0.1:{p}" for p in ports],
-                                                    requests_per_s=40, start_ms=60, route_ms=20))
+                                                    requests_per_s=40, start_ms=start_ms, route_ms=route_ms))
     await world.start()
     bots: list[BotProcess] = []
     try:
-        with fresh_schema("chatops_scale") as database_url:
+        with fresh_schema(schema) as database_url:
             env = bot_environment(world, database_url)
             bots = [BotProcess(config, port, env, tmp / f"bot-{port}.log") for port in ports]
             store = Store(database_url)
@@ -234,15 +240,22 @@ async def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
                     running = Cluster(world, store, http, bots, config, env, tmp, [(datetime.now(UTC), None)])
                     yield running
                     bots = running.bots
-                for log in tmp.glob("bot-*.log"):
-                    said = log.read_text(errors="replace")
-                    assert world.bot_token not in said and world.signing_secret not in said, "a secret in a log"
+                no_secret_in_logs(world, tmp)
             finally:
                 for bot in bots:
                     bot.stop()
                 store.close()
     finally:
         await world.stop()
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}-instances")
+async def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                  ) -> AsyncIterator[Cluster]:
+    n: int = request.param
+    tmp = tmp_path_factory.mktemp(f"scale-out-{n}")
+    async with running_cluster(cluster_config(tmp), tmp, n, schema="chatops_scale") as running:
+        yield running
 
 
 async def test_concurrent_deploys_at_every_instance_each_promote_with_each_write_once(cluster: Cluster) -> None:
