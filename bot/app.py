@@ -24,6 +24,7 @@ from bot.adapters.prober import Prober
 from bot.adapters.secrets import Credentials
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import Store, StoreUnavailable
+from bot.adapters.usergroups import UserGroups
 from bot.config import Config
 from bot.domain.monitoring_alert import OnAlert
 from bot.engine.budget import ReadBudget
@@ -129,7 +130,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                            *digests.jobs()])
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
                       runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents,
-                      digests=digests)
+                      digests=digests, usergroups=UserGroups(config.usergroup_ids(), slack.usergroup_members))
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))
@@ -173,7 +174,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         reconciling = asyncio.create_task(reconciler.run(), name="reconciler")
         loops = [asyncio.create_task(sender.run(), name="outbox"),
-                 asyncio.create_task(scheduler.run(), name="scheduler")]
+                 asyncio.create_task(scheduler.run(), name="scheduler"),
+                 asyncio.create_task(runtime.usergroups.run(), name="usergroups")]
         try:
             yield
         finally:

@@ -7,6 +7,7 @@ once with its field path and the fix, instead of surfacing as a failed deploy at
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import itertools
 import re
 import zoneinfo
@@ -54,6 +55,7 @@ SecondsOrNone = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{8,}$")]
 MemberId = Annotated[str, Field(pattern=r"^([UWS][A-Z0-9]{8,}|\*)$")]
+UserGroupId = Annotated[str, Field(pattern=r"^S[A-Z0-9]{8,}$")]
 ServiceName = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")]
 """Cloud Run's service id: fewer than 50 characters (https://cloud.google.com/run/docs/reference/rest/v2/
 projects.locations.services/create, serviceId)."""
@@ -334,7 +336,22 @@ class Digest(Strict):
 class Slack(Strict):
     channels: dict[str, ChannelId] = Field(min_length=1, description="short name -> Slack channel id")
     deploy_channel: str
-    usergroups: dict[str, tuple[MemberId, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_static_usergroups(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "usergroups" in data:
+            raise ValueError("`usergroups` is gone: the members of every user group the config names are now read "
+                             "from Slack (usergroups.users.list, scope usergroups:read); delete `slack.usergroups`")
+        return data
+
+
+class Team(Strict):
+    """A Slack user group whose members get one role's actions on some services only."""
+
+    group: UserGroupId = Field(description="the team's Slack user group; its members are read from Slack")
+    services: tuple[str, ...] = Field(min_length=1, description="service names or globs such as 'nba-phase*'")
+    role: str = Field(description="a role under `roles:`; its `may` is what the team may do to those services")
 
 
 class Config(Strict):
@@ -345,6 +362,7 @@ class Config(Strict):
     defaults: Defaults = Defaults()
     services: dict[ServiceName, Service] = Field(min_length=1)
     roles: dict[str, Role] = Field(min_length=1)
+    teams: dict[str, Team] = Field(default_factory=dict)
     digests: tuple[Digest, ...] = ()
     runbook_base_url: str | None = Field(
         default=None, pattern=r"^https?://[^\s/]+(/\S*)?$",
@@ -387,9 +405,20 @@ class Config(Strict):
                     problems.append(
                         (("roles", role_name, "services"), _unknown("service", service_name, self.services))
                     )
+        for team_name, team in self.teams.items():
+            if team.role not in self.roles:
+                problems.append((("teams", team_name, "role"), _unknown("role", team.role, self.roles)))
+            for pattern in team.services:
+                if not any(fnmatch.fnmatchcase(service_name, pattern) for service_name in self.services):
+                    problems.append((("teams", team_name, "services"), _unmatched(pattern, self.services)))
         if problems:
             raise ConfigReferenceError(problems)
         return self
+
+    def usergroup_ids(self) -> frozenset[str]:
+        """Every user group whose members decide a permission: role members and teams."""
+        named = {m for role in self.roles.values() for m in role.members if m.startswith("S")}
+        return frozenset(named | {team.group for team in self.teams.values()})
 
     def canary_for(self, service: str) -> CanaryPolicy:
         override = self.services[service].canary.model_dump(exclude_none=True)
@@ -414,6 +443,13 @@ class ConfigReferenceError(ValueError):
 def _did_you_mean(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unmatched(pattern: str, services: Any) -> str:
+    if not any(wildcard in pattern for wildcard in "*?["):
+        return _unknown("service", pattern, services)
+    listed = ", ".join(sorted(services))
+    return f"{pattern!r} matches no service; write a service name or a glob such as 'nba-phase*' (services: {listed})"
 
 
 def _unknown(kind: str, name: str, known: Any) -> str:
@@ -518,7 +554,7 @@ def _pattern_hint(loc: tuple[str | int, ...], value: Any) -> str:
         "channels": "a Slack channel id such as C07ABCDEF12 (right-click the channel, Copy link)",
         "members": "a Slack user id (U...), user-group id (S...) or '*' for everyone",
         "owners": "a Slack user id (U...) or user-group id (S...)",
-        "usergroups": "a Slack user id (U...)",
+        "group": "a Slack user-group id (S...), as its mention <!subteam^S...> or usergroups.list shows it",
         "runbook_base_url": "the web view of the runbooks directory, e.g. "
                             "https://github.com/OWNER/REPO/blob/main/runbooks",
     }

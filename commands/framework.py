@@ -26,8 +26,9 @@ from bot.adapters.logs import LogsGateway
 from bot.adapters.prober import Prober
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import AuditEntry, Store
+from bot.adapters.usergroups import MembersUnread, UserGroups
 from bot.config import Config
-from bot.domain.policy import Grant, Refused, decide, groups_of
+from bot.domain.policy import Grant, Refused, decide
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
@@ -78,11 +79,21 @@ class Runtime:
     log_budget: ReadBudget
     incidents: IncidentEngine
     digests: Digests
+    usergroups: UserGroups
 
     @property
     def grants(self) -> tuple[Grant, ...]:
-        return tuple(Grant(name, frozenset(role.members), frozenset(role.may), frozenset(role.services))
-                     for name, role in self.config.roles.items())
+        roles = self.config.roles
+        return (*(Grant(name, frozenset(role.members), frozenset(role.may), frozenset(role.services))
+                  for name, role in roles.items()),
+                *(Grant(team.role, frozenset({team.group}), frozenset(roles[team.role].may), frozenset(team.services),
+                        team=name)
+                  for name, team in self.config.teams.items()))
+
+    async def groups_of(self, user_id: str) -> frozenset[str]:
+        """The Slack user groups `user_id` is in, as last read from Slack (bot/adapters/usergroups.py); raises
+        MembersUnread, with the groups known so far, while a group the config names has never been read."""
+        return await self.usergroups.groups_of(user_id)
 
     async def audit(self, invocation: Invocation, action: str, service: str | None, outcome: str,
                     detail: str = "") -> int | None:
@@ -195,10 +206,14 @@ async def guarded(runtime: Runtime, invocation: Invocation, prepare: Prepare, an
                 return await _invalid(runtime, invocation, prepared, None, answer)
             service = prepared.service
             if prepared.needs is not None:
-                groups = groups_of(invocation.user_id, runtime.config.slack.usergroups)
-                decision = decide(runtime.grants, invocation.user_id, groups, prepared.needs, service)
+                try:
+                    groups, unread = await runtime.groups_of(invocation.user_id), frozenset[str]()
+                except MembersUnread as exc:
+                    groups, unread = exc.known, exc.unread
+                decision = decide(runtime.grants, invocation.user_id, groups, prepared.needs, service, unread=unread)
                 if isinstance(decision, Refused):
-                    await answer(f":no_entry: {decision.message()} Ask someone who has it, or the on-call.")
+                    advice = "" if decision.unread else " Ask someone who has it, or the on-call."
+                    await answer(f":no_entry: {decision.message()}{advice}")
                     await runtime.audit(invocation, action, service, "refused", decision.message())
                     return "refused"
             stale = await prepared.check() if prepared.check else None

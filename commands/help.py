@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.adapters.usergroups import MembersUnread
 from bot.config import Config
-from bot.domain.policy import Allowed, decide, groups_of
+from bot.domain.policy import Allowed, decide
 from bot.render.blocks import Block, context, divider, header, section
 from bot.render.mrkdwn import echoed
 from commands.framework import Command, Invocation, Runtime
@@ -44,18 +45,24 @@ class Help(Command[HelpRequest]):
         return HelpRequest(topic)
 
     async def act(self, request: HelpRequest, invocation: Invocation, runtime: Runtime) -> None:
-        blocks = self.render(request, invocation.user_id, runtime)
+        try:
+            groups = await runtime.groups_of(invocation.user_id)
+        except MembersUnread as exc:
+            groups = exc.known
+        blocks = self.render(request, invocation.user_id, groups, runtime)
         await runtime.slack.respond(invocation.response_url, "chatops help", blocks)
 
-    def render(self, request: HelpRequest, user_id: str, runtime: Runtime) -> list[Block]:
-        groups = groups_of(user_id, runtime.config.slack.usergroups)
+    def render(self, request: HelpRequest, user_id: str, groups: frozenset[str], runtime: Runtime) -> list[Block]:
+        """`groups`: the user groups the user is known to be in. A command is open to them if they may use it on
+        the fleet or on some service (a team's role covers its own services only)."""
         grants = runtime.grants
+        targets: tuple[str | None, ...] = (None, *runtime.config.services)
 
         def may(command: Command[Any]) -> bool:
-            if command.action is None:
+            action = command.action
+            if action is None:
                 return True
-            allowed = decide(grants, user_id, groups, command.action, None)
-            return isinstance(allowed, Allowed)
+            return any(isinstance(decide(grants, user_id, groups, action, target), Allowed) for target in targets)
 
         if request.topic is None:
             blocks: list[Block] = [header("chatops: operate Cloud Run from Slack")]
@@ -67,6 +74,8 @@ class Help(Command[HelpRequest]):
         command = next(c for c in self.commands if c.name == request.topic)
         roles = [name for name, role in runtime.config.roles.items()
                  if "*" in role.may or command.action in role.may] if command.action else ["everyone"]
+        teams = [f"{name} ({team.role} on {', '.join(team.services)})" for name, team in runtime.config.teams.items()
+                 if command.action and {command.action, "*"} & set(runtime.config.roles[team.role].may)]
         examples = "\n".join(f"• `{e}`" for e in command.examples)
         return [
             header(command.slash),
@@ -74,5 +83,6 @@ class Help(Command[HelpRequest]):
             section(f"*Examples*\n{examples}"),
             divider(),
             context(f"Who may: {', '.join(roles) or 'nobody (no role allows it)'}"
+                    + (f"; teams: {'; '.join(teams)}" if teams else "")
                     + ("" if may(command) else " · you don't have this role")),
         ]

@@ -86,6 +86,7 @@ METHOD_TIERS: dict[str, str] = {
     "conversations.info": "tier3",
     "conversations.list": "tier2",
     "users.info": "tier4",
+    "usergroups.list": "tier2",
     "usergroups.users.list": "tier2",
     "reactions.add": "tier3",
 }

@@ -45,8 +45,29 @@ PEOPLE = (
     User("U07ONCALL01", "oncall", "On-call Engineer"),
     User("U07VIEWER01", "viewer", "Viewer"),
     User("U07LEAD0001", "lead", "Platform Lead"),
+    User("U07GRADER01", "grader", "Grading Engineer"),
+    User("U07MODELER1", "modeler", "Model Engineer"),
 )
-DEFAULT_USERGROUPS: Mapping[str, Sequence[str]] = {"S07SREONCAL": ("U07ONCALL01", "U07LEAD0001")}
+
+
+@dataclass
+class UserGroup:
+    """A user group as usergroups.list describes it (https://docs.slack.dev/reference/methods/usergroups.list):
+    an id (S...), a mention handle, a name, its members; a disabled one keeps its members."""
+
+    id: str
+    handle: str
+    name: str
+    users: list[str]
+    disabled: bool = False
+
+
+DEFAULT_USERGROUPS: Mapping[str, tuple[str, str, Sequence[str]]] = {
+    "S07SREONCAL": ("sre-oncall", "SRE on-call", ("U07ONCALL01", "U07LEAD0001")),
+    "S07GRADING1": ("grading", "Grading", ("U07GRADER01",)),
+    "S07MODELS01": ("models", "Prediction models", ("U07MODELER1",)),
+}
+"""id -> (handle, name, members): the on-call rotation, and the two teams of chatops.example.yaml."""
 
 MAX_TEXT = 40_000
 MAX_BLOCKS = 50
@@ -102,8 +123,11 @@ class Workspace:
         self.created = int(time.time())
         self.users: dict[str, User] = {u.id: u for u in (BOT, SLACKBOT, *PEOPLE)}
         self.channels: dict[str, Channel] = {cid: Channel(cid, name) for name, cid in channels.items()}
-        groups = {**DEFAULT_USERGROUPS, **usergroups}
-        self.usergroups: dict[str, list[str]] = {group: list(members) for group, members in groups.items()}
+        self.usergroups: dict[str, UserGroup] = {
+            group: UserGroup(group, handle, name, list(members))
+            for group, (handle, name, members) in DEFAULT_USERGROUPS.items()}
+        for group, members in usergroups.items():
+            self.usergroups[group] = UserGroup(group, group.lower(), group, list(members))
         self.scopes = tuple(scopes)
         self.limits = limits or SlackLimits()
         self.calls: Counter[str] = Counter()

@@ -131,7 +131,7 @@ class World:
                                                   token=webhook_token, bot_urls=self.options.bot_urls,
                                                   revision_of=self._serving_revision, limits=self.channel_limits)
         self.workspace = Workspace(bot_token=self._bot_token, channels=config.slack.channels,
-                                   usergroups=config.slack.usergroups, scopes=manifest_bot_scopes(),
+                                   scopes=manifest_bot_scopes(),
                                    limits=SlackLimits(post_per_channel_per_s=self.options.slack_rate_per_s,
                                                       post_burst=self.options.slack_burst))
         self.limits.register("slack", self.workspace.limits)

@@ -150,6 +150,14 @@ class SlackGateway:
             if not cursor:
                 return None
 
+    async def usergroup_members(self, group: str) -> frozenset[str]:
+        """One usergroups.users.list (https://docs.slack.dev/reference/methods/usergroups.users.list): the members of
+        an enabled group; a disabled one is asked without `include_disabled`, since it should grant nothing. No
+        retry here: the cache (usergroups.py) waits out a 429 itself. Raises SlackApiError or SlackUnreachable."""
+        async with _unreachable():
+            response = await self._once.usergroups_users_list(usergroup=group)
+        return frozenset(str(user) for user in response.get("users") or [])
+
     async def ephemeral(self, channel: str, user: str, text: str, blocks: Blocks | None = None) -> None:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
 

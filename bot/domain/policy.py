@@ -1,14 +1,19 @@
-"""Who may do what to which service, decided from the config's roles.
+"""Who may do what to which service, decided from the config's roles and teams.
 
-A refusal names the roles that would allow the action, so the person asking knows whom to ask
-instead of guessing.
+A grant is a role's actions for some people on some services: a global role's members on its services, or a
+team's Slack user group on the team's services (names or globs such as `nba-phase*`). A team's grant never
+covers a fleet-wide request (no service): that takes a global role. A refusal names the roles that would allow
+the action and the teams that hold them for that service, so the person asking knows whom to ask instead of
+guessing. Group membership is the caller's to supply; a group whose members could not be read is never taken as
+empty when it would decide the answer: the refusal then says the members are unknown (fail closed).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 
 @dataclass(frozen=True)
@@ -17,11 +22,14 @@ class Grant:
     members: frozenset[str]
     actions: frozenset[str]
     services: frozenset[str]
+    team: str | None = None
+    """The team this grant is for; its one member is then the team's user group."""
 
     def covers(self, action: str, service: str | None) -> bool:
         action_ok = "*" in self.actions or action in self.actions
-        service_ok = service is None or "*" in self.services or service in self.services
-        return action_ok and service_ok
+        if service is None:
+            return action_ok and self.team is None
+        return action_ok and any(fnmatchcase(service, pattern) for pattern in self.services)
 
     def includes(self, user_id: str, groups: frozenset[str]) -> bool:
         return "*" in self.members or user_id in self.members or bool(self.members & groups)
@@ -30,6 +38,16 @@ class Grant:
 @dataclass(frozen=True)
 class Allowed:
     role: str
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class TeamHolds:
+    """A team whose user group holds `role` for the service refused."""
+
+    role: str
+    team: str
+    group: str
 
 
 @dataclass(frozen=True)
@@ -37,14 +55,27 @@ class Refused:
     action: str
     service: str | None
     roles: tuple[str, ...]
+    teams: tuple[TeamHolds, ...] = ()
+    unread: str | None = None
+    """A user group that could have allowed this and whose members have never been read from Slack."""
 
     def message(self) -> str:
         alone, of = _PHRASES.get(self.action, (self.action, self.action))
         what = f"{of} {self.service}" if self.service else alone
+        if self.unread is not None:
+            return (f"I couldn't read the members of <!subteam^{self.unread}> from Slack, so I can't tell whether you "
+                    f"may {what}; try again in a minute.")
         if not self.roles:
             return f"Nobody may {what}: no role in the config allows it."
-        needed = " or ".join(f"*{r}*" for r in self.roles)
-        return f"You can't {what}: that needs the {needed} role."
+        return f"You can't {what}: that needs " + ", or ".join(self._clause(role) for role in self.roles) + "."
+
+    def _clause(self, role: str) -> str:
+        holders = [f"*{t.team}* (<!subteam^{t.group}>)" for t in self.teams if t.role == role]
+        if not holders:
+            return f"the *{role}* role"
+        if len(holders) == 1:
+            return f"the *{role}* role, which team {holders[0]} has for it"
+        return f"the *{role}* role, which teams {', '.join(holders[:-1])} and {holders[-1]} have for it"
 
 
 _PHRASES = {
@@ -59,15 +90,16 @@ Decision = Allowed | Refused
 
 
 def decide(grants: Sequence[Grant], user_id: str, groups: frozenset[str], action: str,
-           service: str | None) -> Decision:
-    for grant in grants:
-        if grant.covers(action, service) and grant.includes(user_id, groups):
-            return Allowed(grant.role)
-    return Refused(action, service, tuple(g.role for g in grants if g.covers(action, service)))
-
-
-def groups_of(user_id: str, usergroups: Mapping[str, Sequence[str]]) -> frozenset[str]:
-    return frozenset(group for group, members in usergroups.items() if user_id in members)
+           service: str | None, *, unread: frozenset[str] = frozenset()) -> Decision:
+    """`groups`: the user groups the user is known to be in; `unread`: the groups whose members are unknown."""
+    covering = [grant for grant in grants if grant.covers(action, service)]
+    for grant in covering:
+        if grant.includes(user_id, groups):
+            return Allowed(grant.role, grant.team)
+    unknown = next((group for grant in covering for group in sorted(grant.members & unread)), None)
+    roles = tuple(dict.fromkeys(grant.role for grant in covering))
+    teams = tuple(TeamHolds(g.role, g.team, next(iter(g.members))) for g in covering if g.team is not None)
+    return Refused(action, service, roles, teams, unknown)
 
 
 def repository_allowed(repository: str, patterns: Sequence[str]) -> bool:

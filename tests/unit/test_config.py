@@ -100,6 +100,7 @@ def test_a_service_name_too_long_for_the_canary_tag_is_refused_with_the_way_out(
     """A tag and its service name share 46 characters in Cloud Run (PolicyEngine/policyengine-api#3729)."""
     long_name = "nba-phase4-precompute-processors-for-playoffs"  # 45 characters: 6 more for `canary` is too many
     text = EXAMPLE.replace("  nba-grading-service:\n", f"  {long_name}:\n")
+    text = text.replace("[nba-grading-service,", f"[{long_name},")  # team grading's services
     text = text.replace("      strategy: direct\n", "      strategy: canary\n")
     found = problems(text)
     assert list(found) == [f"services.{long_name}"] and "strategy: direct" in found[f"services.{long_name}"]
@@ -138,3 +139,32 @@ def test_a_config_holding_a_literal_token_or_signing_secret_is_refused_without_e
     (path,) = found
     assert path.startswith("secrets.") and "store it in Secret Manager" in found[path]
     assert secret_line.split(": ")[1].strip() not in found[path]
+
+
+def test_teams_load_and_name_the_groups_whose_members_are_read_from_slack() -> None:
+    config = parse_config(EXAMPLE)
+    assert config.teams["grading"].services == ("nba-grading-service", "nba-phase*")
+    assert config.teams["grading"].role == "deployer"
+    assert config.usergroup_ids() == {"S07SREONCAL", "S07GRADING1", "S07MODELS01"}
+
+
+@pytest.mark.parametrize("before, after, path, expected", [
+    ("    role: deployer\n  predictions:", "    role: deployr\n  predictions:", "teams.grading.role",
+     "unknown role 'deployr'; did you mean 'deployer'? (known: deployer, everyone)"),
+    ('"nba-phase*"]', '"nba-phase9*"]', "teams.grading.services",
+     "'nba-phase9*' matches no service; write a service name or a glob such as 'nba-phase*'"),
+    ("group: S07GRADING1", "group: U07GRADER01", "teams.grading.group",
+     "'U07GRADER01' is not valid here; write a Slack user-group id (S...)"),
+])
+def test_a_team_with_an_unknown_role_a_glob_matching_nothing_or_a_bad_group_is_refused(
+        before: str, after: str, path: str, expected: str) -> None:
+    assert EXAMPLE.count(before) == 1
+    found = problems(EXAMPLE.replace(before, after))
+    assert list(found) == [path] and found[path].startswith(expected)
+
+
+def test_the_static_usergroups_map_is_refused_with_what_replaced_it() -> None:
+    found = problems(EXAMPLE.replace("  deploy_channel: deploys\n",
+                                     "  deploy_channel: deploys\n  usergroups:\n    S07SREONCAL: [U07ONCALL01]\n"))
+    assert list(found) == ["slack"]
+    assert "read from Slack" in found["slack"] and "delete `slack.usergroups`" in found["slack"]

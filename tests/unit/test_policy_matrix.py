@@ -17,6 +17,7 @@ from bot.adapters.cloudrun import CloudRunGateway, ServiceView
 from bot.adapters.incident_store import IncidentStore
 from bot.adapters.slack import SlackGateway
 from bot.adapters.store import AuditEntry, Store, StoredRollout
+from bot.adapters.usergroups import UserGroups
 from bot.config import Config, Role
 from bot.domain.incidents import CheckState, Incident
 from bot.domain.rollout import Live, Rollout, State
@@ -27,18 +28,20 @@ from commands.buttons import handle_button
 from commands.deploy import plan_for
 from commands.framework import Command, Invocation, Runtime, handle
 from commands.registry import all_commands
+from sandbox.slack_workspace import DEFAULT_USERGROUPS
 from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
 
-USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"}
+USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01", "modeler": "U07MODELER1",
+         "grader": "U07GRADER01"}
 """The sandbox's people: oncall is in the deployer role through the S07SREONCAL group, lead by name, viewer only
-through everyone's `*`."""
+through everyone's `*`; modeler is a deployer of prediction-worker through team predictions (group S07MODELS01),
+grader a deployer of other services only (team grading)."""
 LOOKS = {"health", "status", "history", "incidents", "digest", "help"}
-MAY: dict[str, set[str]] = {
-    "oncall": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
-    "lead": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
-    "viewer": LOOKS,
-}
+OPERATES = {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"}
+MAY: dict[str, set[str]] = {"oncall": LOOKS | OPERATES, "lead": LOOKS | OPERATES, "viewer": LOOKS,
+                            "modeler": LOOKS | OPERATES, "grader": LOOKS}
+NEEDED = "that needs the *deployer* role, which team *predictions* (<!subteam^S07MODELS01>) has for it."
 TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "prediction-worker",
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
@@ -87,7 +90,14 @@ def runtime_for(config: Config, store: Store) -> Runtime:
     return Runtime(config=config, slack=cast(SlackGateway, SlackSeen()), prober=none,
                    cloudrun=cast(CloudRunGateway, CandidatesServe()), store=store,
                    runbook_link=linker, wake=lambda: None, logs=none, log_budget=none,
-                   incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none)
+                   incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none,
+                   usergroups=UserGroups(config.usergroup_ids(), members_in_the_sandbox))
+
+
+async def members_in_the_sandbox(group: str) -> frozenset[str]:
+    """The sandbox workspace's groups, as usergroups.users.list answers for them (tests/contract/
+    test_usergroups_contract.py makes the call itself)."""
+    return frozenset(DEFAULT_USERGROUPS[group][2])
 
 
 def said(runtime: Runtime) -> list[str]:
@@ -163,7 +173,7 @@ async def test_every_command_by_every_role_is_allowed_or_refused_naming_the_role
         assert outcome == row.outcome == "refused" and not acted
         figures.count("policy decisions that refused, naming the role needed")
         assert acks.texts == [f":no_entry: {row.detail} Ask someone who has it, or the on-call."]
-        assert row.detail.startswith("You can't ") and row.detail.endswith("that needs the *deployer* role.")
+        assert row.detail.startswith("You can't ") and row.detail.endswith(NEEDED)
         assert row.service == (SERVICE if TYPED[command.name].startswith(SERVICE) else None)
 
 
@@ -229,7 +239,7 @@ async def test_every_button_by_every_role_is_authorized_again_and_audited(
         assert outcome == row.outcome == "refused"
         figures.count("policy decisions that refused, naming the role needed")
         assert said(runtime) == [f":no_entry: {row.detail} Ask someone who has it, or the on-call."]
-        assert row.detail.endswith("that needs the *deployer* role.")
+        assert row.detail.endswith(NEEDED)
 
 
 async def test_a_button_is_decided_on_the_service_it_acts_on_today_not_on_the_message(
