@@ -127,7 +127,11 @@ class Workspace:
             group: UserGroup(group, handle, name, list(members))
             for group, (handle, name, members) in DEFAULT_USERGROUPS.items()}
         for group, members in usergroups.items():
-            self.usergroups[group] = UserGroup(group, group.lower(), group, list(members))
+            known = self.usergroups.get(group)
+            if known is not None:
+                known.users = list(members)
+            else:
+                self.usergroups[group] = UserGroup(group, group.lower(), group, list(members))
         self.scopes = tuple(scopes)
         self.limits = limits or SlackLimits()
         self.calls: Counter[str] = Counter()

@@ -322,14 +322,6 @@ async def test_users_info_knows_the_people_and_the_bot(client: AsyncWebClient) -
     assert_slack("users.info", missing)
 
 
-async def test_usergroup_members_are_listed(client: AsyncWebClient) -> None:
-    response = await client.usergroups_users_list(usergroup="S07SREONCAL")
-    assert_slack("usergroups.users.list", response.data)
-    assert response["users"] == [ONCALL, LEAD]
-    assert await api_error(client.usergroups_users_list(usergroup="S07NOGROUP1")) == {
-        "ok": False, "error": "no_such_subteam"}
-
-
 async def test_a_reaction_is_added_once(slack: Slack, client: AsyncWebClient) -> None:
     posted = await client.chat_postMessage(channel=DEPLOYS, text="Rollback requested")
     response = await client.reactions_add(channel=DEPLOYS, timestamp=posted["ts"], name="eyes")

@@ -36,6 +36,7 @@ TIERS = {
     "conversations.info": "tier3_per_min",
     "conversations.list": "tier2_per_min",
     "users.info": "tier4_per_min",
+    "usergroups.list": "tier2_per_min",
     "usergroups.users.list": "tier2_per_min",
     "reactions.add": "tier3_per_min",
 }

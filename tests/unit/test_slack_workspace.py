@@ -15,11 +15,17 @@ from sandbox.slack_workspace import BOT, SLACKBOT, TOMBSTONE, Workspace
 
 DEPLOYS = "C07DEPLOYS1"
 ONCALL, VIEWER, LEAD = "U07ONCALL01", "U07VIEWER01", "U07LEAD0001"
+GRADER, MODELER = "U07GRADER01", "U07MODELER1"
+DEFAULT_MEMBERS = {"S07SREONCAL": [ONCALL, LEAD], "S07GRADING1": [GRADER], "S07MODELS01": [MODELER]}
 
 
 def workspace(**options: Any) -> Workspace:
     return Workspace(bot_token=f"xoxb-{secrets.token_hex(12)}",
                      channels={"deploys": DEPLOYS, "alerts": "C07ALERTS01"}, **options)
+
+
+def members(slack: Workspace) -> dict[str, list[str]]:
+    return {group.id: group.users for group in slack.usergroups.values()}
 
 
 def button(action_id: str, text: str = "Go") -> dict[str, Any]:
@@ -29,18 +35,20 @@ def button(action_id: str, text: str = "Go") -> dict[str, Any]:
 def test_the_people_the_bot_and_the_on_call_group_are_always_there() -> None:
     slack = workspace()
     assert {u.name: u.id for u in slack.users.values()} == {
-        "chatops": "U07CHATOPS1", "slackbot": "USLACKBOT", "oncall": ONCALL, "viewer": VIEWER, "lead": LEAD}
+        "chatops": "U07CHATOPS1", "slackbot": "USLACKBOT", "oncall": ONCALL, "viewer": VIEWER, "lead": LEAD,
+        "grader": GRADER, "modeler": MODELER}
     assert slack.user_named("lead").real_name == "Platform Lead"
     assert slack.channel_named("deploys").id == DEPLOYS
     assert slack.lookup_channel("#alerts") == slack.lookup_channel("C07ALERTS01")
-    assert slack.usergroups == {"S07SREONCAL": [ONCALL, LEAD]}
+    assert members(slack) == DEFAULT_MEMBERS
+    assert {g.handle for g in slack.usergroups.values()} == {"sre-oncall", "grading", "models"}
     with pytest.raises(KeyError):
         slack.lookup_user("nobody")
 
 
 def test_configured_usergroups_add_to_and_override_the_default() -> None:
     slack = workspace(usergroups={"S07SREONCAL": [LEAD], "S07VIEWERS1": [VIEWER]})
-    assert slack.usergroups == {"S07SREONCAL": [LEAD], "S07VIEWERS1": [VIEWER]}
+    assert members(slack) == {**DEFAULT_MEMBERS, "S07SREONCAL": [LEAD], "S07VIEWERS1": [VIEWER]}
 
 
 def test_every_ts_is_unique_and_sorts_in_posting_order() -> None:
