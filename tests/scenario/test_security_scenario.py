@@ -129,9 +129,10 @@ async def test_a_viewers_click_is_refused_naming_the_role_and_an_on_calls_click_
     assert refused["status"] == 200
     told = await fleet.wait_for("viewer", lambda m: ":no_entry:" in text_of(m), after=before)
     assert told["kind"] == "ephemeral"
-    assert "You can't pause nba-phase3-analytics-processors: that needs the *deployer* role." in text_of(told)
+    needs = "that needs the *deployer* role, which team *grading* (<!subteam^S07GRADING1>) has for it."
+    assert f"You can't pause nba-phase3-analytics-processors: {needs}" in text_of(told)
     row = await newest_row(fleet, "viewer", "button:rollout_pause", "refused")
-    assert row.service == service and row.detail.endswith("that needs the *deployer* role.")
+    assert row.service == service and row.detail.endswith(needs)
     assert (await fleet.rollout_state(service, "analysing")).rollout.commands == (), "nothing was handed over"
 
     assert (await click(fleet, "oncall", message, "rollout_pause"))["status"] == 200
