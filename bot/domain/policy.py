@@ -56,15 +56,16 @@ class Refused:
     service: str | None
     roles: tuple[str, ...]
     teams: tuple[TeamHolds, ...] = ()
-    unread: str | None = None
-    """A user group that could have allowed this and whose members have never been read from Slack."""
+    unread: tuple[str, ...] = ()
+    """The user groups that could have allowed this and whose members have never been read from Slack."""
 
     def message(self) -> str:
         alone, of = _PHRASES.get(self.action, (self.action, self.action))
         what = f"{of} {self.service}" if self.service else alone
-        if self.unread is not None:
-            return (f"I couldn't read the members of <!subteam^{self.unread}> from Slack, so I can't tell whether you "
-                    f"may {what}; try again in a minute.")
+        if self.unread:
+            groups = " and ".join(f"<!subteam^{group}>" for group in self.unread)
+            return (f"I couldn't read the members of {groups} from Slack, so I can't tell whether you may {what}; "
+                    "try again in a minute.")
         if not self.roles:
             return f"Nobody may {what}: no role in the config allows it."
         return f"You can't {what}: that needs " + ", or ".join(self._clause(role) for role in self.roles) + "."
@@ -96,7 +97,7 @@ def decide(grants: Sequence[Grant], user_id: str, groups: frozenset[str], action
     for grant in covering:
         if grant.includes(user_id, groups):
             return Allowed(grant.role, grant.team)
-    unknown = next((group for grant in covering for group in sorted(grant.members & unread)), None)
+    unknown = tuple(dict.fromkeys(group for grant in covering for group in sorted(grant.members & unread)))
     roles = tuple(dict.fromkeys(grant.role for grant in covering))
     teams = tuple(TeamHolds(g.role, g.team, next(iter(g.members))) for g in covering if g.team is not None)
     return Refused(action, service, roles, teams, unknown)

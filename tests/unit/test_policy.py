@@ -94,7 +94,7 @@ def test_global_roles_still_come_first_and_work_as_before() -> None:
 
 def test_an_unread_group_that_could_allow_it_fails_closed_and_says_why() -> None:
     refused = decide(TEAMS, "U07GRADER", frozenset(), "deploy", "nba-grading-service", unread=frozenset({GRADING}))
-    assert isinstance(refused, Refused) and refused.unread == GRADING
+    assert isinstance(refused, Refused) and refused.unread == (GRADING,)
     assert refused.message() == ("I couldn't read the members of <!subteam^S07GRADING1> from Slack, so I can't tell "
                                  "whether you may deploy nba-grading-service; try again in a minute.")
 
@@ -105,4 +105,4 @@ def test_an_unread_group_that_could_not_allow_it_changes_nothing() -> None:
                   unread=frozenset({"S07SRE", MODELS})) == Allowed("deployer", "grading")
     refused = decide(TEAMS, "U07GRADER", frozenset({GRADING}), "deploy", "mlb-prediction-worker",
                      unread=frozenset({MODELS}))
-    assert isinstance(refused, Refused) and refused.unread is None
+    assert isinstance(refused, Refused) and refused.unread == ()

@@ -5,6 +5,7 @@ does with buttons that are stale, malformed or broken."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,9 +16,9 @@ import pytest
 
 from bot.adapters.cloudrun import CloudRunGateway, ServiceView
 from bot.adapters.incident_store import IncidentStore
-from bot.adapters.slack import SlackGateway
+from bot.adapters.slack import SlackGateway, SlackUnreachable
 from bot.adapters.store import AuditEntry, Store, StoredRollout
-from bot.adapters.usergroups import UserGroups
+from bot.adapters.usergroups import Read, UserGroups
 from bot.config import Config, Role
 from bot.domain.incidents import CheckState, Incident
 from bot.domain.rollout import Live, Rollout, State
@@ -27,6 +28,7 @@ from bot.runbooks import RunbookLinker, runbooks_beside
 from commands.buttons import handle_button
 from commands.deploy import plan_for
 from commands.framework import Command, Invocation, Runtime, handle
+from commands.help import Help, HelpRequest
 from commands.registry import all_commands
 from sandbox.slack_workspace import DEFAULT_USERGROUPS
 from tests import figures
@@ -83,15 +85,16 @@ class Acks:
         self.texts.append(str(kwargs.get("text", "")))
 
 
-def runtime_for(config: Config, store: Store) -> Runtime:
-    """A Runtime with the real store, policy and incident engine; nothing that would reach Google."""
+def runtime_for(config: Config, store: Store, read: Read | None = None) -> Runtime:
+    """A Runtime with the real store, policy and incident engine; nothing that would reach Google. Group members
+    come from `read` (the sandbox's groups unless given)."""
     linker = RunbookLinker(config, runbooks_beside(EXAMPLE_CONFIG), ExternalPages("https://runbooks.example/rb"))
     none: Any = None
     return Runtime(config=config, slack=cast(SlackGateway, SlackSeen()), prober=none,
                    cloudrun=cast(CloudRunGateway, CandidatesServe()), store=store,
                    runbook_link=linker, wake=lambda: None, logs=none, log_budget=none,
                    incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none,
-                   usergroups=UserGroups(config.usergroup_ids(), members_in_the_sandbox))
+                   usergroups=UserGroups(config.usergroup_ids(), read or members_in_the_sandbox))
 
 
 async def members_in_the_sandbox(group: str) -> frozenset[str]:
@@ -180,6 +183,55 @@ async def test_every_command_by_every_role_is_allowed_or_refused_naming_the_role
 def test_the_matrix_covers_every_command_and_every_action_a_role_may_name() -> None:
     assert set(TYPED) == {c.name for c in all_commands()}
     assert {c.action for c in all_commands() if c.action} <= MAY["oncall"]
+
+
+async def slack_unreachable(group: str) -> frozenset[str]:
+    raise SlackUnreachable("Cannot connect to host slack.com:443")
+
+
+async def test_while_slack_cannot_say_who_is_in_a_group_a_group_member_is_refused_and_told_why(
+        example_config: Config, store: Store) -> None:
+    """Fail closed: a group never read is not taken as empty (a silent refusal that names the wrong fix) or as
+    everyone; the refusal says the members are unknown and to try again."""
+    runtime = runtime_for(example_config, store, read=slack_unreachable)
+    acted: list[str] = []
+    acks = Acks()
+    outcome = await handle(Witnessed(named("deploy"), acted), slash_body("modeler", "/deploy", TYPED["deploy"]), acks,
+                           runtime)
+    assert outcome == "refused" and not acted
+    told = ("I couldn't read the members of <!subteam^S07SREONCAL> and <!subteam^S07MODELS01> from Slack, so I can't "
+            "tell whether you may deploy prediction-worker; try again in a minute.")
+    assert acks.texts == [f":no_entry: {told}"]
+    assert (last_row(runtime, "modeler").outcome, last_row(runtime, "modeler").detail) == ("refused", told)
+
+
+async def test_while_slack_cannot_say_who_is_in_a_group_someone_named_in_a_role_still_rolls_back(
+        example_config: Config, store: Store) -> None:
+    """A rollback is never blocked by what this adds: the lead is a deployer by user id, and everyone's looks stay."""
+    runtime = runtime_for(example_config, store, read=slack_unreachable)
+    for user, command in (("lead", "rollback"), ("viewer", "status")):
+        acted: list[str] = []
+        body = slash_body(user, f"/{command}", TYPED[command])
+        assert await handle(Witnessed(named(command), acted), body, Acks(), runtime) == "ok"
+        assert acted == [f"{USERS[user]} /{command}"]
+
+
+def test_help_shows_a_team_member_the_commands_their_team_may_use_and_which_teams_may(runtime: Runtime) -> None:
+    """The grader may deploy only their team's services, yet /deploy is theirs to use: not locked in /help, which
+    also says which teams may use it, on what."""
+    help_ = cast(Help, named("help"))
+
+    def deploy_line(user: str, groups: frozenset[str]) -> str:
+        blocks = help_.render(HelpRequest(None), USERS[user], groups, runtime)
+        return next(json.dumps(b) for b in blocks if "/deploy " in json.dumps(b))
+
+    assert ":lock:" not in deploy_line("grader", frozenset({"S07GRADING1"}))
+    assert ":lock:" in deploy_line("viewer", frozenset())
+    who = json.dumps(help_.render(HelpRequest("deploy"), USERS["grader"], frozenset({"S07GRADING1"}), runtime)[-1])
+    teams = ("teams: grading (deployer on nba-grading-service, nba-phase*); predictions (deployer on prediction-*, "
+             "mlb-prediction-worker)")
+    assert f"Who may: deployer; {teams}" in who
+    assert "you don't have this role" not in who
 
 
 # -- buttons ---------------------------------------------------------------------------------------------------
