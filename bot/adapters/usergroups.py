@@ -7,7 +7,8 @@ what it last read and refreshes it in the background:
   after another, and rounds are `REFRESH_S` (5 minutes) apart: a handful of groups costs a few calls every five
   minutes, far under the tier, and a change in Slack takes effect within five minutes;
 - a 429 ends the round, and no call is made before its Retry-After has passed
-  (https://docs.slack.dev/apis/web-api/rate-limits);
+  (https://docs.slack.dev/apis/web-api/rate-limits); a round reads the groups read longest ago first, so a
+  round cut short by a 429 is carried on by the next one, never restarted from the same group;
 - a read that fails (429, an outage, `missing_scope`) keeps the members last read, and the group is read again
   after `RETRY_S`; a group never read is *unread*: `groups_of` raises MembersUnread, and a permission that group
   would grant is refused, never assumed (fail closed);
@@ -20,6 +21,7 @@ what it last read and refreshes it in the background:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -60,6 +62,10 @@ class UserGroups:
         self._inline_s = inline_s
         self._clock = clock
         self._members: dict[str, frozenset[str]] = {}
+        self._turns = itertools.count()
+        self._answered: dict[str, int] = {}
+        """When Slack last answered for each group (anything but a 429), in turns: a round starts with the group
+        answered longest ago, and with those never answered before them."""
         self._failed: set[str] = set()
         self._not_before = 0.0
         self._round: asyncio.Task[None] | None = None
@@ -112,29 +118,36 @@ class UserGroups:
         return self._round
 
     async def _read_all(self) -> None:
-        for group in self._groups:
-            try:
-                members = await self._read(group)
-            except SlackApiError as exc:
-                wait = retry_after(exc)
-                if wait is not None:
-                    self._not_before = self._clock() + wait
-                    self._failed.add(group)
-                    log.warning("Slack rate-limited reading the members of %s; next read in %.0f s", group, wait)
-                    return
-                error = exc.response.get("error")
-                if error != "no_such_subteam":
-                    self._failed.add(group)
-                    needed = exc.response.get("needed")
-                    log.error("could not read the members of %s: %s%s; keeping what was last read", group, error,
-                              f" (add the {needed} scope to the Slack app)" if needed else "")
-                    continue
-                log.warning("Slack has no user group %s (the config names it): it grants nothing", group)
-                members = frozenset()
-            except SlackUnreachable as exc:
+        for group in sorted(self._groups, key=lambda g: self._answered.get(g, -1)):
+            wait = await self._read_one(group)
+            if wait is not None:
+                self._not_before = self._clock() + wait
                 self._failed.add(group)
-                log.warning("could not reach Slack to read the members of %s: %s; keeping what was last read",
-                            group, exc)
-                continue
-            self._members[group] = members
-            self._failed.discard(group)
+                log.warning("Slack rate-limited reading the members of %s; next read in %.0f s", group, wait)
+                return
+            self._answered[group] = next(self._turns)
+
+    async def _read_one(self, group: str) -> float | None:
+        """Read one group's members into the cache; returns a 429's Retry-After, else None."""
+        try:
+            members = await self._read(group)
+        except SlackApiError as exc:
+            wait = retry_after(exc)
+            if wait is not None:
+                return wait
+            error = exc.response.get("error")
+            if error != "no_such_subteam":
+                self._failed.add(group)
+                needed = exc.response.get("needed")
+                log.error("could not read the members of %s: %s%s; keeping what was last read", group, error,
+                          f" (add the {needed} scope to the Slack app)" if needed else "")
+                return None
+            log.warning("Slack has no user group %s (the config names it): it grants nothing", group)
+            members = frozenset()
+        except SlackUnreachable as exc:
+            self._failed.add(group)
+            log.warning("could not reach Slack to read the members of %s: %s; keeping what was last read", group, exc)
+            return None
+        self._members[group] = members
+        self._failed.discard(group)
+        return None
