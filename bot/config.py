@@ -693,7 +693,8 @@ def summary(config: Config) -> str:
     webhook = "taken at /alerts/monitoring" if config.defaults.alerts.monitoring_webhook else "off"
     return (
         f"{len(config.services)} services in {config.project}/{config.region} ({canary} deploy by canary), "
-        f"{len(config.slack.channels)} channels, {len(config.roles)} roles, {len(config.digests)} digests; "
+        f"{len(config.slack.channels)} channels, {len(config.roles)} roles, {len(config.teams)} teams, "
+        f"{len(config.digests)} digests; "
         f"secrets read from Secret Manager: {', '.join(secrets)}; runbooks: {links}; "
         f"Cloud Monitoring notifications: {webhook}"
     )

@@ -53,14 +53,15 @@ class MembersUnread(Exception):
 
 
 class UserGroups:
+    """The cache of `groups`' members (module docstring); `run` is its background refresh, started by bot/app.py."""
+
     def __init__(self, groups: Iterable[str], read: Read, *, refresh_s: float = REFRESH_S, retry_s: float = RETRY_S,
-                 inline_s: float = INLINE_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 inline_s: float = INLINE_S) -> None:
         self._groups = tuple(sorted(set(groups)))
         self._read = read
         self._refresh_s = refresh_s
         self._retry_s = retry_s
         self._inline_s = inline_s
-        self._clock = clock
         self._members: dict[str, frozenset[str]] = {}
         self._turns = itertools.count()
         self._answered: dict[str, int] = {}
@@ -101,7 +102,7 @@ class UserGroups:
                 except Exception:
                     log.exception("reading the user groups' members failed; keeping what was last read")
                 pause = self._retry_s if self._failed or self._unread() else self._refresh_s
-                await asyncio.sleep(max(pause, self._not_before - self._clock()))
+                await asyncio.sleep(max(pause, self._not_before - time.monotonic()))
         finally:
             if self._round is not None and not self._round.done():
                 self._round.cancel()
@@ -112,7 +113,7 @@ class UserGroups:
     def _start_round(self) -> asyncio.Task[None] | None:
         if self._round is not None and not self._round.done():
             return self._round
-        if self._clock() < self._not_before:
+        if time.monotonic() < self._not_before:
             return None
         self._round = asyncio.create_task(self._read_all(), name="usergroups")
         return self._round
@@ -121,7 +122,7 @@ class UserGroups:
         for group in sorted(self._groups, key=lambda g: self._answered.get(g, -1)):
             wait = await self._read_one(group)
             if wait is not None:
-                self._not_before = self._clock() + wait
+                self._not_before = time.monotonic() + wait
                 self._failed.add(group)
                 log.warning("Slack rate-limited reading the members of %s; next read in %.0f s", group, wait)
                 return
