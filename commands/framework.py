@@ -31,6 +31,7 @@ from bot.domain.policy import Grant, Refused, decide, groups_of
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
+from bot.engine.stats import Stats
 from bot.render.mrkdwn import echoed, printable
 from bot.runbooks import RunbookLinker
 from commands.grammar import MAX_TEXT, Args, UserError, tokenize
@@ -78,6 +79,7 @@ class Runtime:
     log_budget: ReadBudget
     incidents: IncidentEngine
     digests: Digests
+    stats: Stats
 
     @property
     def grants(self) -> tuple[Grant, ...]:

@@ -33,7 +33,7 @@ from tests.conftest import EXAMPLE_CONFIG
 USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"}
 """The sandbox's people: oncall is in the deployer role through the S07SREONCAL group, lead by name, viewer only
 through everyone's `*`."""
-LOOKS = {"health", "status", "history", "incidents", "digest", "help"}
+LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help"}
 MAY: dict[str, set[str]] = {
     "oncall": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
     "lead": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
@@ -42,7 +42,8 @@ MAY: dict[str, set[str]] = {
 TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "prediction-worker",
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
-         "silence": "prediction-worker 2h maintenance", "digest": "", "help": "deploy"}
+         "silence": "prediction-worker 2h maintenance", "digest": "", "stats": "prediction-worker 30d",
+         "help": "deploy"}
 SERVICE = "prediction-worker"
 DEPLOYS = "C07DEPLOYS1"
 RESPONSE_URL = "https://hooks.slack.test/commands/T07/1/x"
@@ -87,7 +88,7 @@ def runtime_for(config: Config, store: Store) -> Runtime:
     return Runtime(config=config, slack=cast(SlackGateway, SlackSeen()), prober=none,
                    cloudrun=cast(CloudRunGateway, CandidatesServe()), store=store,
                    runbook_link=linker, wake=lambda: None, logs=none, log_budget=none,
-                   incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none)
+                   incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none, stats=none)
 
 
 def said(runtime: Runtime) -> list[str]:
