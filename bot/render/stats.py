@@ -112,6 +112,6 @@ def render_stats(fleet: Figures, services: Sequence[Figures], *, window: timedel
         blocks += [section(chunk) for chunk in chunk_lines(lines)]
     blocks.append(context(f"Definitions: <{DEFINITIONS}|dora.dev>; how chatops reads each one: the README's "
                           "*DORA figures*. `/stats [service] [7d|30d]`"))
-    text = (f"{title}: {frequency(fleet)}; change failure rate "
-            f"{_percent(fleet.change_failure_rate) if fleet.change_failure_rate is not None else 'n/a'}")
+    rate = fleet.change_failure_rate
+    text = f"{title}: {frequency(fleet)}" + (f"; change failure rate {_percent(rate)}" if rate is not None else "")
     return Rendered(text, blocks)

@@ -1,17 +1,37 @@
 """DORA's five figures (https://dora.dev/guides/dora-metrics-four-keys/) from closed rollouts, against examples
 worked out by hand in each test's comments: flaps, an override, a queued deploy, a `/rollback` restore, an unknown
-upload time and an empty period."""
+upload time and an empty period; then how `/stats` and the digest say them, within Slack's limits."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.config import Config
 from bot.domain.analysis import Thresholds
-from bot.domain.dora import Deploy, Incident, deploy_of, figures, fleet_and_services, images_to_read, records_of
+from bot.domain.digest import digest_of
+from bot.domain.dora import (
+    REWORK_WINDOW,
+    Deploy,
+    Incident,
+    deploy_of,
+    figures,
+    fleet_and_services,
+    images_to_read,
+    records_of,
+)
+from bot.domain.health import FleetHealth
 from bot.domain.rollout import MANUAL_ROLLBACK_IMAGE, Plan, Rollout, State, Write, make_split
+from bot.render.digest import TEXT_BUDGET, render_digest
+from bot.render.health import Rendered
+from bot.render.stats import render_stats
+from commands.grammar import Args, UserError, tokenize
+from commands.stats import StatsCommand, StatsRequest
+from sandbox.blockkit_text import text_of
+from sandbox.slack_workspace import BOT, Workspace
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 WEEK = NOW - timedelta(days=7)
@@ -193,3 +213,96 @@ def test_only_images_promoted_in_the_period_are_read_from_the_registry() -> None
                 rollout(3, State.PROMOTED, WEEK - h(30), WEEK - h(29), image="repo/api:v0"),
                 rollout(4, State.ROLLED_BACK, at(3, 10), at(3, 10), image=f"{MANUAL_ROLLBACK_IMAGE}r1)")]
     assert images_to_read(rollouts, WEEK) == ["repo/api:v1"]
+
+
+# --- how they read ------------------------------------------------------------------------------------------
+
+
+def said(message: Rendered) -> str:
+    return text_of({"text": message.text, "blocks": message.blocks})
+
+
+def accepted_by_slack(message: Rendered) -> None:
+    workspace = Workspace(bot_token=f"xoxb-{secrets.token_hex(12)}", channels={"deploys": "C07DEPLOYS1"})
+    workspace.post("C07DEPLOYS1", BOT.id, message.text, message.blocks)
+    assert len(text_of({"text": message.text, "blocks": message.blocks})) <= TEXT_BUDGET
+
+
+def test_a_figure_without_data_says_so_in_words_never_zero() -> None:
+    empty = figures([], since=WEEK, now=NOW)
+    text = said(render_stats(empty, (), window=REWORK_WINDOW, service="api"))
+    assert "*Deployment frequency*: no deploys in 7 d" in text
+    for figure in ("Lead time for changes", "Change failure rate", "Failed deployment recovery time",
+                   "Deployment rework rate"):
+        assert f"*{figure}*: no deploys" in text
+    assert "0%" not in text and "0.0 a day" not in text
+
+
+def test_the_worked_week_reads_as_computed() -> None:
+    records = [deploy(1, "api", State.PROMOTED, at(1, 9), 30, uploaded=at(1, 8)),
+               deploy(2, "api", State.ROLLED_BACK, at(2, 10), 20, restored=at(2, 10, 21)),
+               deploy(3, "api", State.PROMOTED, at(2, 15), 40, uploaded=None),
+               deploy(4, "api", State.PROMOTED, at(5, 9), 30, uploaded=at(5, 3, 30))]
+    found = figures(records, since=WEEK, now=NOW, service="api")
+    text = said(render_stats(found, (), window=REWORK_WINDOW, service="api", unknown_why="not in Artifact Registry"))
+    assert "*Deployment frequency*: 4 deploys in 7 d · 0.6 a day" in text
+    # lead times 1 h 30 min and 6 h: median 3 h 45 min; deploy 3's image unknown
+    assert ("*Lead time for changes*: median 3 h 45 min, image upload to promotion (2 of 3 promotions; 1 unknown: "
+            "not in Artifact Registry)") in text
+    assert "*Change failure rate*: 25% (1 of 4 rolled back, failed or undone by `/rollback`)" in text
+    assert ("*Failed deployment recovery time*: median 21 min, deploy start to a good revision serving "
+            "(1 failed deploy)") in text
+    assert "*Deployment rework rate*: 25% (1 of 4 started within 1 d of a failure or during an incident)" in text
+
+
+def test_the_fleet_message_lists_busy_services_first_and_fits_slack_for_a_thousand_services() -> None:
+    services = [f"svc-{i:04d}" for i in range(1000)]
+    records = [deploy(i, services[i % 300], State.PROMOTED if i % 4 else State.ROLLED_BACK, at(1 + i % 6, 10), 20,
+                      uploaded=at(1, 0)) for i in range(1, 900)]
+    fleet, each = fleet_and_services(records, services, since=WEEK, now=NOW)
+    message = render_stats(fleet, each, window=REWORK_WINDOW)
+    accepted_by_slack(message)
+    text = said(message)
+    assert f"*Deployment frequency*: {fleet.deploys} deploys in 7 d" in text
+    assert "…and 275 more services with deploys: `/stats <service>`" in text
+    assert "No deploys: svc-0300" in text
+
+
+def test_the_digest_carries_the_weeks_five_figures_in_one_line() -> None:
+    records = [deploy(1, "api", State.PROMOTED, at(1, 9), 30, uploaded=at(1, 8)),
+               deploy(2, "api", State.ROLLED_BACK, at(2, 10), 20, restored=at(2, 10, 21))]
+    week = figures(records, since=WEEK, now=NOW)
+    made = digest_of(FleetHealth(()), (), (), (), since=NOW - timedelta(days=1), now=NOW, due_at=NOW, dora=week)
+    text = said(render_digest(made, lambda service, check: "https://bot.example/rb"))
+    assert ("*DORA, last 7 d*: 2 deploys (0.3/day) · lead time 1 h 30 min · change failure 50% · recovery 21 min · "
+            "rework 0%") in text
+    quiet = digest_of(FleetHealth(()), (), (), (), since=NOW - timedelta(days=1), now=NOW, due_at=NOW,
+                      dora=figures([], since=WEEK, now=NOW))
+    assert "*DORA, last 7 d*: no deploys in 7 d" in said(render_digest(quiet, lambda service, check: ""))
+
+
+# --- /stats's grammar ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("typed", "service", "period"), [
+    ("", None, "7d"), ("30d", None, "30d"), ("prediction-worker", "prediction-worker", "7d"),
+    ("30D prediction-worker", "prediction-worker", "30d"), ("prediction-w 7d", "prediction-worker", "7d")])
+def test_stats_takes_a_service_and_a_period_in_any_order(example_config: Config, typed: str, service: str | None,
+                                                         period: str) -> None:
+    args = tokenize(typed, StatsCommand.usage)
+    assert isinstance(args, Args)
+    assert StatsCommand().parse(args, example_config) == StatsRequest(service, period)
+
+
+@pytest.mark.parametrize(("typed", "problem", "instead"), [
+    ("14d", "`14d` is not a period I keep: `7d` or `30d`.", "`/stats 30d`"),
+    ("7d 30d", "give one period, `7d` or `30d`.", "`/stats 30d`"),
+    ("prediction-worker nba-grading-service", "`/stats` takes one service", "`/stats [service] [7d|30d]`"),
+    ("since=monday", "`since=` is not an option of this command", "`/stats [service] [7d|30d]`")])
+def test_stats_says_what_was_wrong_and_what_to_type(example_config: Config, typed: str, problem: str,
+                                                    instead: str) -> None:
+    args = tokenize(typed, StatsCommand.usage)
+    assert isinstance(args, Args)
+    refused = StatsCommand().parse(args, example_config)
+    assert isinstance(refused, UserError)
+    assert refused.problem.startswith(problem) and refused.instead == instead
