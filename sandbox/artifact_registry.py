@@ -182,8 +182,8 @@ def artifact_registry_app(registry: ArtifactRegistry, faults: Faults | None = No
         if not called:
             raise web.HTTPMethodNotAllowed(request.method, ["GET"])
         repository = f"projects/{match['project']}/locations/{match['location']}/repositories/{match['repository']}"
-        registry.authorize(PERMISSIONS[called], repository)
         registry.calls.append((called, request.path))
+        registry.authorize(PERMISSIONS[called], repository)
         images = registry.repositories.get(repository)
         if images is None:
             raise GoogleError("NOT_FOUND", _NOT_FOUND)

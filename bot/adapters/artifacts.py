@@ -9,7 +9,9 @@ repository.
 Each image is read once: what was found is kept in the store (`image_uploads`) for good, so no figure reads the
 registry twice for an image, and a tag moved since keeps the upload time it had when first read. An image the
 registry does not have is asked again after NOT_FOUND_AGAIN; a refusal or an outage is not kept, so the next figure
-tries again. Whatever is not found or not readable leaves that deploy's lead time unknown, with the reason.
+tries again (without retries now: a figure does not wait on a registry that is down, and once one image is refused
+or unanswered the rest of that figure's images are not asked). Whatever is not found or not readable leaves that
+deploy's lead time unknown, with the reason.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Artifacts:
             if match["digest"]:
                 found = self._client.get_docker_image(
                     name=f"{repository}/dockerImages/{match['image'].replace('/', '%2F')}@{match['digest']}",
-                    timeout=self._timeout)
+                    retry=None, timeout=self._timeout)
             else:
                 found = self._tagged(repository, match["image"], match["tag"] or "latest")
         except exceptions.NotFound:
@@ -90,7 +92,7 @@ class Artifacts:
 
     def _tagged(self, repository: str, name: str, tag: str) -> artifactregistry_v1.DockerImage | None:
         request = artifactregistry_v1.ListDockerImagesRequest(parent=repository, page_size=PAGE_SIZE)
-        for found in self._client.list_docker_images(request=request, timeout=self._timeout):
+        for found in self._client.list_docker_images(request=request, retry=None, timeout=self._timeout):
             image_id = found.name.rpartition("/dockerImages/")[2].replace("%2F", "/")
             if image_id.rpartition("@")[0] == name and tag in found.tags:
                 return found
@@ -104,13 +106,19 @@ class Artifacts:
             rows = {row.image: row for row in session.scalars(select(ImageUploadRow)
                                                               .where(ImageUploadRow.image.in_(wanted)))}
         known: dict[str, Upload] = {}
+        failing = ""
         for image in wanted:
             row = rows.get(image)
             if row is not None and (row.upload_time is not None or now - row.read_at < NOT_FOUND_AGAIN):
                 known[image] = Upload(image, row.upload_time, row.build_time,
                                       "" if row.upload_time else "not in Artifact Registry")
                 continue
+            if failing:  # refused or down for one image: the others would wait to be told the same
+                known[image] = Upload(image, None, why=failing)
+                continue
             read = self.read(image)
+            if read.why.startswith(("Artifact Registry refused", "Artifact Registry unavailable")):
+                failing = read.why
             known[image] = read
             if read.upload_time is not None or read.why == "not in Artifact Registry":
                 self._keep(read, now)

@@ -106,8 +106,14 @@ async def test_without_the_reader_role_the_read_is_refused_and_names_the_role(wo
     world.iam.set_roles([r for r in held if r != "roles/artifactregistry.reader"])
     try:
         refused = await asyncio.to_thread(artifacts.read, f"{IMAGE}:v1")
+        before = len(world.registry.calls)
+        several = await artifacts.upload_times([f"{IMAGE}:v1", f"{IMAGE}:v2", f"{IMAGE}:v31"])
+        assert len(world.registry.calls) == before + 1, "once refused, the figure's other images are not asked"
+        assert {upload.why for upload in several.values()} == {refused.why}
     finally:
         world.iam.set_roles(held)
+    again = await artifacts.upload_times([f"{IMAGE}:v1"])
+    assert again[f"{IMAGE}:v1"].upload_time is not None, "a refusal is not kept: granted the role, it reads"
     assert refused.upload_time is None
     assert refused.why == ("Artifact Registry refused: the bot's service account lacks "
                            "`artifactregistry.dockerimages.list`: grant it roles/artifactregistry.reader on the "
