@@ -1,14 +1,13 @@
 """The Artifact Registry emulator (Docker images, https://cloud.google.com/artifact-registry/docs/reference/rest/v1/
 projects.locations.repositories.dockerImages), checked against the discovery document's DockerImage schema, and the
 bot's adapter (bot/adapters/artifacts.py) reading upload times through it with the real client library: by tag and
-by digest, refused without roles/artifactregistry.reader, not found, and read once per image."""
+by digest, refused without roles/artifactregistry.reader, not found, and read once per image (kept in the store, on
+SQLite and PostgreSQL: tests/contract/conftest.py's `store`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,14 +23,6 @@ from tests.contract.schemas import assert_google
 REPOSITORY = "projects/nba-props-platform/locations/us-west2/repositories/cloud-run"
 IMAGE = "us-west2-docker.pkg.dev/nba-props-platform/cloud-run/nba-grading-service"
 UPLOADED = "2026-11-30T08:15:00Z"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    made = Store(f"sqlite:///{tmp_path / 'chatops.db'}")
-    made.migrate()
-    yield made
-    made.close()
 
 
 @pytest.fixture
