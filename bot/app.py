@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from starlette.applications import Starlette
 
+from bot.adapters.artifacts import Artifacts
 from bot.adapters.budget_store import BudgetStore
 from bot.adapters.cloudrun import CloudRunGateway
 from bot.adapters.idtokens import IdTokens
@@ -35,6 +36,7 @@ from bot.engine.reconciler import Reconciler
 from bot.engine.reporter import RolloutReporter
 from bot.engine.scheduler import Job, Scheduler, every
 from bot.engine.signals import SignalCollector
+from bot.engine.stats import Stats
 from bot.engine.sweeper import Sweeper
 from bot.engine.watch import JOB as WATCH_JOB
 from bot.engine.watch import PostDeployWatch
@@ -119,7 +121,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     incidents = IncidentEngine(config, incident_store, linker, sent=sender.wake)
     sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)
     alerts = config.defaults.alerts
-    digests = Digests(config, store, incident_store, sweeper, linker, owner, sent=sender.wake)
+    stats = Stats(store, incident_store, Artifacts(env, store, timeout=engine.google_timeout))
+    digests = Digests(config, store, incident_store, sweeper, linker, owner, sent=sender.wake, stats=stats)
     watch = PostDeployWatch(config, store, incident_store, logs, budget, cloudrun, prober, owner,
                             log_lag_s=engine.log_lag, sent=sender.wake)
     shortest_watch = min((config.canary_for(name).watch for name in config.services), default=0.0) or 300.0
@@ -130,7 +133,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                            *digests.jobs()])
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
                       runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents,
-                      digests=digests, usergroups=UserGroups(config.usergroup_ids(), slack.usergroup_members))
+                      digests=digests, usergroups=UserGroups(config.usergroup_ids(), slack.usergroup_members),
+                      stats=stats)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))

@@ -31,7 +31,7 @@ from pydantic import (
 from bot.domain.rollout import TAG
 
 ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack", "silence",
-           "incidents", "digest")
+           "incidents", "digest", "stats")
 """Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
 keep even `/health` to its own people."""
 

@@ -13,6 +13,7 @@ VARIABLES = {
     "secret_manager_endpoint": "CHATOPS_SECRET_MANAGER_ENDPOINT",
     "logging_endpoint": "CHATOPS_LOGGING_ENDPOINT",
     "monitoring_endpoint": "CHATOPS_MONITORING_ENDPOINT",
+    "artifact_registry_endpoint": "CHATOPS_ARTIFACT_REGISTRY_ENDPOINT",
     "google_credentials": "CHATOPS_GOOGLE_CREDENTIALS",
     "database_url": "CHATOPS_DATABASE_URL",
     "public_url": "CHATOPS_PUBLIC_URL",
@@ -27,6 +28,7 @@ class Environment:
     secret_manager_endpoint: str | None = None
     logging_endpoint: str | None = None
     monitoring_endpoint: str | None = None
+    artifact_registry_endpoint: str | None = None
     google_credentials: str | None = None
     database_url: str | None = None
     public_url: str | None = None

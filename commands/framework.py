@@ -32,6 +32,7 @@ from bot.domain.policy import Grant, Refused, decide
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.incidents import IncidentEngine
+from bot.engine.stats import Stats
 from bot.render.mrkdwn import echoed, printable
 from bot.runbooks import RunbookLinker
 from commands.grammar import MAX_TEXT, Args, UserError, tokenize
@@ -80,6 +81,7 @@ class Runtime:
     incidents: IncidentEngine
     digests: Digests
     usergroups: UserGroups
+    stats: Stats
 
     @property
     def grants(self) -> tuple[Grant, ...]:

@@ -15,10 +15,12 @@ from commands.pause import Pause
 from commands.promote import Promote
 from commands.resume import Resume
 from commands.rollback import Rollback
+from commands.stats import StatsCommand
 from commands.status import Status
 
 
 def all_commands() -> list[Command[Any]]:
     working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
-                                   Incidents(), Ack(), SilenceCommand(), DigestCommand()]
+                                   Incidents(), Ack(), SilenceCommand(), DigestCommand(),
+                                   StatsCommand()]
     return [*working, Help(working)]

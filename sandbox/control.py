@@ -1,8 +1,11 @@
 """The sandbox's control API: declare what images and revisions do, and read the world's state.
 
     POST  /images              {"image", "error_rate", "latency_ms", "failing_checks", "down", "start", "start_ms",
-                               "error_message", "silent_errors"}: silent_errors, 5xx that the code does not
-                               log (sandbox/behaviour.py)
+                               "error_message", "silent_errors", "upload_time", "build_time"}: silent_errors, 5xx
+                               that the code does not log (sandbox/behaviour.py); the image is in Artifact Registry
+                               (sandbox/artifact_registry.py), uploaded at `upload_time` (RFC 3339; by default half
+                               an hour ago), and the answer's "registry" is its DockerImage (null: not a
+                               LOCATION-docker.pkg.dev reference)
     PATCH /revisions/<name>    the same fields, for one running revision
     PATCH /services/<name>     {"requests_per_s": 5}: the simulated traffic rate
     GET   /state               services, revisions and behaviours, Admin API calls, probe and log counts
@@ -26,10 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from sandbox.artifact_registry import ArtifactRegistry
 from sandbox.behaviour import BehaviourError, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.faults import FaultError, Faults
@@ -55,7 +60,8 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
 
 def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Limits,
                 extra_state: Callable[[], dict[str, Any]], *, iam: Iam, alerts: MonitoringAlerts,
-                faults: Faults) -> web.Application:
+                faults: Faults, registry: ArtifactRegistry) -> web.Application:
+
     async def declare_image(request: web.Request) -> web.Response:
         body = await _json_object(request)
         if isinstance(body, web.Response):
@@ -63,11 +69,25 @@ def control_app(run: CloudRun, behaviours: Behaviours, fleet: Fleet, limits: Lim
         image = body.pop("image", None)
         if not isinstance(image, str) or not image:
             return _error(400, "image is required, e.g. \"us-west2-docker.pkg.dev/p/r/svc:v3\"")
+        times: dict[str, float] = {}
+        for name in ("upload_time", "build_time"):
+            value = body.pop(name, None)
+            if value is None:
+                continue
+            try:
+                moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                moment = None
+            if moment is None or moment.utcoffset() is None:
+                return _error(400, f"{name} is an RFC 3339 time with its offset, e.g. \"2026-11-30T09:00:00Z\"")
+            times[name] = moment.timestamp()
         try:
             behaviour = behaviours.declare_image(image, body)
         except BehaviourError as exc:
             return _error(400, str(exc))
-        return web.json_response({"image": image, **behaviour.to_json()})
+        pushed = registry.push(image, **times)
+        return web.json_response({"image": image, **behaviour.to_json(),
+                                  "registry": pushed.to_json() if pushed else None})
 
     async def patch_revision(request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -46,6 +46,7 @@ _SECRETS_WRITE = _SECRETS_READ | {"secretmanager.secrets.create", "secretmanager
 _OBSERVE = frozenset({"logging.logEntries.list", "monitoring.timeSeries.list",
                       "monitoring.metricDescriptors.get", "monitoring.metricDescriptors.list"})
 _ACT_AS = "iam.serviceAccounts.actAs"
+_IMAGES_READ = frozenset({"artifactregistry.dockerimages.list", "artifactregistry.dockerimages.get"})
 
 ROLES: dict[str, frozenset[str]] = {
     # The permissions each predefined role holds, restricted to those the emulators check. Source: Google's
@@ -63,6 +64,9 @@ ROLES: dict[str, frozenset[str]] = {
     "roles/monitoring.viewer": _OBSERVE - {"logging.logEntries.list"},
     "roles/secretmanager.secretAccessor": frozenset({"secretmanager.versions.access"}),
     "roles/secretmanager.viewer": _SECRETS_READ,
+    # "Artifact Registry Reader: Read and download artifacts", which holds artifactregistry.dockerimages.get and
+    # .list (https://cloud.google.com/artifact-registry/docs/access-control#roles); so do Viewer, Editor and Owner.
+    "roles/artifactregistry.reader": _IMAGES_READ,
     # https://cloud.google.com/iam/docs/roles-permissions/secretmanager: Admin holds secretmanager.*; Secret Version
     # Adder only secretmanager.versions.add; Secret Version Manager adds, enables, disables, destroys, gets and
     # lists versions.
@@ -75,16 +79,16 @@ ROLES: dict[str, frozenset[str]] = {
     # default, only project owners and editors can create, update, delete, or invoke services and jobs, and
     # only project owners and Cloud Run Admins can modify ... IAM policies"
     # (https://cloud.google.com/run/docs/securing/managing-access). Editor cannot read secret payloads.
-    "roles/owner": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | {"run.services.setIamPolicy", _ACT_AS,
+    "roles/owner": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | _IMAGES_READ | {"run.services.setIamPolicy", _ACT_AS,
                                                            "secretmanager.versions.access"},
-    "roles/editor": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | {_ACT_AS},
-    "roles/viewer": _RUN_READ | _SECRETS_READ | _OBSERVE,
+    "roles/editor": _RUN_WRITE | _SECRETS_WRITE | _OBSERVE | _IMAGES_READ | {_ACT_AS},
+    "roles/viewer": _RUN_READ | _SECRETS_READ | _OBSERVE | _IMAGES_READ,
 }
 
 DEFAULT_ROLES = ("roles/run.developer", "roles/iam.serviceAccountUser", "roles/logging.viewer",
-                 "roles/monitoring.viewer", "roles/secretmanager.secretAccessor")
+                 "roles/monitoring.viewer", "roles/secretmanager.secretAccessor", "roles/artifactregistry.reader")
 """The least set that lets the bot work: deploy and shift traffic, run revisions as their service account,
-read logs and metrics, read its Slack secrets."""
+read logs and metrics, read its Slack secrets, read its images' upload times (DORA's lead time)."""
 
 SERVICE_ROLES = frozenset({"roles/run.admin", "roles/run.developer", "roles/run.viewer", "roles/run.invoker",
                            "roles/run.servicesInvoker"})

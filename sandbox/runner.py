@@ -117,6 +117,7 @@ def bot_environment(world: World, database_url: str) -> dict[str, str]:
         "CHATOPS_SLACK_API_URL": urls["slack_api_url"],
         "CHATOPS_CLOUD_RUN_ENDPOINT": urls["cloud_run_endpoint"],
         "CHATOPS_SECRET_MANAGER_ENDPOINT": urls["secret_manager_endpoint"],
+        "CHATOPS_ARTIFACT_REGISTRY_ENDPOINT": urls["artifact_registry_endpoint"],
         "CHATOPS_LOGGING_ENDPOINT": urls["logging_endpoint"],
         "CHATOPS_MONITORING_ENDPOINT": urls["monitoring_endpoint"],
         "CHATOPS_DATABASE_URL": database_url,

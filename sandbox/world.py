@@ -15,13 +15,15 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.config import Config
-from sandbox import cloudrun_api, logging_api, monitoring_api, secretmanager, slack_api
+from sandbox import artifact_registry, cloudrun_api, logging_api, monitoring_api, secretmanager, slack_api
 from sandbox.access_tokens import AccessTokens
+from sandbox.artifact_registry import ArtifactRegistry, artifact_registry_app
 from sandbox.behaviour import Behaviour, Behaviours
 from sandbox.cloudrun import CloudRun
 from sandbox.cloudrun_api import cloudrun_app
@@ -82,6 +84,7 @@ class World:
                               Api("Secret Manager v1", "google", secretmanager.METHODS),
                               Api("Cloud Logging v2", "google", logging_api.METHODS),
                               Api("Cloud Monitoring v3", "google", monitoring_api.METHODS),
+                              Api("Artifact Registry v1", "google", artifact_registry.METHODS),
                               Api("Slack Web API", "slack", slack_api.METHODS)])
         self._bot_token = _bot_token()
         self._signing_secret = secrets.token_hex(16)
@@ -117,6 +120,7 @@ class World:
         self.access_tokens = AccessTokens(lifetime_s=lambda: self.identity_limits.access_token_lifetime_s)
         self.metadata = MetadataServer(config.project, self.run.project_number, config.region, self.service_account,
                                        self.id_tokens, self.access_tokens)
+        self.registry = ArtifactRegistry(authorize=self.iam.authorize)
         self.secret_manager = SecretManager(config.project, self.run.project_number, authorize=self.iam.authorize)
         self.secret_manager.put(config.secrets.slack_bot_token, self._bot_token.encode())
         self.secret_manager.put(config.secrets.slack_signing_secret, self._signing_secret.encode())
@@ -152,8 +156,10 @@ class World:
 
     def _seed(self) -> None:
         for name, service in self.config.services.items():
-            self.run.seed_service(name, [f"{service.image}:v1", f"{service.image}:v2"],
-                                  description=service.description)
+            images = [f"{service.image}:v1", f"{service.image}:v2"]
+            self.run.seed_service(name, images, description=service.description)
+            for index, image in enumerate(images):  # pushed an hour before each seeded deploy (seed_service's days)
+                self.registry.push(image, upload_time=time.time() - 86400 * (len(images) - index) - 3600)
             if name in PUBLIC_SERVICES:
                 self.iam.bind(name, "roles/run.invoker", "allUsers")
             else:
@@ -180,6 +186,7 @@ class World:
         apps = {
             "cloud_run": cloudrun_app(self.run, self.faults, self.access_tokens),
             "secret_manager": secretmanager_app(self.secret_manager, self.faults, self.access_tokens),
+            "artifact_registry": artifact_registry_app(self.registry, self.faults, self.access_tokens),
             "logging": logging_app(self.logs, consumer_number=self.run.project_number, authorize=self.iam.authorize,
                                    quota=self.logging_quota, faults=self.faults, tokens=self.access_tokens),
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
@@ -188,7 +195,8 @@ class World:
             "slack_api": slack_api_app(self.workspace, self.faults),
             "metadata": metadata_app(self.metadata),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,
-                                   iam=self.iam, alerts=self.monitoring_alerts, faults=self.faults),
+                                   iam=self.iam, alerts=self.monitoring_alerts, faults=self.faults,
+                                   registry=self.registry),
         }
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
@@ -203,6 +211,7 @@ class World:
         return {"log_entries": len(self.logs), "secret_accesses": len(self.secret_manager.accesses),
                 "logging_reads": {"served": self.logging_quota.served, "refused": self.logging_quota.refused},
                 "monitoring_queries": len(self.monitoring.calls),
+                "artifact_registry_reads": len(self.registry.calls),
                 "id_tokens_issued": self.metadata.identity_requests, "fleet_refused": self.fleet.refused,
                 "slack_api": dict(self.workspace.calls),
                 "monitoring_notifications": list(self.monitoring_alerts.sent[-500:])}
@@ -214,6 +223,7 @@ class World:
             "slack_user_url": urls["slack_user"],
             "cloud_run_endpoint": urls["cloud_run"],
             "secret_manager_endpoint": urls["secret_manager"],
+            "artifact_registry_endpoint": urls["artifact_registry"],
             "logging_endpoint": urls["logging"],
             "monitoring_endpoint": f"127.0.0.1:{self.monitoring.port}",
             "monitoring_rest_endpoint": urls["monitoring"],

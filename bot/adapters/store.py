@@ -363,6 +363,13 @@ class Store:
         with self._reachable(), self._sessions() as session:
             return [row.stored() for row in session.scalars(query)]
 
+    def ended_since(self, since: datetime) -> list[Rollout]:
+        """The rollouts (restores included) that ended at or after `since`, oldest first: what DORA's figures read."""
+        query = (select(RolloutRow).where(RolloutRow.ended_at >= since)
+                 .order_by(RolloutRow.ended_at, RolloutRow.id))
+        with self._reachable(), self._sessions() as session:
+            return [row.stored().rollout for row in session.scalars(query)]
+
     def request(self, rollout_id: int, command: Command) -> Command | None:
         """Queue a person's command for the reconciler and make the rollout due now; None if it has closed.
 

@@ -168,3 +168,15 @@ class WatchRow(Base):
     rollout_id: Mapped[int] = mapped_column(ID, primary_key=True)
     baseline_per_min: Mapped[float] = mapped_column(Float())
     measured_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ImageUploadRow(Base):
+    """Table `image_uploads` (revision 0008_dora): an image's upload time as Artifact Registry first told it, so no
+    figure reads the registry twice for one image. `upload_time` None: the registry did not have it at `read_at`."""
+
+    __tablename__ = "image_uploads"
+
+    image: Mapped[str] = mapped_column(String(), primary_key=True)
+    upload_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    build_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime())

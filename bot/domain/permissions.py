@@ -23,6 +23,8 @@ _ROLE_FOR = {
     "logging.logentries.list": "roles/logging.viewer",
     "monitoring.timeseries.list": "roles/monitoring.viewer",
     "secretmanager.versions.access": "roles/secretmanager.secretAccessor on the secret",
+    "artifactregistry.dockerimages.list": "roles/artifactregistry.reader on the repository",
+    "artifactregistry.dockerimages.get": "roles/artifactregistry.reader on the repository",
 }
 _NAMED = re.compile(r"[Pp]ermission ['\"]?([a-zA-Z]+\.[a-zA-Z]+\.[a-zA-Z]+)['\"]?")
 

@@ -19,17 +19,19 @@ from bot.domain.digest import ClosedIncident, OpenIncident, digest_of
 from bot.domain.health import FleetHealth
 from bot.engine.fleet_health import probe_fleet
 from bot.engine.scheduler import Job, cron, latest_fire_time
+from bot.engine.stats import Stats
 from bot.engine.sweeper import Sweeper
 from bot.render.digest import render_digest
 from bot.render.incident import RunbookLink
 
 MTTR_WINDOW = timedelta(days=7)
+DORA_PERIOD = timedelta(days=7)
 
 
 class Digests:
     def __init__(self, config: Config, store: Store, incidents: IncidentStore, sweeper: Sweeper,
                  runbook: RunbookLink, owner: str, *, sent: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), stats: Stats | None = None) -> None:
         self.config = config
         self.store = store
         self.incidents = incidents
@@ -38,6 +40,7 @@ class Digests:
         self.owner = owner
         self.sent = sent
         self.clock = clock
+        self.stats = stats
 
     def jobs(self) -> list[Job]:
         return [self._job(digest) for digest in self.config.digests]
@@ -79,8 +82,9 @@ class Digests:
                   for c in await asyncio.to_thread(self.incidents.cycles_since, now - MTTR_WINDOW)
                   if c.service in services]
         grace = {"grace": timedelta(0)} if late else {}
+        dora = (await self.stats.report(services, DORA_PERIOD, now)).fleet if self.stats is not None else None
         made = digest_of(fleet, rollouts, open_incidents, closed, since=min(since, now - timedelta(seconds=1)),
-                         now=now, due_at=due, **grace)
+                         now=now, due_at=due, dora=dora, **grace)
         rendered = render_digest(made, self.runbook)
         return rendered.text, rendered.blocks
 

@@ -23,7 +23,8 @@ from bot.domain.health import ServiceHealth, Status
 from bot.domain.rollout import Rollout, State
 from bot.render.blocks import Block, chunk_lines, clip, context, divider, header, link, section
 from bot.render.health import EMOJI, Rendered, RunbookLink
-from bot.render.mrkdwn import escape
+from bot.render.mrkdwn import escape, spoken
+from bot.render.stats import compact
 
 TEXT_BUDGET = 9_000
 """Characters of text in the whole message (blocks and notification text); see the module's docstring."""
@@ -41,21 +42,6 @@ _OUTCOME = {
     State.ROLLED_BACK: (":leftwards_arrow_with_hook:", "rolled back"),
     State.FAILED: (":x:", "failed"),
 }
-
-
-def spoken(duration: timedelta) -> str:
-    """Durations as on-call people say them: seconds only under a minute, minutes to the second under an hour."""
-    seconds = max(int(duration.total_seconds()), 0)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, second = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {second} s" if second else f"{minutes} min"
-    hours, minute = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minute} min" if minute else f"{hours} h"
-    days, hour = divmod(hours, 24)
-    return f"{days} d {hour} h" if hour else f"{days} d"
 
 
 def mention(member: str) -> str:
@@ -201,6 +187,14 @@ def _mttr_text(digest: Digest) -> str:
             f"{spoken(mttr.mean_to_resolve)} on average · {verdict} the {spoken(mttr.goal)} goal{still}")
 
 
+def _dora_text(digest: Digest) -> str:
+    """The five figures in one line (bot.render.stats), over their own period: a week, not the digest's day."""
+    if digest.dora is None:
+        return ""
+    figures = digest.dora
+    return f"*DORA, last {spoken(figures.now - figures.since)}*: {compact(figures)} · `/stats` for each service"
+
+
 def _late_text(digest: Digest) -> str:
     return (f":hourglass: *Late*: this is the digest due at {_when(digest.due_at)}, caught up "
             f"{spoken(digest.late_by)} late.")
@@ -224,8 +218,8 @@ def render_digest(digest: Digest, runbook: RunbookLink, *, budget: int = TEXT_BU
     period = f"{_when(digest.since)} → {_when(digest.now)} · {digest.services} services"
     late = _late_text(digest) if digest.late else ""
     headings = [_fleet_heading(digest), _deploys_heading(digest), _incidents_heading(digest)]
-    mttr, text = _mttr_text(digest), _notification(digest)
-    room = budget - sum(len(part) + 1 for part in (title, period, late, *headings, mttr, text))
+    mttr, dora, text = _mttr_text(digest), _dora_text(digest), _notification(digest)
+    room = budget - sum(len(part) + 1 for part in (title, period, late, *headings, mttr, dora, text))
 
     changes: list[Change | Rollout] = [*digest.deploys.changes, *digest.deploys.rollbacks]
     reserve_changes = min(_size([_deploy_line(c) for c in changes[:TOP_CHANGES]]) + _MORE_LINE, room // 4)
@@ -251,4 +245,6 @@ def render_digest(digest: Digest, runbook: RunbookLink, *, budget: int = TEXT_BU
     blocks.append(divider())
     blocks += [section(chunk) for chunk in chunk_lines([headings[2], *shown_incidents])]
     blocks.append(section(mttr))
+    if dora:
+        blocks.append(section(dora))
     return Rendered(text, blocks)

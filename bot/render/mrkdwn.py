@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import timedelta
 
 _BARE_AMPERSAND = re.compile(r"&(?!(?:amp|lt|gt);)")
 _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -38,3 +39,18 @@ def echoed(text: str) -> str:
     """What someone typed, to quote back inside a code span: printable, escaped, and with no backtick to end the
     span early."""
     return escape(printable(text).replace("`", "'"))
+
+
+def spoken(duration: timedelta) -> str:
+    """Durations as on-call people say them: seconds only under a minute, minutes to the second under an hour."""
+    seconds = max(int(duration.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, second = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {second} s" if second else f"{minutes} min"
+    hours, minute = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minute} min" if minute else f"{hours} h"
+    days, hour = divmod(hours, 24)
+    return f"{days} d {hour} h" if hour else f"{days} d"

@@ -52,6 +52,8 @@ def reads(world: World) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
                                    {"resourceNames": [f"projects/{PROJECT}"], "pageSize": 1}),
         "monitoring.googleapis.com": ("GET", f"{world.url('monitoring')}/v3/projects/{PROJECT}/timeSeries",
                                       None),
+        "artifactregistry.googleapis.com": ("GET", f"{world.url('artifact_registry')}/v1/{PARENT}/repositories/"
+                                            "cloud-run/dockerImages", None),
     }
 
 

@@ -54,8 +54,9 @@ def test_durations_accept_units_and_refuse_words() -> None:
 
 
 def test_actions_must_be_known() -> None:
-    found = problems(EXAMPLE.replace("may: [health, status, history, incidents, digest]", "may: [health, stats]"))
-    assert "did you mean 'status'" in found["roles.everyone.may"]
+    found = problems(EXAMPLE.replace("may: [health, status, history, incidents, digest, stats]",
+                                     "may: [health, histroy]"))
+    assert "did you mean 'history'" in found["roles.everyone.may"]
 
 
 def test_references_to_channels_and_services_must_resolve() -> None:

@@ -39,7 +39,7 @@ USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"
 """The sandbox's people: oncall is in the deployer role through the S07SREONCAL group, lead by name, viewer only
 through everyone's `*`; modeler is a deployer of prediction-worker through team predictions (group S07MODELS01),
 grader a deployer of other services only (team grading)."""
-LOOKS = {"health", "status", "history", "incidents", "digest", "help"}
+LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help"}
 OPERATES = {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"}
 MAY: dict[str, set[str]] = {"oncall": LOOKS | OPERATES, "lead": LOOKS | OPERATES, "viewer": LOOKS,
                             "modeler": LOOKS | OPERATES, "grader": LOOKS}
@@ -47,7 +47,8 @@ NEEDED = "that needs the *deployer* role, which team *predictions* (<!subteam^S0
 TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "prediction-worker",
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
-         "silence": "prediction-worker 2h maintenance", "digest": "", "help": "deploy"}
+         "silence": "prediction-worker 2h maintenance", "digest": "", "stats": "prediction-worker 30d",
+         "help": "deploy"}
 SERVICE = "prediction-worker"
 DEPLOYS = "C07DEPLOYS1"
 RESPONSE_URL = "https://hooks.slack.test/commands/T07/1/x"
@@ -93,7 +94,7 @@ def runtime_for(config: Config, store: Store, read: Read | None = None) -> Runti
     return Runtime(config=config, slack=cast(SlackGateway, SlackSeen()), prober=none,
                    cloudrun=cast(CloudRunGateway, CandidatesServe()), store=store,
                    runbook_link=linker, wake=lambda: None, logs=none, log_budget=none,
-                   incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none,
+                   incidents=IncidentEngine(config, IncidentStore(store), linker), digests=none, stats=none,
                    usergroups=UserGroups(config.usergroup_ids(), read or members_in_the_sandbox))
 
 
