@@ -35,14 +35,15 @@ USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"
 through everyone's `*`."""
 LOOKS = {"health", "status", "history", "incidents", "digest", "help"}
 MAY: dict[str, set[str]] = {
-    "oncall": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
-    "lead": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
+    "oncall": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence", "lock", "unlock"},
+    "lead": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence", "lock", "unlock"},
     "viewer": LOOKS,
 }
 TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "prediction-worker",
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
-         "silence": "prediction-worker 2h maintenance", "digest": "", "help": "deploy"}
+         "silence": "prediction-worker 2h maintenance", "digest": "", "help": "deploy",
+         "lock": "prediction-worker for 2h retraining", "unlock": "prediction-worker"}
 SERVICE = "prediction-worker"
 DEPLOYS = "C07DEPLOYS1"
 RESPONSE_URL = "https://hooks.slack.test/commands/T07/1/x"
