@@ -46,14 +46,14 @@ async def passes(runtime: Runtime, invocation: Invocation, service: str, overrid
     allowed, roles = may(runtime, user, "override", service)
     verdict = gate(service=service, user=user, now=now, locks=locks, freezes=runtime.config.freeze_windows(),
                    override=override, may_override=allowed, command=command, overriders=roles)
-    if isinstance(verdict, Refusal):
-        await runtime.slack.respond(invocation.response_url, verdict.text)
+    if isinstance(verdict, Refusal):  # audited first: whoever reads the answer finds the row
         await runtime.audit(invocation, command.lstrip("/"), service, "refused", verdict.text)
+        await runtime.slack.respond(invocation.response_url, verdict.text)
         return None
     if verdict.overridden:
         past = "; ".join(verdict.overridden)
+        await runtime.audit(invocation, "override", service, "ok", f"{command}: {override} (past: {past})")
         await announce(runtime, f"override:{service}:{now.timestamp():.0f}:{user}",
                        f":warning: <@{user}> overrode change control for `{command} {service}`: {override}\n"
                        f"Gone past: {past}")
-        await runtime.audit(invocation, "override", service, "ok", f"{command}: {override} (past: {past})")
     return verdict

@@ -139,8 +139,8 @@ class UnlockCommand(Command[UnlockRequest]):
                 refusal = (f":no_entry: {_what(request.service)} is {held.spoken()}. Breaking someone else's lock "
                            f"needs the {needed} role: ask <@{held.holder}> to `/unlock {request.service}`, or "
                            "someone who has it.")
-                await runtime.slack.respond(invocation.response_url, refusal)
                 await runtime.audit(invocation, "override", self.target(request), "refused", refusal)
+                await runtime.slack.respond(invocation.response_url, refusal)
                 return
             text = (f":warning: <@{user}> broke <@{held.holder}>'s lock on {_what(request.service)}{why} (it was "
                     f"{held.spoken()}).")
@@ -148,10 +148,10 @@ class UnlockCommand(Command[UnlockRequest]):
             await runtime.slack.respond(invocation.response_url, f"The lock on {_what(request.service)} changed "
                                                                  "meanwhile; `/status` shows it now.")
             return
-        runtime.incidents.sent()
         if held.holder != user:
             await runtime.audit(invocation, "override", self.target(request), "ok",
                                 f"broke <@{held.holder}>'s lock ({held.reason}){why}")
+        runtime.incidents.sent()
         await runtime.slack.respond(invocation.response_url, f":unlock: Unlocked {_what(request.service)}; the "
                                                              "deploy channel is told.")
 
