@@ -195,7 +195,7 @@ class Rollout:
     evidence: Tally | None = None  # the current window's request and error logs, read so far
     unreadable_since: datetime | None = None  # when reading the service from Cloud Run started failing
     sent: tuple[Split, ...] = ()  # every traffic split chatops asked Cloud Run for in this rollout
-    override: str = ""  # who let it move forward during freeze windows, and why ("" : it is held by them)
+    override: str = ""  # who let it move forward through freeze windows, and why ("": windows hold it)
 
     @property
     def percent(self) -> int:
@@ -748,6 +748,9 @@ def _command(rollout: Rollout, live: Live, now: datetime, command: Command, free
     decision = _act(rollout, live, now, command, freeze)
     if any(answer.command == command for answer in decision.answers):
         return decision
+    if freeze is not None and command.override and not rollout.override:  # it goes on through the window
+        decision = replace(decision, rollout=replace(decision.rollout, override=f"<@{command.user}>: "
+                                                                                f"{command.override}"))
     return replace(decision, answers=(*decision.answers, Answer(command, True)))
 
 
@@ -780,12 +783,10 @@ def _act(rollout: Rollout, live: Live, now: datetime, command: Command, freeze: 
             return _refuse(rollout, command, "already paused")
         return _pause(replace(cleared, pending=pending), now,
                       "traffic stays as it is until someone resumes, promotes or rolls back", command.user)
-    if freeze is not None and not rollout.override:
-        if not command.override:
-            verb = "resume" if command.action == "resume" else "promote"
-            return _refuse(cleared, command, f"{freeze.spoken()}. To go on now: `/{verb} {rollout.service} "
-                                             "override=\"why\"` (needs the `override` permission); or once it ends")
-        cleared = replace(cleared, override=f"<@{command.user}>: {command.override}")
+    if freeze is not None and not rollout.override and not command.override:
+        verb = "resume" if command.action == "resume" else "promote"
+        return _refuse(cleared, command, f"{freeze.spoken()}. To go on now: `/{verb} {rollout.service} "
+                                         "override=\"why\"` (needs the `override` permission); or once it ends")
     if command.action == "resume":
         if rollout.state is not State.PAUSED:
             return _refuse(cleared, command, f"not paused (it is {rollout.state.value})")

@@ -35,6 +35,10 @@ async def test_a_locked_service_is_refused_then_overridden_and_a_rollback_still_
         await fleet.wait_for("viewer", told("<@U07ONCALL01> locked *prediction-worker* until",
                                             "retraining the model"))
 
+        await fleet.command("lead", f"/status {SERVICE}")
+        shown = text_of(await fleet.wait_for("lead", lambda m: "Change control" in text_of(m)))
+        assert "*prediction-worker* locked by <@U07ONCALL01>" in shown and "retraining the model" in shown
+
         await fleet.command("lead", f"/deploy {SERVICE} tag=v3")
         refusal = await fleet.wait_for("lead", told("is locked by <@U07ONCALL01> until"))
         assert "retraining the model" in refusal["text"] and "UTC" in refusal["text"]
@@ -50,8 +54,8 @@ async def test_a_locked_service_is_refused_then_overridden_and_a_rollback_still_
         (override,) = await audit_rows(fleet, "override")
         assert override[:2] == ("U07LEAD0001", "ok") and "odds feed fix before tip-off" in override[2]
         running = await fleet.rollout_state(SERVICE, "analysing")
-        shown = text_of(await fleet.rollout_message(running))
-        assert "locked by" in shown and "retraining the model" in shown, "the rollout's message shows the lock"
+        drawn = text_of(await fleet.rollout_message(running))
+        assert "locked by" in drawn and "retraining the model" in drawn, "the rollout's message shows the lock"
 
         await fleet.command("lead", f"/rollback {SERVICE}")
         done = await fleet.rollout_state(SERVICE, "rolled_back")
@@ -88,6 +92,10 @@ async def test_a_freeze_window_holds_a_canary_at_its_stage_boundary_while_a_roll
         thread = "\n".join(text_of(m) for m in await fleet.thread(held))
         assert "stage 5% passed" in thread and "freeze window `pre-game`" in thread
         assert f'/resume {SERVICE} override="why"' in thread and f"`/resume {SERVICE}` once the window" in thread
+
+        await fleet.command("viewer", "/status")
+        status = text_of(await fleet.wait_for("viewer", lambda m: "Change control" in text_of(m)))
+        assert "*frozen* for prediction-worker: freeze window `pre-game`" in status
 
         await fleet.command("oncall", f"/resume {SERVICE}")
         refused = await fleet.wait_for("oncall", told("is in freeze window `pre-game`"))

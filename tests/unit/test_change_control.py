@@ -1,5 +1,5 @@
 """Change control's pure parts: freeze windows (recurring across a DST change, fixed), locks, the gate's verdicts and
-their texts, the engine's hold at a stage boundary, and the config's freeze validation."""
+their texts, the engine's hold at a stage boundary, the config's freeze validation, and the digest's lines."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import pytest
 
 from bot.config import ConfigError, parse_config
 from bot.domain.change_gate import Go, Lock, Refusal, gate
+from bot.domain.digest import digest_of
 from bot.domain.freeze import Freeze, in_force, next_window
+from bot.domain.health import FleetHealth
 from bot.domain.rollout import Command, State, Write, decide, make_split
+from bot.render.digest import render_digest
 from tests.conftest import EXAMPLE_CONFIG
+from tests.unit.test_digest import said
 from tests.unit.test_rollout import CANDIDATE, PASS, STABLE, at, at_stage, live
 
 NEW_YORK = "America/New_York"
@@ -180,3 +184,19 @@ def test_a_fixed_window_is_read_in_its_zone() -> None:
                           "timezone: America/New_York}")
     window = config.freeze_windows()[0]
     assert (window.start, window.end) == (datetime(2026, 12, 24, 23, tzinfo=UTC), datetime(2026, 12, 26, 5, tzinfo=UTC))
+
+
+# -- the digest ---------------------------------------------------------------------------------------------------
+
+
+def test_the_digest_shows_the_locks_in_force_and_the_current_and_next_freeze_window() -> None:
+    evening = utc(10, 23, 30)
+    ended = Lock("nba-grading-service", "U07ONCALL01", "backfill", evening - timedelta(hours=3), evening)
+    made = digest_of(FleetHealth(()), (), (), (), since=evening - timedelta(days=1), now=evening, due_at=evening,
+                     locks=[LOCK, ended, Lock("all", "U07LEAD0001", "release 1.4", evening)],
+                     freeze=in_force([PRE_GAME], None, evening), next_freeze=next_window([PRE_GAME], None, evening))
+    text = said(render_digest(made, lambda service, step: None))
+    assert "every service locked by <@U07LEAD0001> until unlocked: release 1.4" in text
+    assert "backfill" not in text, "a lock past its end is not shown"
+    assert "*frozen* for prediction-worker: freeze window `pre-game` (tonight's props), until Tue 22:00 EST" in text
+    assert "next freeze window `pre-game` for prediction-worker: Wed 18:00 EST (2026-11-11 23:00 UTC)" in text
