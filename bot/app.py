@@ -18,6 +18,7 @@ from bot.adapters.budget_store import BudgetStore
 from bot.adapters.cloudrun import CloudRunGateway
 from bot.adapters.idtokens import IdTokens
 from bot.adapters.incident_store import IncidentStore
+from bot.adapters.lock_store import LockStore
 from bot.adapters.logs import LogsGateway
 from bot.adapters.metrics import MetricsGateway
 from bot.adapters.outbox import Outbox
@@ -116,7 +117,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     sender = OutboxSender(outbox, slack, owner)
     reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector,
                             reporter=RolloutReporter(linker, sent=sender.wake), owner=owner,
-                            interval_s=config.engine.interval, lease_s=config.engine.lease)
+                            interval_s=config.engine.interval, lease_s=config.engine.lease,
+                            freezes=config.freeze_windows(), locks=LockStore(store))
     incident_store = IncidentStore(store)
     incidents = IncidentEngine(config, incident_store, linker, sent=sender.wake)
     sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)

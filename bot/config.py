@@ -13,6 +13,7 @@ import re
 import zoneinfo
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,10 +29,11 @@ from pydantic import (
     model_validator,
 )
 
+from bot.domain.freeze import Freeze
 from bot.domain.rollout import TAG
 
 ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack", "silence",
-           "incidents", "digest", "stats")
+           "incidents", "digest", "stats", "lock", "override")
 """Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
 keep even `/health` to its own people."""
 
@@ -333,6 +335,69 @@ class Digest(Strict):
         return zone
 
 
+MAX_FREEZE = 7 * 24 * 3600.0
+"""The longest a recurring window may last; a longer freeze is a fixed one (`start` and `end`)."""
+
+
+class FreezeWindow(Strict):
+    """A time when deploys, promotions and stage advances of its services wait, unless someone with the `override`
+    action says why: recurring (`cron` and `duration`) or fixed (`start` and `end`), in `timezone`."""
+
+    name: str = Field(min_length=1, max_length=80)
+    cron: str | None = Field(default=None, description="each fire time starts a window, e.g. '0 18 * * *'")
+    duration: Seconds | None = Field(default=None, le=MAX_FREEZE, description="how long each window lasts, e.g. 4h")
+    start: datetime | date | None = Field(default=None, description="a fixed window's start, e.g. 2026-12-24 18:00")
+    end: datetime | date | None = Field(default=None, description="a fixed window's end; a date alone is its 00:00")
+    timezone: str = "UTC"
+    services: Literal["all"] | tuple[str, ...] = "all"
+    reason: str = Field(default="", max_length=300)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, cron: str | None) -> str | None:
+        return None if cron is None else Digest._valid_cron(cron)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        return Digest._known_zone(zone)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FreezeWindow:
+        recurring = "a recurring window takes `cron` and `duration`, e.g. cron: '0 18 * * *' and duration: 4h"
+        fixed = "a fixed one takes `start` and `end`, e.g. start: '2026-12-24 18:00' and end: '2026-12-26 00:00'"
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.cron is not None and (self.start is not None or self.end is not None):
+            problems.append((("cron",), f"give `cron` or `start`/`end`, not both: {recurring}; {fixed}"))
+        elif self.cron is not None and self.duration is None:
+            problems.append((("duration",), f"`cron` needs `duration`, how long each window lasts: {recurring}"))
+        elif self.cron is None and self.duration is not None:
+            problems.append((("cron",), f"`duration` needs `cron`, when each window starts: {recurring}"))
+        elif self.cron is None and (self.start is None or self.end is None):
+            missing = "end" if self.start is not None else "start"
+            problems.append(((missing,), f"this field is required: {fixed}; or {recurring}"))
+        elif self.start is not None and self.end is not None and self.moment(self.end) <= self.moment(self.start):
+            problems.append((("end",), f"end ({self.end}) must come after start ({self.start})"))
+        if problems:
+            raise ConfigReferenceError(problems)
+        return self
+
+    def moment(self, value: datetime | date) -> datetime:
+        """A config time as an aware instant: a date is its 00:00, a time without an offset is in `timezone`."""
+        if not isinstance(value, datetime):
+            value = datetime.combine(value, time())
+        return value if value.tzinfo is not None else value.replace(tzinfo=zoneinfo.ZoneInfo(self.timezone))
+
+    def freeze(self) -> Freeze:
+        services = None if self.services == "all" else frozenset(self.services)
+        if self.cron is not None:
+            return Freeze(self.name, self.timezone, services, self.reason, cron=self.cron,
+                          duration=timedelta(seconds=self.duration or 0))
+        assert self.start is not None and self.end is not None
+        return Freeze(self.name, self.timezone, services, self.reason, start=self.moment(self.start),
+                      end=self.moment(self.end))
+
+
 class Slack(Strict):
     channels: dict[str, ChannelId] = Field(min_length=1, description="short name -> Slack channel id")
     deploy_channel: str
@@ -368,6 +433,7 @@ class Config(Strict):
         default=None, pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="a web view of the runbooks directory; links then go there, unsigned, instead of to the bot")
     engine: EngineSettings = EngineSettings()
+    freezes: tuple[FreezeWindow, ...] = ()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Config:
@@ -399,6 +465,10 @@ class Config(Strict):
                         problems.append(
                             (("digests", index, "services"), _unknown("service", service_name, self.services))
                         )
+        for index, window in enumerate(self.freezes):
+            if window.services != "all":
+                problems.extend((("freezes", index, "services"), _unknown("service", name, self.services))
+                                for name in window.services if name not in self.services)
         for role_name, role in self.roles.items():
             for service_name in role.services:
                 if service_name != "*" and service_name not in self.services:
@@ -426,6 +496,9 @@ class Config(Strict):
 
     def health_for(self, service: str) -> HealthPaths:
         return self.services[service].health or self.defaults.health
+
+    def freeze_windows(self) -> tuple[Freeze, ...]:
+        return tuple(window.freeze() for window in self.freezes)
 
     def alert_channel_for(self, service: str) -> str:
         name = self.services[service].alert_channel or self.slack.deploy_channel

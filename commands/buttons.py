@@ -20,6 +20,7 @@ from typing import Any, Literal
 from bot.domain.rollout import Command as RolloutCommand
 from bot.domain.watch import still_serves
 from bot.render.watch import no_longer_serves
+from commands.change_control import passes
 from commands.framework import Ack, Answer, Invalid, Invocation, Plan, Runtime, guarded
 from commands.incidents import acknowledge
 from commands.rollback import Rollback
@@ -141,6 +142,8 @@ async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, ans
         return None
 
     async def handed_over() -> None:
+        if verb in ("promote", "resume") and not await passes(runtime, invocation, service or "", "", f"/{verb}"):
+            return
         await answer(await hand_over(runtime, click.subject, RolloutCommand(verb, invocation.user_id)))
 
     return Plan(click.verb, service, click.verb, handed_over, check=current)

@@ -17,11 +17,13 @@ from bot.adapters.cloudrun import CloudRunUnavailable
 from bot.adapters.store import RolloutConflict, StoredRollout
 from bot.config import Config
 from bot.domain.analysis import Thresholds
+from bot.domain.change_gate import Go
 from bot.domain.policy import repository_allowed
 from bot.domain.rollout import HttpCheckSpec, Insufficient, LogCheckSpec, Plan, Rollout
 from bot.render.blocks import context, header, section
 from bot.render.mrkdwn import echoed
 from bot.render.rollout import plan_lines
+from commands.change_control import passes, reason_of
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
@@ -36,6 +38,7 @@ class DeployRequest:
     strategy: Literal["canary", "direct"]
     image: str
     dry_run: bool
+    override: str = ""  # why this deploy may go past a lock or a freeze window
 
 
 def plan_for(config: Config, service: str, strategy: str) -> Plan:
@@ -75,7 +78,7 @@ def already_running(stored: StoredRollout) -> str:
 class Deploy(Command[DeployRequest]):
     name = "deploy"
     action = "deploy"
-    usage = "/deploy <service> [canary|direct] [image=<full reference> | tag=<tag>] [dry-run]"
+    usage = "/deploy <service> [canary|direct] [image=<full reference> | tag=<tag>] [override=\"why\"] [dry-run]"
     summary = ("Deploy a new revision behind a canary: traffic moves through the stages while each one is "
                "analysed, and a failure rolls back at once.")
     details = ("Without `image=` or `tag=`, the service's image with tag `latest`. `direct` sends all traffic at "
@@ -85,7 +88,7 @@ class Deploy(Command[DeployRequest]):
 
     def parse(self, args: Args, config: Config) -> DeployRequest | UserError:
         problem = check_words(args, ("canary", "direct", "dry-run", "dryrun"), self.usage) or check_options(
-            args, ("image", "tag"), self.usage)
+            args, ("image", "tag", "override"), self.usage)
         if problem:
             return problem
         service = resolve_service(args.target, list(config.services), command="/deploy")
@@ -115,7 +118,8 @@ class Deploy(Command[DeployRequest]):
         default = config.canary_for(service).strategy
         strategy: Literal["canary", "direct"] = "direct" if "direct" in words else (
             "canary" if "canary" in words else default)
-        return DeployRequest(service, strategy, image, bool(words & {"dry-run", "dryrun"}))
+        return DeployRequest(service, strategy, image, bool(words & {"dry-run", "dryrun"}),
+                             reason_of(args.options.get("override", "")))
 
     def target(self, request: DeployRequest) -> str | None:
         return request.service
@@ -127,6 +131,9 @@ class Deploy(Command[DeployRequest]):
 
     async def act(self, request: DeployRequest, invocation: Invocation, runtime: Runtime) -> None:
         service = request.service
+        go = Go() if request.dry_run else await passes(runtime, invocation, service, request.override, "/deploy")
+        if go is None:
+            return
         existing = await asyncio.to_thread(runtime.store.open_rollout, service)
         if existing is not None:
             await runtime.slack.respond(invocation.response_url, already_running(existing))
@@ -165,7 +172,8 @@ class Deploy(Command[DeployRequest]):
         rollout = Rollout(id=0, service=service, image=request.image, stable=view.serving or "",
                           candidate=candidate_name(service, request.image), plan=plan,
                           requested_by=invocation.user_id, created_at=now, next_check_at=now,
-                          traffic=view.live.traffic, generation=view.live.generation, progress_at=now)
+                          traffic=view.live.traffic, generation=view.live.generation, progress_at=now,
+                          override=go.freeze)
         channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
         try:
             stored = await asyncio.to_thread(runtime.store.create_rollout, rollout, channel)

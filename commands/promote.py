@@ -9,10 +9,12 @@ from commands.rollout_control import RolloutControl, ServiceRequest
 class Promote(RolloutControl):
     name = "promote"
     action = "promote"
-    usage = "/promote <service> [full]"
+    usage = "/promote <service> [full] [override=\"why\"]"
     summary = "Move a rollout to its next stage now, or with `full` straight to 100%, without waiting for analysis."
     examples = ("/promote prediction-worker", "/promote prediction-worker full")
     words = ("full",)
+    options = ("override",)
+    gated = True
 
     def command_for(self, request: ServiceRequest, user: str) -> RolloutCommand:
-        return RolloutCommand("promote_full" if request.full else "promote", user)
+        return RolloutCommand("promote_full" if request.full else "promote", user, override=request.override)

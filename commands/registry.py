@@ -11,6 +11,7 @@ from commands.health import Health
 from commands.help import Help
 from commands.history import History
 from commands.incidents import Ack, Incidents, SilenceCommand
+from commands.lock import LockCommand, UnlockCommand
 from commands.pause import Pause
 from commands.promote import Promote
 from commands.resume import Resume
@@ -22,5 +23,5 @@ from commands.status import Status
 def all_commands() -> list[Command[Any]]:
     working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
                                    Incidents(), Ack(), SilenceCommand(), DigestCommand(),
-                                   StatsCommand()]
+                                   StatsCommand(), LockCommand(), UnlockCommand()]
     return [*working, Help(working)]

@@ -12,6 +12,7 @@ from typing import ClassVar
 from bot.config import Config
 from bot.domain.rollout import Command as RolloutCommand
 from bot.domain.rollout import admit
+from commands.change_control import passes, reason_of
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
@@ -24,6 +25,7 @@ class ServiceRequest:
     service: str
     full: bool = False
     to: str = ""
+    override: str = ""  # why a promote or resume may go past a lock or a freeze window
 
 
 async def hand_over(runtime: Runtime, rollout_id: int, command: RolloutCommand) -> str:
@@ -47,6 +49,8 @@ async def hand_over(runtime: Runtime, rollout_id: int, command: RolloutCommand) 
 class RolloutControl(Command[ServiceRequest]):
     words: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[str, ...]] = ()
+    gated: ClassVar[bool] = False
+    """Whether the command moves traffic forward, and so asks the change gate (locks, freeze windows) first."""
 
     def parse(self, args: Args, config: Config) -> ServiceRequest | UserError:
         problem = check_words(args, self.words, self.usage) or check_options(args, self.options, self.usage)
@@ -55,7 +59,8 @@ class RolloutControl(Command[ServiceRequest]):
         service = resolve_service(args.target, list(config.services), command=self.slash)
         if isinstance(service, UserError):
             return service
-        return ServiceRequest(service, full="full" in {w.lower() for w in args.words}, to=args.options.get("to", ""))
+        return ServiceRequest(service, full="full" in {w.lower() for w in args.words}, to=args.options.get("to", ""),
+                              override=reason_of(args.options.get("override", "")))
 
     def target(self, request: ServiceRequest) -> str | None:
         return request.service
@@ -68,6 +73,8 @@ class RolloutControl(Command[ServiceRequest]):
                 f"`/deploy {request.service}` starts one.")
 
     async def act(self, request: ServiceRequest, invocation: Invocation, runtime: Runtime) -> None:
+        if self.gated and not await passes(runtime, invocation, request.service, request.override, self.slash):
+            return
         stored = await asyncio.to_thread(runtime.store.open_rollout, request.service)
         if stored is None:
             text = await self.without_rollout(request, invocation, runtime)

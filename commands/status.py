@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from bot.adapters.lock_store import LockStore
 from bot.config import Config
+from bot.domain.change_gate import holding
+from bot.domain.freeze import in_force, next_window
 from bot.render.blocks import context, header, section
+from bot.render.change_control import control_lines
 from bot.render.rollout import progress
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
@@ -21,7 +26,8 @@ class Status(Command[StatusRequest]):
     name = "status"
     action = "status"
     usage = "/status [service]"
-    summary = "The rollouts in progress: stage, state, who started them; with a service, its latest rollout."
+    summary = ("The rollouts in progress: stage, state, who started them; with a service, its latest rollout. "
+               "Then the locks, and the freeze window in force and the next one.")
     examples = ("/status", "/status prediction-worker")
 
     def parse(self, args: Args, config: Config) -> StatusRequest | UserError:
@@ -54,4 +60,13 @@ class Status(Command[StatusRequest]):
             blocks.append(section(line))
         if not found and request.service is None:
             blocks.append(context("Nothing is being deployed. `/deploy <service>` starts a rollout."))
+        now = datetime.now(UTC)
+        locks = await LockStore(runtime.store).locks(now)
+        if request.service is not None:
+            locks = holding(locks, request.service, now)
+        freezes = runtime.config.freeze_windows()
+        held = control_lines(locks, in_force(freezes, request.service, now), next_window(freezes, request.service, now),
+                             named=request.service is None)
+        if held:
+            blocks.append(section("*Change control*\n" + "\n".join(held)))
         await runtime.slack.respond(invocation.response_url, title, blocks[:50])

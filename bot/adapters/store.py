@@ -174,9 +174,11 @@ class CommandRow(Base):
     outcome: Mapped[str | None] = mapped_column(String())
     answer: Mapped[str] = mapped_column(Text())
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    override: Mapped[str] = mapped_column(Text(), server_default="")  # revision 0006
 
     def command(self) -> Command:
-        return Command(self.action, self.user_id, self.target, id=self.id, at=self.asked_at)  # type: ignore[arg-type]
+        return Command(self.action, self.user_id, self.target, id=self.id, at=self.asked_at,  # type: ignore[arg-type]
+                       override=self.override)
 
 
 @dataclass(frozen=True)
@@ -381,7 +383,7 @@ class Store:
             if row is None or not row.open:
                 return None
             queued = CommandRow(rollout_id=rollout_id, action=command.action, user_id=command.user,
-                                target=command.to, asked_at=now, answer="")
+                                target=command.to, asked_at=now, answer="", override=command.override)
             session.add(queued)
             row.next_check_at = now
             row.updated_at = now

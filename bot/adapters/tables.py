@@ -180,3 +180,16 @@ class ImageUploadRow(Base):
     upload_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     build_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     read_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LockRow(Base):
+    """Table `locks` (revision 0006): who holds a service (or `all`) and until when. The primary key is what makes
+    two people locking one service at once end with one holder."""
+
+    __tablename__ = "locks"
+
+    service: Mapped[str] = mapped_column(String(), primary_key=True)
+    holder: Mapped[str] = mapped_column(String())
+    reason: Mapped[str] = mapped_column(Text())
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.domain.change_gate import Lock
 from bot.domain.dora import Figures
+from bot.domain.freeze import Window
 from bot.domain.health import FleetHealth, ServiceHealth, Status
 from bot.domain.rollout import MANUAL_ROLLBACK_IMAGE, Rollout, State
 
@@ -141,6 +143,11 @@ class Digest:
     mttr: Mttr
     dora: Figures | None = None
     """DORA's five figures over the last week (bot.domain.dora), when they were read."""
+    locks: tuple[Lock, ...] = ()
+    """The locks in force when the digest is made."""
+    freeze: Window | None = None
+    """The freeze window in force for the digest's services, if any."""
+    next_freeze: Window | None = None
 
     @property
     def late_by(self) -> timedelta:
@@ -209,7 +216,8 @@ def _mean(durations: Sequence[timedelta]) -> timedelta | None:
 def digest_of(fleet: FleetHealth, rollouts: Sequence[Rollout], open_incidents: Sequence[OpenIncident],
               closed_incidents: Sequence[ClosedIncident], *, since: datetime, now: datetime, due_at: datetime,
               mttr_goal: timedelta = DEFAULT_MTTR_GOAL, grace: timedelta = DEFAULT_GRACE,
-              dora: Figures | None = None) -> Digest:
+              dora: Figures | None = None, locks: Sequence[Lock] = (), freeze: Window | None = None,
+              next_freeze: Window | None = None) -> Digest:
     """The digest of the period [since, now), posted at `now` for the fire time `due_at`. The fleet is as probed
     now, not as it was at `due_at`: a catch-up digest reports what is true when it is read, and says it is late."""
     if now <= since:
@@ -222,4 +230,6 @@ def digest_of(fleet: FleetHealth, rollouts: Sequence[Rollout], open_incidents: S
     return Digest(since=since, now=now, due_at=due_at, late=now - due_at > grace, services=len(fleet.services),
                   counts=counts, problems=ordered, deploys=deploys_of(rollouts, since=since, now=now),
                   incidents=incidents, mttr=mttr_of(closed_incidents, now=now, goal=mttr_goal,
-                                                    still_open=open_incidents), dora=dora)
+                                                    still_open=open_incidents), dora=dora,
+                  locks=tuple(sorted((lock for lock in locks if lock.active(now)), key=lambda lock: lock.service)),
+                  freeze=freeze, next_freeze=next_freeze)

@@ -14,7 +14,10 @@ Invariants:
   pauses in the open, while a rollback keeps being retried and says so;
 - `/rollback` and `/pause` are acted on before any pending write;
 - no active state outlives the progress deadline without progress;
-- a person's change (a new generation that chatops did not write) pauses the rollout: it never fights them.
+- a person's change (a new generation that chatops did not write) pauses the rollout: it never fights them;
+- during a freeze window (`freeze`), no new forward move of traffic is decided without an override: a stage that
+  passes pauses at its boundary, and a promote or resume is refused. A move decided before the window began is
+  still carried through, and rollbacks and pauses are never held.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.domain.analysis import Tally, Thresholds, Verdict
+from bot.domain.freeze import Window
 from bot.domain.permissions import denied_permission, grant_hint
 
 TAG = "canary"
@@ -138,6 +142,7 @@ class Command:
     to: str = ""
     id: int = 0
     at: datetime | None = None
+    override: str = ""  # why a promote or resume may move traffic forward during a freeze window
 
     @property
     def spoken(self) -> str:
@@ -190,6 +195,7 @@ class Rollout:
     evidence: Tally | None = None  # the current window's request and error logs, read so far
     unreadable_since: datetime | None = None  # when reading the service from Cloud Run started failing
     sent: tuple[Split, ...] = ()  # every traffic split chatops asked Cloud Run for in this rollout
+    override: str = ""  # who let it move forward through freeze windows, and why ("": windows hold it)
 
     @property
     def percent(self) -> int:
@@ -321,21 +327,24 @@ def _drift(rollout: Rollout, live: Live) -> str | None:
     return None
 
 
-def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None = None) -> Decision:
+def decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None = None,
+           freeze: Window | None = None) -> Decision:
+    """`freeze`: the freeze window in force for the service at `now`, if any."""
     if rollout.unreadable_since is not None:
         rollout = replace(rollout, unreadable_since=None)
     command, superseded = _triage(rollout.commands)
     rollout = replace(rollout, commands=() if command is None else (command,))
-    return _finish(_decide(rollout, live, now, verdict, command), superseded)
+    return _finish(_decide(rollout, live, now, verdict, command, freeze), superseded)
 
 
-def _decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None, command: Command | None) -> Decision:
+def _decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None, command: Command | None,
+            freeze: Window | None) -> Decision:
     if command is not None and command.action in ("rollback", "pause") and rollout.open:
         if rollout.restoring:  # answered with the way out, and the rollback goes on
-            answered = _command(rollout, live, now, command)
-            going_on = _decide(answered.rollout, live, now, verdict, None)
+            answered = _command(rollout, live, now, command, freeze)
+            going_on = _decide(answered.rollout, live, now, verdict, None, freeze)
             return replace(going_on, answers=(*answered.answers, *going_on.answers))
-        return _command(rollout, live, now, command)  # a person stopping things comes before any pending write
+        return _command(rollout, live, now, command, freeze)  # a person stopping things comes before any pending write
     if rollout.pending is not None:
         unsettled = _settle(rollout, rollout.pending, live, now)
         if unsettled is not None:
@@ -344,7 +353,7 @@ def _decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None
     if rollout.state.ended:
         return Decision(rollout)
     if command is not None:
-        return _command(rollout, live, now, command)
+        return _command(rollout, live, now, command, freeze)
     if rollout.state in (State.VERIFYING, State.ANALYSING):
         if drift := _drift(rollout, live):
             return _pause(rollout, now, drift, "")
@@ -354,9 +363,9 @@ def _decide(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None
     if stalled := _stalled(rollout, now):
         return stalled
     if rollout.state is State.VERIFYING:
-        return _verifying(rollout, now, verdict)
+        return _verifying(rollout, now, verdict, freeze)
     if rollout.state is State.ANALYSING:
-        return _analysing(rollout, now, verdict)
+        return _analysing(rollout, now, verdict, freeze)
     return Decision(_later(rollout, now, 60))
 
 
@@ -620,7 +629,7 @@ def _fail(rollout: Rollout, live: Live, now: datetime, reason: str) -> Decision:
     return Decision(replace(ended, pending=write), write=write, notes=(note,))
 
 
-def _verifying(rollout: Rollout, now: datetime, verdict: Verdict | None) -> Decision:
+def _verifying(rollout: Rollout, now: datetime, verdict: Verdict | None, freeze: Window | None) -> Decision:
     if verdict is None:
         return Decision(rollout, analyse=True)
     if verdict.outcome == "fail":
@@ -629,11 +638,12 @@ def _verifying(rollout: Rollout, now: datetime, verdict: Verdict | None) -> Deci
     if verdict.outcome == "pending":
         return Decision(_later(rollout, now))  # its logs are not all in yet
     if verdict.outcome == "pass":
-        return _enter_stage(rollout, 0, now, Note("passed", "the candidate's tag URL passes its checks", verdict))
+        passed = Note("passed", "the candidate's tag URL passes its checks", verdict)
+        return _held(rollout, now, freeze, passed) or _enter_stage(rollout, 0, now, passed)
     return _inconclusive(rollout, now, verdict)
 
 
-def _analysing(rollout: Rollout, now: datetime, verdict: Verdict | None) -> Decision:
+def _analysing(rollout: Rollout, now: datetime, verdict: Verdict | None, freeze: Window | None) -> Decision:
     if now < rollout.next_check_at:
         return Decision(rollout)
     if verdict is None:
@@ -667,8 +677,8 @@ def _analysing(rollout: Rollout, now: datetime, verdict: Verdict | None) -> Deci
     how = f", {summary}" if verdict.insufficient else ""
     note = Note("passed", f"stage {percent}% passed{how}", verdict)
     if rollout.stage + 1 < len(rollout.plan.stages):
-        return _enter_stage(passed, rollout.stage + 1, now, note)
-    return _promote(passed, now, note, "every stage passed")
+        return _held(passed, now, freeze, note) or _enter_stage(passed, rollout.stage + 1, now, note)
+    return _promote(passed, now, note, "every stage passed")  # the last stage routes 100% already: nothing moves
 
 
 def _inconclusive(rollout: Rollout, now: datetime, verdict: Verdict) -> Decision:
@@ -721,10 +731,26 @@ def _pause(rollout: Rollout, now: datetime, reason: str, by: str, verdict: Verdi
     return Decision(paused, notes=(Note("paused", f"paused{who}: {reason}", verdict),), answers=dropped)
 
 
-def _command(rollout: Rollout, live: Live, now: datetime, command: Command) -> Decision:
-    decision = _act(rollout, live, now, command)
+def _held(rollout: Rollout, now: datetime, freeze: Window | None, note: Note) -> Decision | None:
+    """A stage boundary during a freeze window, without an override: pause where the traffic is, and say how to go
+    on. None when nothing holds the rollout."""
+    if freeze is None or rollout.override:
+        return None
+    service = rollout.service
+    reason = (f"{freeze.spoken()}: traffic stays at {rollout.percent}% on the candidate. To go on now: "
+              f"`/resume {service} override=\"why\"` (needs the `override` permission); or `/resume {service}` "
+              "once the window has ended")
+    held = _pause(rollout, now, reason, "")
+    return replace(held, notes=(note, *held.notes))
+
+
+def _command(rollout: Rollout, live: Live, now: datetime, command: Command, freeze: Window | None) -> Decision:
+    decision = _act(rollout, live, now, command, freeze)
     if any(answer.command == command for answer in decision.answers):
         return decision
+    if freeze is not None and command.override and not rollout.override:  # it goes on through the window
+        decision = replace(decision, rollout=replace(decision.rollout, override=f"<@{command.user}>: "
+                                                                                f"{command.override}"))
     return replace(decision, answers=(*decision.answers, Answer(command, True)))
 
 
@@ -732,7 +758,7 @@ def _refuse(rollout: Rollout, command: Command, why: str) -> Decision:
     return Decision(replace(rollout, commands=()), answers=(Answer(command, False, f"{command.spoken}: {why}"),))
 
 
-def _act(rollout: Rollout, live: Live, now: datetime, command: Command) -> Decision:
+def _act(rollout: Rollout, live: Live, now: datetime, command: Command, freeze: Window | None) -> Decision:
     pending = rollout.pending
     cleared = replace(rollout, commands=(), traffic=live.traffic, pending=None,
                       generation=max(rollout.generation, live.generation))
@@ -757,6 +783,10 @@ def _act(rollout: Rollout, live: Live, now: datetime, command: Command) -> Decis
             return _refuse(rollout, command, "already paused")
         return _pause(replace(cleared, pending=pending), now,
                       "traffic stays as it is until someone resumes, promotes or rolls back", command.user)
+    if freeze is not None and not rollout.override and not command.override:
+        verb = "resume" if command.action == "resume" else "promote"
+        return _refuse(cleared, command, f"{freeze.spoken()}. To go on now: `/{verb} {rollout.service} "
+                                         "override=\"why\"` (needs the `override` permission); or once it ends")
     if command.action == "resume":
         if rollout.state is not State.PAUSED:
             return _refuse(cleared, command, f"not paused (it is {rollout.state.value})")

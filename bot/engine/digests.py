@@ -12,10 +12,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bot.adapters.incident_store import IncidentStore
+from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Message
 from bot.adapters.store import Store
 from bot.config import Config, Digest
+from bot.domain.change_gate import ALL
 from bot.domain.digest import ClosedIncident, OpenIncident, digest_of
+from bot.domain.freeze import in_force, next_window
 from bot.domain.health import FleetHealth
 from bot.engine.fleet_health import probe_fleet
 from bot.engine.scheduler import Job, cron, latest_fire_time
@@ -83,8 +86,11 @@ class Digests:
                   if c.service in services]
         grace = {"grace": timedelta(0)} if late else {}
         dora = (await self.stats.report(services, DORA_PERIOD, now)).fleet if self.stats is not None else None
+        locks = [lock for lock in await LockStore(self.store).locks(now) if lock.service in (ALL, *services)]
+        freezes = [f for f in self.config.freeze_windows() if f.services is None or f.services & set(services)]
         made = digest_of(fleet, rollouts, open_incidents, closed, since=min(since, now - timedelta(seconds=1)),
-                         now=now, due_at=due, dora=dora, **grace)
+                         now=now, due_at=due, dora=dora, **grace, locks=locks, freeze=in_force(freezes, None, now),
+                         next_freeze=next_window(freezes, None, now))
         rendered = render_digest(made, self.runbook)
         return rendered.text, rendered.blocks
 

@@ -23,13 +23,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bot.adapters.cloudrun import CloudRunGateway, CloudRunRefused, CloudRunUnavailable, ServiceView
+from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Write
 from bot.adapters.store import Store, StoredRollout, StoreUnavailable
 from bot.domain.analysis import analyse
+from bot.domain.change_gate import Lock, holding
+from bot.domain.freeze import Freeze, Window, in_force
 from bot.domain.rollout import Answer, Decision, Note, Rollout, State, WriteResult, after_write, decide, unreadable
 from bot.domain.rollout import Write as PendingWrite
 from bot.engine.reporter import RolloutReporter
 from bot.engine.signals import Collected, SignalCollector, with_evidence
+from bot.render.change_control import control_lines
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,10 @@ def utcnow() -> datetime:
 class Reconciler:
     def __init__(self, *, store: Store, cloudrun: CloudRunGateway, collector: SignalCollector,
                  reporter: RolloutReporter, owner: str, interval_s: float, lease_s: float,
-                 clock: Callable[[], datetime] = utcnow, concurrency: int = 20, batch: int = 50) -> None:
+                 clock: Callable[[], datetime] = utcnow, concurrency: int = 20, batch: int = 50,
+                 freezes: Sequence[Freeze] = (), locks: LockStore | None = None) -> None:
+        """`freezes`: the config's freeze windows, which hold a rollout's stage advances; `locks`: where the locks
+        its message shows are read."""
         self.store = store
         self.cloudrun = cloudrun
         self.collector = collector
@@ -63,6 +70,9 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._slots = asyncio.Semaphore(concurrency)
+        self.freezes = tuple(freezes)
+        self.locks = locks
+        self._held: list[Lock] = []  # the locks in force at this tick, for the rollouts' messages
 
     def wake(self) -> None:
         """Look now rather than at the next interval: a person just asked for something."""
@@ -97,8 +107,11 @@ class Reconciler:
         self._due = []
         views = await asyncio.gather(*(self._read(claim) for claim in claims))
         now = self.clock()
+        if claims and self.locks is not None:
+            self._held = await self.locks.locks(now)
         readable = [(claim, view) for claim, view in zip(claims, views, strict=True) if view is not None]
-        wanting = [(claim, view) for claim, view in readable if decide(claim.rollout, view.live, now).analyse]
+        wanting = [(claim, view) for claim, view in readable
+                   if decide(claim.rollout, view.live, now, freeze=self._frozen(claim.rollout, now)).analyse]
         evidence: dict[int, Collected] = {}
         if wanting:
             try:
@@ -151,11 +164,12 @@ class Reconciler:
                       now: datetime, saved: list[Rollout] | None = None) -> None:
         saved = [] if saved is None else saved
         rollout: Rollout = claim.rollout
+        freeze = self._frozen(rollout, now)
         if evidence is not None:
             rollout = with_evidence(rollout, evidence)
-            decision = decide(rollout, view.live, now, analyse(evidence.signals, rollout.plan.thresholds))
+            decision = decide(rollout, view.live, now, analyse(evidence.signals, rollout.plan.thresholds), freeze)
         else:
-            decision = decide(rollout, view.live, now)
+            decision = decide(rollout, view.live, now, freeze=freeze)
         notes: list[Note] = list(decision.notes)
         answers = list(decision.answers)
         for _ in range(_WRITES_PER_TICK):
@@ -165,7 +179,8 @@ class Reconciler:
             # What was decided so far is said with the save that marks the write pending: a crash during the write
             # loses none of it, and the rollout's message is redrawn once the write's outcome is known. The same
             # save renews the lease on the database's clock, or the write is not made.
-            said = self.reporter.saying(claim, decision.rollout, notes, redraw=False)
+            said = self.reporter.saying(claim, decision.rollout, notes, redraw=False,
+                                        control=self._control(rollout, now))
             if not await asyncio.to_thread(self.store.save, claim, decision.rollout, answers=answers,
                                            renew_s=self.lease_s, also=said):
                 log.warning("rollout %s: lease lost before writing; another instance has it", rollout.id)
@@ -178,6 +193,13 @@ class Reconciler:
             notes.extend(decision.notes)
             answers.extend(decision.answers)
         await self._persist(claim, Decision(decision.rollout, notes=tuple(notes), answers=tuple(answers)))
+
+    def _frozen(self, rollout: Rollout, now: datetime) -> Window | None:
+        return in_force(self.freezes, rollout.service, now)
+
+    def _control(self, rollout: Rollout, now: datetime) -> list[str]:
+        """What holds the service now (its locks, the freeze window in force), for the rollout's message."""
+        return control_lines(holding(self._held, rollout.service, now), self._frozen(rollout, now), None, named=False)
 
     async def _write(self, rollout: Rollout, write: PendingWrite, view: ServiceView) -> WriteResult:
         """One Cloud Run write, its lease kept while it is in flight. Something unexpected (a token refresh that
@@ -201,8 +223,8 @@ class Reconciler:
 
     async def _persist(self, claim: StoredRollout, decision: Decision) -> None:
         after = decision.rollout
-        if await self._save_when_back(claim, after, release=not after.open, answers=decision.answers,
-                                      said=self.reporter.saying(claim, after, decision.notes)):
+        said = self.reporter.saying(claim, after, decision.notes, control=self._control(after, self.clock()))
+        if await self._save_when_back(claim, after, release=not after.open, answers=decision.answers, said=said):
             self.reporter.sent()
             if after.open:
                 self._due.append(after.next_check_at)

@@ -38,18 +38,20 @@ class RolloutReporter:
         self.sent = sent  # wakes the outbox sender once the rows are committed
 
     def saying(self, stored: StoredRollout, rollout: Rollout, notes: Sequence[Note] = (), *,
-               redraw: bool = True) -> Write:
-        """The write to make beside the rollout's save (Store.save's `also`)."""
+               redraw: bool = True, control: Sequence[str] = ()) -> Write:
+        """The write to make beside the rollout's save (Store.save's `also`); `control`: the lines of what holds the
+        service now (locks, a freeze window), shown in the rollout's message."""
         return thread_writer(rollout_thread(rollout.id),
-                             lambda before: self.messages(before, stored, rollout, notes, redraw=redraw))
+                             lambda before: self.messages(before, stored, rollout, notes, redraw=redraw,
+                                                          control=control))
 
     def messages(self, before: Message | None, stored: StoredRollout, rollout: Rollout, notes: Sequence[Note] = (),
-                 *, redraw: bool = True) -> list[Message]:
+                 *, redraw: bool = True, control: Sequence[str] = ()) -> list[Message]:
         """The rollout's message, posted if its thread has none yet or (when `redraw`) redrawn if it would show
         something other than `before`, its last drawing; then a reply per note."""
         key = rollout_thread(rollout.id)
         thread_ts = stored.message_ts or ""  # a message posted before rollouts were reported through the outbox
-        rendered = rollout_message(rollout)
+        rendered = rollout_message(rollout, control)
         drawn = Message(key, "update", stored.channel, rendered.text, attachments=rendered.attachments,
                         thread_ts=thread_ts)
         messages: list[Message] = []

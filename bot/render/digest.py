@@ -22,6 +22,7 @@ from bot.domain.digest import Change, Digest, OpenIncident
 from bot.domain.health import ServiceHealth, Status
 from bot.domain.rollout import Rollout, State
 from bot.render.blocks import Block, chunk_lines, clip, context, divider, header, link, section
+from bot.render.change_control import control_lines
 from bot.render.health import EMOJI, Rendered, RunbookLink
 from bot.render.mrkdwn import escape, spoken
 from bot.render.stats import compact
@@ -219,7 +220,10 @@ def render_digest(digest: Digest, runbook: RunbookLink, *, budget: int = TEXT_BU
     late = _late_text(digest) if digest.late else ""
     headings = [_fleet_heading(digest), _deploys_heading(digest), _incidents_heading(digest)]
     mttr, dora, text = _mttr_text(digest), _dora_text(digest), _notification(digest)
-    room = budget - sum(len(part) + 1 for part in (title, period, late, *headings, mttr, dora, text))
+    control = control_lines(digest.locks[:TOP_CHANGES], digest.freeze, digest.next_freeze)
+    if len(digest.locks) > TOP_CHANGES:
+        control.append(f"…and {len(digest.locks) - TOP_CHANGES} more locks: `/status` lists them")
+    room = budget - sum(len(part) + 1 for part in (title, period, late, *headings, mttr, dora, text, *control))
 
     changes: list[Change | Rollout] = [*digest.deploys.changes, *digest.deploys.rollbacks]
     reserve_changes = min(_size([_deploy_line(c) for c in changes[:TOP_CHANGES]]) + _MORE_LINE, room // 4)
@@ -247,4 +251,6 @@ def render_digest(digest: Digest, runbook: RunbookLink, *, budget: int = TEXT_BU
     blocks.append(section(mttr))
     if dora:
         blocks.append(section(dora))
+    if control:
+        blocks += [section(chunk) for chunk in chunk_lines(["*Change control*", *control])]
     return Rendered(text, blocks)

@@ -6,7 +6,7 @@ a progress line, the last verdict, and the buttons that act on it. The thread ke
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -65,7 +65,8 @@ def _state_line(rollout: Rollout) -> str:
     return f"{emoji} *{label}*"
 
 
-def rollout_message(rollout: Rollout) -> Rendered:
+def rollout_message(rollout: Rollout, control: Sequence[str] = ()) -> Rendered:
+    """`control`: what holds the service now (locks, a freeze window), one line each."""
     _, color, label = _LOOK[rollout.state]
     tag = rollout.image.rpartition(":")[2] if ":" in rollout.image.rpartition("/")[2] else rollout.image
     blocks: list[Block] = [
@@ -86,7 +87,10 @@ def rollout_message(rollout: Rollout) -> Rendered:
         blocks.append(actions(button("Resume", "rollout_resume", value, "primary"),
                               button("Promote", "rollout_promote", value),
                               button("Roll back", "rollout_rollback", value, "danger")))
-    blocks.append(context(f"requested by <@{rollout.requested_by}> · {rollout.image}"))
+    if control:
+        blocks.append(context("\n".join(control)))
+    blocks.append(context(f"requested by <@{rollout.requested_by}> · {rollout.image}"
+                          + (f" · freeze windows overridden by {rollout.override}" if rollout.override else "")))
     applying = " (applying)" if rollout.state.ended and rollout.pending is not None else ""
     text = f"{rollout.service}: {tag} {label}{applying}" + (
         f" at {rollout.percent}%" if rollout.state in (State.ANALYSING, State.PAUSED) else "")

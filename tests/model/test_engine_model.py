@@ -5,7 +5,8 @@ persist, write marked pending -> write -> after_write -> persist), through a row
 a lease and a fencing generation as `bot/adapters/store.py` keeps them, against the simulated Cloud Run of
 `tests/model/cloud_run.py`. Between any two steps of any instance: time passes (leases and deadlines run out)
 and Cloud Run routes a step, people send commands (two back to back too) or change traffic by hand, another
-instance takes the rollout over (the first going on, its saves refused and its write maybe landing, or gone).
+instance takes the rollout over (the first going on, its saves refused and its write maybe landing, or gone); in the
+worlds with freezes, a freeze window starts or ends, and people send promotes and resumes with an override.
 
 After every step the invariants are checked; those about "eventually" at a bounded quiescence: from the state
 reached, instances finish their ticks and the engine ticks on, every check passing and Cloud Run answering every
@@ -38,6 +39,7 @@ from hypothesis.stateful import (
 )
 
 from bot.domain.analysis import Finding, Thresholds, Verdict
+from bot.domain.freeze import Window
 from bot.domain.rollout import (
     Answer,
     Command,
@@ -52,6 +54,7 @@ from bot.domain.rollout import (
     admit,
     after_write,
     decide,
+    describe,
     make_split,
 )
 from tests import figures
@@ -59,7 +62,7 @@ from tests.model.cloud_run import FAULTS, CloudRun, Fault, View
 
 # -- the engine, called as the reconciler calls it ----------------------------------------------------------------
 
-Decide = Callable[[Rollout, Live, datetime, Verdict | None], Decision]
+Decide = Callable[[Rollout, Live, datetime, Verdict | None, Window | None], Decision]
 AfterWrite = Callable[[Rollout, WriteResult, datetime], Decision]
 WRITES_PER_TICK = 2  # bot/engine/reconciler.py: a write and, when Google refuses it, the write that restores traffic
 
@@ -83,14 +86,15 @@ def read(cloud: CloudRun, rollout: Rollout) -> View:
 
 
 def decide_now(engine: Engine, rollout: Rollout, live: Live, now: datetime,
-               verdict: Callable[[], Verdict | None]) -> Decision:
-    """`Reconciler.tick` and `advance`: decide; when that asks for analysis, decide again on its verdict (None: the
-    evidence could not be collected, and the rollout is decided on without it)."""
-    first = engine.decide(rollout, live, now, None)
+               verdict: Callable[[], Verdict | None], freeze: Window | None) -> Decision:
+    """`Reconciler.tick` and `advance`: decide, with the freeze window in force (`Reconciler._frozen`); when that asks
+    for analysis, decide again on its verdict (None: the evidence could not be collected, and the rollout is decided
+    on without it)."""
+    first = engine.decide(rollout, live, now, None, freeze)
     if not first.analyse:
         return first
     found = verdict()
-    return first if found is None else engine.decide(rollout, live, now, found)
+    return first if found is None else engine.decide(rollout, live, now, found, freeze)
 
 
 def write(cloud: CloudRun, decision: Decision, view: View, fault: Fault, steps: int) -> WriteResult:
@@ -182,6 +186,8 @@ def save(row: Row, held: Claim, rollout: Rollout, answers: tuple[Answer, ...], n
 # -- the world the engine lives in --------------------------------------------------------------------------------
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+FREEZE = Window("pre-game", T0, T0 + timedelta(days=1), "America/New_York", "tonight's props")
+"""The window in force while the model is frozen: when it starts and ends is the `freeze_changes` rule's."""
 STABLE, CANDIDATE = "svc-00002-abc", "svc-00003-new"
 PLAN = Plan(stages=(10, 50), window_s=10, progress_deadline_s=60, interval_s=5, retry_deadline_s=30,
             max_inconclusive=2, insufficient=Insufficient(extend=1, then="judge"),
@@ -219,6 +225,7 @@ class World:
     by_hand: bool = False  # people change traffic by hand too (after which the bot rightly leaves it to them)
     plan: Plan = PLAN
     answered: int = 3  # extra weight of "none": a write is answered 4 times as often as it meets any one fault
+    freezes: bool = False  # a freeze window starts or ends between any two steps; people may send overrides
     starts: tuple[str, ...] = ("deploying", "first stage routing", "first stage routed", "last stage routed")
 
 
@@ -276,6 +283,8 @@ class Model:
     rollback_cap: int | None = None  # once a rollback is decided: the most the candidate may route
     person_etag: int = 0  # the service's etag right after a person's last change
     fought: list[str] = field(default_factory=list)  # chatops writes, decided before a person's change, that landed
+    frozen: bool = False  # a freeze window is in force
+    forced: list[str] = field(default_factory=list)  # forward moves decided while frozen, without an override
 
     @classmethod
     def start(cls, world: World, engine: Engine) -> Model:
@@ -289,7 +298,8 @@ class Model:
     def clone(self) -> Model:
         return replace(self, cloud=copy.copy(self.cloud), row=replace(self.row, commands=list(self.row.commands)),
                        instances=[copy.copy(i) for i in self.instances], accepted=dict(self.accepted),
-                       answered=set(self.answered), blamed=list(self.blamed), fought=list(self.fought))
+                       answered=set(self.answered), blamed=list(self.blamed), fought=list(self.fought),
+                       forced=list(self.forced))
 
     # -- an instance's tick, one step at a time ------------------------------------------------------------------
 
@@ -306,7 +316,9 @@ class Model:
         if held is None:
             return
         instance.held, instance.view = held, read(self.cloud, held.rollout)
-        decision = decide_now(self.engine, held.rollout, instance.view.live, self.now, verdict)
+        decision = decide_now(self.engine, held.rollout, instance.view.live, self.now, verdict,
+                              FREEZE if self.frozen else None)
+        self._watch(held.rollout, decision)
         instance.decision, instance.notes, instance.answers, instance.writes = (decision, decision.notes,
                                                                                 decision.answers, 0)
         if decision.write is None:
@@ -333,12 +345,23 @@ class Model:
                 return
             instance.notes, instance.answers = (), ()
         decision = written(self.engine, instance.decision, result, self.now)
+        self._watch(instance.decision.rollout, decision)
         instance.decision, instance.notes = decision, (*instance.notes, *decision.notes)
         instance.answers = (*instance.answers, *decision.answers)
         if decision.write is not None and instance.writes < WRITES_PER_TICK:
             self._save_pending(instance)
         else:
             self._persist(instance)
+
+    def _watch(self, before: Rollout, decision: Decision) -> None:
+        """Noted: a forward move decided while frozen, without an override; one that gives the candidate more than any
+        split chatops had already asked for in this rollout (making an earlier write again is not a new move)."""
+        write = decision.write
+        if not self.frozen or write is None or write.kind != "set_traffic" or decision.rollout.override:
+            return
+        share = dict(write.traffic).get(CANDIDATE, 0)
+        if share > max((dict(split).get(CANDIDATE, 0) for split in before.sent), default=0):
+            self.forced.append(f"{before.state.value} at stage {before.stage} decided {describe(write.traffic)}")
 
     def land(self, instance: Instance, fault: Fault, steps: int) -> WriteResult:
         """The instance's write reaches Cloud Run; noted when it lands over a person's change it never saw."""
@@ -418,6 +441,7 @@ WAY_OUT = "split traffic always has a way out: the engine moves, or /rollback or
 NO_FALSE_BLAME = "the bot never reports its own write as a person's change"
 NEVER_FIGHTS = "a write chatops decided before a person's change never lands over it"
 EVERY_CHECK = frozenset({ROLLBACK_STICKS, WITHIN_STAGE, ANSWERED, WAY_OUT, NO_FALSE_BLAME, NEVER_FIGHTS})
+NOT_FORWARD_WHEN_FROZEN = "no forward traffic write is decided while frozen without an override"
 
 
 def stage_share(rollout: Rollout) -> int:
@@ -509,9 +533,24 @@ def machine(world: World, engine: Engine, checks: frozenset[str]) -> type[RuleBa
             for action in actions:
                 self._command(action)
 
-        def _command(self, action: Literal["rollback", "pause", "promote", "promote_full", "resume"]) -> None:
+        @precondition(lambda self: world.freezes and (world.back_to_back or (
+            not self.model.row.commands and all(i.phase == "idle" for i in self.model.instances))))
+        @rule(action=st.sampled_from(("promote", "promote_full", "resume")))
+        def person_overrides(self, action: Literal["promote", "promote_full", "resume"]) -> None:
+            """`/promote` or `/resume` with `override="why"`, from someone with the `override` permission."""
+            self._command(action, override="odds feed fix")
+
+        @precondition(lambda self: world.freezes)
+        @rule()
+        def freeze_changes(self) -> None:
+            """A freeze window starts, or the one in force ends, between any two steps."""
+            self.model.frozen = not self.model.frozen
+            self._did("a freeze window starts" if self.model.frozen else "the freeze window ends")
+
+        def _command(self, action: Literal["rollback", "pause", "promote", "promote_full", "resume"],
+                     override: str = "") -> None:
             user = f"U{len(self.steps) + 1}x{len(self.model.accepted)}"
-            command = Command(action, user)
+            command = Command(action, user, override=override)
             refused = submit(self.model.row, command, self.model.now)
             if refused is None:
                 self.model.accepted[user] = command
@@ -602,6 +641,11 @@ def machine(world: World, engine: Engine, checks: frozenset[str]) -> type[RuleBa
             def never_fights(self) -> None:
                 assert not self.model.fought, f"{NEVER_FIGHTS}: {self.model.fought}"
 
+        if NOT_FORWARD_WHEN_FROZEN in checks:
+            @invariant()
+            def not_forward_when_frozen(self) -> None:
+                assert not self.model.forced, f"{NOT_FORWARD_WHEN_FROZEN}: {self.model.forced}"
+
         if NO_FALSE_BLAME in checks:
             @invariant()
             def no_false_blame(self) -> None:
@@ -654,6 +698,17 @@ def test_when_cloud_run_fails_calls_but_routes_at_once_a_rollback_sticks_and_com
 
 def test_when_cloud_run_answers_at_once_every_invariant_holds(check: Checker) -> None:
     check(AT_ONCE, Engine(), EVERY_CHECK)
+
+
+# -- freeze windows (issue 15) ------------------------------------------------------------------------------------
+
+FREEZES = replace(REAL_TIMINGS, name="Cloud Run's real timings, a freeze window starting and ending", freezes=True)
+
+
+def test_on_real_timings_no_forward_move_is_decided_in_a_freeze_window_without_an_override(check: Checker) -> None:
+    """A window starts or ends between any two steps, with overrides among people's commands: a stage that passes
+    pauses at its boundary, and rollbacks still stick and every command is answered."""
+    check(FREEZES, Engine(), frozenset({NOT_FORWARD_WHEN_FROZEN, ROLLBACK_STICKS, ANSWERED}))
 
 
 # -- what the engine broke on real timings before issue 14's fix, and keeps now ---------------------------------------
@@ -716,26 +771,35 @@ def test_on_real_timings_the_bot_never_blames_a_person_for_its_own_write(check: 
 # -- show it can fail: one guard out at a time, and the checker finds it ------------------------------------------
 
 
-def _ignore_rollback_commands(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
+def _ignore_rollback_commands(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None,
+                              freeze: Window | None) -> Decision:
     return decide(replace(rollout, commands=tuple(c for c in rollout.commands if c.action != "rollback")), live, now,
-                  verdict)
+                  verdict, freeze)
 
 
-def _own_splits_forgotten(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
-    return decide(replace(rollout, sent=()), live, now, verdict)
+def _own_splits_forgotten(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None,
+                          freeze: Window | None) -> Decision:
+    return decide(replace(rollout, sent=()), live, now, verdict, freeze)
 
 
-def _last_command_only(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
+def _last_command_only(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None,
+                       freeze: Window | None) -> Decision:
     """The old column: a later command overwrote an earlier one, which left the queue unseen."""
-    decision = decide(replace(rollout, commands=rollout.commands[-1:]), live, now, verdict)
+    decision = decide(replace(rollout, commands=rollout.commands[-1:]), live, now, verdict, freeze)
     return replace(decision, answers=(*decision.answers, *(Answer(c, True) for c in rollout.commands[:-1])))
 
 
-def _roll_back_without_writing(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None) -> Decision:
-    decision = decide(rollout, live, now, verdict)
+def _roll_back_without_writing(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None,
+                               freeze: Window | None) -> Decision:
+    decision = decide(rollout, live, now, verdict, freeze)
     if decision.write is not None and decision.rollout.state is State.ROLLED_BACK:
         return replace(decision, rollout=replace(decision.rollout, pending=None), write=None)
     return decision
+
+
+def _freeze_not_fed(rollout: Rollout, live: Live, now: datetime, verdict: Verdict | None,
+                    freeze: Window | None) -> Decision:
+    return decide(rollout, live, now, verdict)
 
 
 @pytest.mark.parametrize(("world", "engine", "found_by"), [
@@ -753,6 +817,8 @@ def _roll_back_without_writing(rollout: Rollout, live: Live, now: datetime, verd
                  id="a save is not fenced by the lease"),
     pytest.param(BY_HAND, Engine(etag_fence=False), NEVER_FIGHTS,
                  id="a write does not carry the etag it read"),
+    pytest.param(FREEZES, Engine(decide=_freeze_not_fed), NOT_FORWARD_WHEN_FROZEN,
+                 id="the freeze window is not fed to the engine"),
 ])
 def test_the_checker_finds_a_guard_taken_out(world: World, engine: Engine, found_by: str, check: Checker) -> None:
     with pytest.raises(AssertionError, match=re.escape(found_by.split(",")[0])):

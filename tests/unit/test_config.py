@@ -151,7 +151,7 @@ def test_teams_load_and_name_the_groups_whose_members_are_read_from_slack() -> N
 
 @pytest.mark.parametrize("before, after, path, expected", [
     ("    role: deployer\n  predictions:", "    role: deployr\n  predictions:", "teams.grading.role",
-     "unknown role 'deployr'; did you mean 'deployer'? (known: deployer, everyone)"),
+     "unknown role 'deployr'; did you mean 'deployer'? (known: deployer, everyone, lead)"),
     ('"nba-phase*"]', '"nba-phase9*"]', "teams.grading.services",
      "'nba-phase9*' matches no service; write a service name or a glob such as 'nba-phase*'"),
     ("group: S07GRADING1", "group: U07GRADER01", "teams.grading.group",

@@ -40,7 +40,7 @@ USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"
 through everyone's `*`; modeler is a deployer of prediction-worker through team predictions (group S07MODELS01),
 grader a deployer of other services only (team grading)."""
 LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help"}
-OPERATES = {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"}
+OPERATES = {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence", "lock", "unlock"}
 MAY: dict[str, set[str]] = {"oncall": LOOKS | OPERATES, "lead": LOOKS | OPERATES, "viewer": LOOKS,
                             "modeler": LOOKS | OPERATES, "grader": LOOKS}
 NEEDED = "that needs the *deployer* role, which team *predictions* (<!subteam^S07MODELS01>) has for it."
@@ -48,7 +48,7 @@ TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "predic
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
          "silence": "prediction-worker 2h maintenance", "digest": "", "stats": "prediction-worker 30d",
-         "help": "deploy"}
+         "help": "deploy", "lock": "prediction-worker for 2h retraining", "unlock": "prediction-worker"}
 SERVICE = "prediction-worker"
 DEPLOYS = "C07DEPLOYS1"
 RESPONSE_URL = "https://hooks.slack.test/commands/T07/1/x"

@@ -1,0 +1,37 @@
+"""Locks and freeze windows as one line each, the same in `/status`, the rollout message and the digest. A lock's
+reason was escaped where it entered the bot (commands/lock.py), and a window's text comes from the config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.domain.change_gate import ALL, Lock
+from bot.domain.freeze import Window
+
+
+def lock_line(lock: Lock) -> str:
+    what = "every service" if lock.service == ALL else f"*{lock.service}*"
+    return f":lock: {what} {lock.spoken()}"
+
+
+def _services(window: Window) -> str:
+    return "" if window.services is None else " for " + ", ".join(sorted(window.services))
+
+
+def window_lines(current: Window | None, upcoming: Window | None, *, named: bool = True) -> list[str]:
+    """The window in force and the next one; `named` lists the services each holds (the fleet's view)."""
+    lines = []
+    if current is not None:
+        scope = _services(current) if named else ""
+        lines.append(f":snowflake: *frozen*{scope}: {current.spoken()}; deploys, promotions and stage "
+                     "advances wait unless `override=\"why\"` is given")
+    if upcoming is not None:
+        scope = _services(upcoming) if named else ""
+        lines.append(f":calendar: next freeze window `{upcoming.name}`{scope}: "
+                     f"{upcoming.local(upcoming.starts_at)} → {upcoming.local(upcoming.ends_at)}")
+    return lines
+
+
+def control_lines(locks: Sequence[Lock], current: Window | None, upcoming: Window | None, *,
+                  named: bool = True) -> list[str]:
+    return [*(lock_line(lock) for lock in locks), *window_lines(current, upcoming, named=named)]

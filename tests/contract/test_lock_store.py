@@ -1,0 +1,60 @@
+"""Lock rows on SQLite and PostgreSQL: one holder per service however many ask at once, expiry, release by the holder
+only, the announcement kept with the change, and a command's override kept in the queue."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from bot.adapters.lock_store import LockStore
+from bot.adapters.outbox import Message
+from bot.adapters.store import Store
+from bot.adapters.tables import OutboxRow
+from bot.domain.change_gate import Lock
+from bot.domain.rollout import Command
+from tests.contract.test_rollout_store import new
+
+NOW = datetime.now(UTC)
+
+
+def told(text: str) -> Message:
+    return Message(f"lock:{text}", "post", "C07DEPLOYS1", text)
+
+
+def posts(store: Store) -> list[str]:
+    with store.reading() as session:
+        return list(session.scalars(select(OutboxRow.text).order_by(OutboxRow.id)))
+
+
+async def test_two_people_locking_one_service_at_once_end_with_one_holder(store: Store) -> None:
+    locks = LockStore(store)
+    first, second = await asyncio.gather(
+        locks.take(Lock("prediction-worker", "U07ONCALL01", "retraining", NOW), [told("oncall locked")]),
+        locks.take(Lock("prediction-worker", "U07LEAD0001", "game night", NOW), [told("lead locked")]))
+    assert first == second, "both are told the same holder"
+    assert await locks.locks(NOW) == [first]
+    assert posts(store) == [f"{'oncall' if first.holder == 'U07ONCALL01' else 'lead'} locked"], "one announcement"
+
+
+async def test_a_lock_ends_at_its_end_and_only_its_holder_releases_it(store: Store) -> None:
+    locks = LockStore(store)
+    until = NOW + timedelta(hours=2)
+    mine = await locks.take(Lock("prediction-worker", "U07LEAD0001", "game night", NOW, until))
+    assert await locks.locks(until - timedelta(seconds=1)) == [mine] and await locks.locks(until) == []
+    again = Lock("prediction-worker", "U07LEAD0001", "extended", NOW, until + timedelta(hours=1))
+    assert await locks.take(again) == again, "the holder changes its own lock"
+    other = Lock("prediction-worker", "U07ONCALL01", "mine now", until + timedelta(hours=2))
+    assert await locks.take(other) == other, "a lock past its end is replaced"
+    assert not await locks.release("prediction-worker", "U07LEAD0001", NOW, [told("unlocked")])
+    assert await locks.release("prediction-worker", "U07ONCALL01", NOW, [told("broken")])
+    assert await locks.locks(NOW) == [] and posts(store) == ["broken"]
+
+
+def test_an_override_is_kept_with_its_command_until_answered(store: Store) -> None:
+    created = store.create_rollout(new(), "C07DEPLOYS1")
+    queued = store.request(created.rollout.id, Command("resume", "U07LEAD0001", override="odds feed fix"))
+    assert queued is not None and queued.override == "odds feed fix"
+    (claim,) = store.claim_due("bot-a", None, lease_s=30)
+    assert claim.rollout.commands == (queued,)
