@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Message, Outbox
-from bot.domain.change_gate import Go, Refusal, gate
 from bot.adapters.usergroups import MembersUnread
+from bot.domain.change_gate import Go, Refusal, gate
 from bot.domain.policy import Allowed, decide
 from bot.render.blocks import section
 from bot.render.mrkdwn import escape, printable
