@@ -13,6 +13,7 @@ from commands.history import History
 from commands.incidents import Ack, Incidents, SilenceCommand
 from commands.pause import Pause
 from commands.promote import Promote
+from commands.queue import Deny, QueueCommand
 from commands.resume import Resume
 from commands.rollback import Rollback
 from commands.status import Status
@@ -21,4 +22,5 @@ from commands.status import Status
 def all_commands() -> list[Command[Any]]:
     working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
                                    Incidents(), Ack(), SilenceCommand(), DigestCommand()]
+    working += [QueueCommand(), Deny()]
     return [*working, Help(working)]

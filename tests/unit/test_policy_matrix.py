@@ -33,7 +33,8 @@ from tests.conftest import EXAMPLE_CONFIG
 USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"}
 """The sandbox's people: oncall is in the deployer role through the S07SREONCAL group, lead by name, viewer only
 through everyone's `*`."""
-LOOKS = {"health", "status", "history", "incidents", "digest", "help"}
+LOOKS = {"health", "status", "history", "incidents", "digest", "help", "queue", "deny"}
+"""`/queue <service>` only looks (it needs `status`); `/deny` is decided by the service's approvers, not a role."""
 MAY: dict[str, set[str]] = {
     "oncall": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
     "lead": LOOKS | {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence"},
@@ -42,7 +43,8 @@ MAY: dict[str, set[str]] = {
 TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "prediction-worker",
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
-         "silence": "prediction-worker 2h maintenance", "digest": "", "help": "deploy"}
+         "silence": "prediction-worker 2h maintenance", "digest": "", "help": "deploy", "queue": "prediction-worker",
+         "deny": "12 not before tip-off"}
 SERVICE = "prediction-worker"
 DEPLOYS = "C07DEPLOYS1"
 RESPONSE_URL = "https://hooks.slack.test/commands/T07/1/x"
@@ -127,6 +129,9 @@ class Witnessed(Command[Any]):
 
     def target(self, request: Any) -> str | None:
         return self.real.target(request)
+
+    def needs(self, request: Any) -> str | None:
+        return self.real.needs(request)
 
     def acknowledgement(self, request: Any, config: Config) -> str:
         return self.real.acknowledgement(request, config)
