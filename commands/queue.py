@@ -68,16 +68,8 @@ async def approve(runtime: Runtime, request_id: int, user: str) -> str:
     def refusal(request: QueuedDeploy) -> str | None:
         return may_approve(request, user, approver=is_approver(runtime, user, request.approvers))
 
-    def said(after: QueuedDeploy) -> list[Message]:
-        count = f"{len(after.approvals)} of {after.needed}"
-        if after.state is RequestState.QUEUED:
-            return told(after, f":white_check_mark: Approved by <@{user}> ({count}). <@{after.requested_by}>, request "
-                               f"#{after.id} is in the queue and starts as soon as nothing is ahead of it.")
-        return told(after, f":white_check_mark: Approved by <@{user}> ({count}); "
-                           f"{after.needed - len(after.approvals)} more needed, each from someone else.")
-
     result = await asyncio.to_thread(DeployRequests(runtime.store).approve, request_id, user, datetime.now(UTC),
-                                     refusal, said)
+                                     refusal, told)
     if isinstance(result, str):
         return f":no_entry: {result}"
     runtime.wake()
@@ -92,10 +84,16 @@ async def end(runtime: Runtime, request: QueuedDeploy, state: RequestState, user
     verb = "denied" if state is RequestState.DENIED else "cancelled"
     because = f": {reason}" if reason else ""
     only = (RequestState.AWAITING,) if state is RequestState.DENIED else (RequestState.AWAITING, RequestState.QUEUED)
-    ended = await asyncio.to_thread(
-        DeployRequests(runtime.store).end, request.id, state, user, reason, datetime.now(UTC),
-        lambda r: told(r, f":no_entry_sign: <@{r.requested_by}>, request #{r.id} (`{r.tag}` to {r.service}) was "
-                          f"{verb} by <@{user}>{because}."), only_from=only)
+
+    def said(ended: QueuedDeploy) -> list[Message]:
+        """The requester hears of it, unless they withdrew a deploy that had no message of its own."""
+        if not ended.needed and user == ended.requested_by:
+            return told(ended)
+        return told(ended, f":no_entry_sign: <@{ended.requested_by}>, request #{ended.id} (`{ended.tag}` to "
+                           f"{ended.service}) was {verb} by <@{user}>{because}.")
+
+    ended = await asyncio.to_thread(DeployRequests(runtime.store).end, request.id, state, user, reason,
+                                    datetime.now(UTC), said, only_from=only)
     if ended is None:
         return f"Request #{request.id} had moved on already; nothing was {verb}. `/queue {request.service}` shows it."
     runtime.wake()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.adapters.cloudrun import CloudRunGateway
-from bot.adapters.deploy_store import DeployRequests, Stale, request_thread
+from bot.adapters.deploy_store import DeployRequests, Stale
 from bot.adapters.outbox import Message, rollout_thread
 from bot.adapters.store import RolloutConflict, Store, StoreUnavailable
 from bot.config import Config
@@ -92,15 +92,11 @@ class Dispatcher:
             self.sent()
 
     async def start(self, request: QueuedDeploy) -> None:
-        def said(started: QueuedDeploy) -> list[Message]:
-            return told(started, f":rocket: <@{started.requested_by}>, request #{started.id} started as rollout "
-                                 f"#{started.rollout_id}; its message follows in this channel.")
-
         try:
             result = await start_rollout(self.config, self.cloudrun, self.store, service=request.service,
                                          image=request.image, strategy=request.strategy,
                                          requested_by=request.requested_by,
-                                         also=self.requests.claim_start(request, said))
+                                         also=self.requests.claim_start(request, told))
         except (RolloutConflict, Stale):
             return  # another instance started it, or something else opened first: looked at again next tick
         if isinstance(result, NotStarted):
@@ -117,18 +113,15 @@ class Dispatcher:
         self.started()
 
     async def hold(self, hold: Hold) -> None:
+        """Said once, in the thread of the rollout that ended, to everyone waiting (they are mentioned)."""
         head = hold.request
         waiting = [r for r in await asyncio.to_thread(self.requests.waiting, head.service)
                    if r.state is RequestState.QUEUED]
-        resume = f"`/queue resume {head.service}` starts the next, `/queue cancel <request#>` drops one"
         channel = self.config.slack.channels[self.config.slack.deploy_channel]
-        messages = [Message(rollout_thread(hold.rollout_id), "reply", channel,
-                            f":octagonal_sign: The deploy queue of {head.service} holds: {hold.reason}. "
-                            f"{len(waiting)} waiting ({_who(waiting)}). {resume}.")]
-        messages += [Message(request_thread(r.id), "reply", r.channel,
-                             f":octagonal_sign: <@{r.requested_by}>, request #{r.id} is held: {hold.reason}. {resume}.")
-                     for r in waiting]
-        if await asyncio.to_thread(self.requests.hold, head.service, hold.rollout_id, self.clock(), messages,
+        text = (f":octagonal_sign: The deploy queue of {head.service} holds: {hold.reason}. Waiting: {_who(waiting)}. "
+                f"`/queue resume {head.service}` starts the next; `/queue cancel <request#>` drops one.")
+        if await asyncio.to_thread(self.requests.hold, head.service, hold.rollout_id, self.clock(),
+                                   [Message(rollout_thread(hold.rollout_id), "reply", channel, text)],
                                    f"queue held after rollout #{hold.rollout_id} ({hold.reason})"):
             self.sent()
 
