@@ -128,7 +128,7 @@ def canary_services(config: Path) -> list[str]:
     for name, service in data.get("services", {}).items():
         canary = {**defaults, **(service.get("canary") or {})}
         stages = list(canary.get("stages") or [FIRST_STAGE])
-        approval = (service.get("approval") or {}).get("required", False)
+        approval = bool(service.get("approval")) and service["approval"].get("required", True)
         if canary.get("strategy", "canary") == "canary" and stages[0] == FIRST_STAGE and not approval:
             found.append(name)
     if not found:
