@@ -23,10 +23,12 @@ from bot.config import Config
 from bot.domain.analysis import Thresholds
 from bot.domain.deploy_queue import (
     Await,
+    Hold,
     LastRollout,
     QueuedDeploy,
     RequestState,
     StartNow,
+    next_start,
     on_arrival,
     queue_position,
     shown_approvers,
@@ -219,8 +221,13 @@ class Deploy(Command[DeployRequest]):
         added = await asyncio.to_thread(requests.add, ticket, lambda r: told(r, post=True))
         runtime.wake()
         position = queue_position([*queued, added], added.id, last is not None and last.open)
-        blocks = [section(behind(added, position, queued, last)), actions(cancel_button(added.id))]
-        await runtime.slack.respond(invocation.response_url, behind(added, position, queued, last), blocks)
+        text = behind(added, position, queued, last)
+        if queued and last is not None and last.failed:
+            resumed = await asyncio.to_thread(requests.resumed, service, last.id)
+            held = next_start(queued[0], last, resumed=resumed)
+            if isinstance(held, Hold):
+                text += f" The queue holds since {held.reason}: `/queue resume {service}` starts it again."
+        await runtime.slack.respond(invocation.response_url, text, [section(text), actions(cancel_button(added.id))])
 
     async def stable(self, runtime: Runtime, service: str) -> str | None:
         """What serves the service now, as the plan shows it; None when Cloud Run cannot be read."""

@@ -211,6 +211,14 @@ async def test_queued_deploys_run_in_order_and_the_queue_holds_after_a_rollback_
     assert (await asyncio.to_thread(requests(fleet).get, third.id)).state is RequestState.QUEUED, (  # type: ignore[union-attr]
         "held: the dispatcher, looking every 0.1 s, has started nothing since it said so")
 
+    at = await fleet.latest_ts("lead")
+    await fleet.command("lead", f"/deploy {service} tag=v9")
+    behind = await told(fleet, "lead", "queued #2 behind", at)
+    assert f"The queue holds since rollout #{back.rollout.id} (`v6`) rolled back: `/queue resume {service}`" in behind
+    late = await request_of(fleet, service, "v9")
+    await fleet.command("lead", f"/queue cancel {late.id}")
+    await reaches(fleet, late.id, RequestState.CANCELLED)
+
     at = await fleet.latest_ts("viewer")
     await fleet.command("viewer", f"/queue resume {service}")
     assert "needs the *deployer* role" in await told(fleet, "viewer", "You can't", at)
