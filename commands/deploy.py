@@ -169,6 +169,8 @@ class Deploy(Command[DeployRequest]):
     def acknowledgement(self, request: DeployRequest, config: Config) -> str:
         if request.dry_run:
             return f":memo: Planning a {request.strategy} deploy of `{request.image}`…"
+        if config.approval_for(request.service) is not None:
+            return f":raised_hand: Asking for approval to deploy `{request.image}` to {request.service}…"
         return f":rocket: Deploying `{request.image}` to {request.service} ({request.strategy})…"
 
     async def act(self, request: DeployRequest, invocation: Invocation, runtime: Runtime) -> None:
@@ -218,7 +220,7 @@ class Deploy(Command[DeployRequest]):
                     await runtime.slack.respond(invocation.response_url,
                                                 f"Rollout #{started.rollout.id} started; follow it in <#{channel}>.")
                 return
-        added = await asyncio.to_thread(requests.add, ticket, lambda r: told(r, post=True))
+        added = await asyncio.to_thread(requests.add, ticket, told)  # answered below; no message of its own
         runtime.wake()
         position = queue_position([*queued, added], added.id, last is not None and last.open)
         text = behind(added, position, queued, last)
