@@ -31,6 +31,7 @@ from bot.config import Config
 from bot.domain.monitoring_alert import OnAlert
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
+from bot.engine.dispatcher import Dispatcher
 from bot.engine.incidents import IncidentEngine
 from bot.engine.outbox_sender import OutboxSender
 from bot.engine.reconciler import Reconciler
@@ -115,8 +116,16 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                                 error_filters={name: config.canary_for(name).error_filter for name in config.services})
     outbox = Outbox(store)
     sender = OutboxSender(outbox, slack, owner)
+    dispatcher = Dispatcher(config=config, store=store, cloudrun=cloudrun, interval_s=config.engine.interval,
+                            sent=sender.wake, started=lambda: reconciler.wake())
+
+    def said_and_maybe_ended() -> None:
+        """A rollout's save was committed: send what it said; it may have ended, so the queue looks too."""
+        sender.wake()
+        dispatcher.wake()
+
     reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector,
-                            reporter=RolloutReporter(linker, sent=sender.wake), owner=owner,
+                            reporter=RolloutReporter(linker, sent=said_and_maybe_ended), owner=owner,
                             interval_s=config.engine.interval, lease_s=config.engine.lease,
                             freezes=config.freeze_windows(), locks=LockStore(store))
     incident_store = IncidentStore(store)
@@ -133,8 +142,12 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                                lambda fire, late: incidents.tick()),
                            Job(WATCH_JOB, every(max(1.0, min(30.0, shortest_watch / 10))), watch.run),
                            *digests.jobs()])
+    def wake() -> None:
+        reconciler.wake()
+        dispatcher.wake()
+
     runtime = Runtime(config=config, slack=slack, prober=prober, cloudrun=cloudrun, store=store,
-                      runbook_link=linker, wake=reconciler.wake, logs=logs, log_budget=budget, incidents=incidents,
+                      runbook_link=linker, wake=wake, logs=logs, log_budget=budget, incidents=incidents,
                       digests=digests, usergroups=UserGroups(config.usergroup_ids(), slack.usergroup_members),
                       stats=stats)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
@@ -181,7 +194,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
         reconciling = asyncio.create_task(reconciler.run(), name="reconciler")
         loops = [asyncio.create_task(sender.run(), name="outbox"),
                  asyncio.create_task(scheduler.run(), name="scheduler"),
-                 asyncio.create_task(runtime.usergroups.run(), name="usergroups")]
+                 asyncio.create_task(runtime.usergroups.run(), name="usergroups"),
+                 asyncio.create_task(dispatcher.run(), name="dispatcher")]
         try:
             yield
         finally:

@@ -33,7 +33,7 @@ from bot.domain.freeze import Freeze
 from bot.domain.rollout import TAG
 
 ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack", "silence",
-           "incidents", "digest", "stats", "lock", "override")
+           "incidents", "digest", "stats", "lock", "override", "queue")
 """Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
 keep even `/health` to its own people."""
 
@@ -247,6 +247,16 @@ class Defaults(Strict):
 _REPOSITORY = re.compile(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._*-]+)+$")
 
 
+class Approval(Strict):
+    """A second pair of eyes: a /deploy of the service waits until `min` people other than its requester, each a
+    member of `approvers` (a role of this config, or a Slack user group id S...), approve it, or until `expires`."""
+
+    required: bool = True
+    approvers: str = Field(min_length=1, description="a role name under `roles:`, or a Slack user group id (S...)")
+    min: int = Field(default=1, ge=1, le=10, description="approvals needed, each from a different person")
+    expires: Seconds = Field(default=4 * 3600.0, description="an unapproved request ends after this long")
+
+
 class Service(Strict):
     image: str = Field(description="image repository without a tag, e.g. us-west2-docker.pkg.dev/p/r/name")
     repositories: tuple[str, ...] = Field(
@@ -261,6 +271,7 @@ class Service(Strict):
     )
     health: HealthPaths | None = None
     canary: CanaryOverride = CanaryOverride()
+    approval: Approval | None = Field(default=None, description="a second person approves each /deploy first")
 
     @field_validator("image")
     @classmethod
@@ -469,6 +480,12 @@ class Config(Strict):
             if window.services != "all":
                 problems.extend((("freezes", index, "services"), _unknown("service", name, self.services))
                                 for name in window.services if name not in self.services)
+        for name, service in self.services.items():
+            approvers = service.approval.approvers if service.approval else None
+            if approvers is not None and approvers not in self.roles and not re.fullmatch(r"S[A-Z0-9]{8,}", approvers):
+                problems.append((("services", name, "approval", "approvers"), (
+                    f"{_unknown('role', approvers, self.roles)}: name a role under `roles:` or a Slack user group id "
+                    "(S..., from the group's profile)")))
         for role_name, role in self.roles.items():
             for service_name in role.services:
                 if service_name != "*" and service_name not in self.services:
@@ -486,13 +503,20 @@ class Config(Strict):
         return self
 
     def usergroup_ids(self) -> frozenset[str]:
-        """Every user group whose members decide a permission: role members and teams."""
+        """Every user group whose members decide a permission: role members, teams, and approvers named by group."""
         named = {m for role in self.roles.values() for m in role.members if m.startswith("S")}
-        return frozenset(named | {team.group for team in self.teams.values()})
+        approvers = {s.approval.approvers for s in self.services.values()
+                     if s.approval is not None and s.approval.approvers not in self.roles}
+        return frozenset(named | approvers | {team.group for team in self.teams.values()})
 
     def canary_for(self, service: str) -> CanaryPolicy:
         override = self.services[service].canary.model_dump(exclude_none=True)
         return CanaryPolicy.model_validate({**self.defaults.canary.model_dump(), **override})
+
+    def approval_for(self, service: str) -> Approval | None:
+        """The service's approval rule when one is required."""
+        rule = self.services[service].approval
+        return rule if rule is not None and rule.required else None
 
     def health_for(self, service: str) -> HealthPaths:
         return self.services[service].health or self.defaults.health

@@ -6,7 +6,8 @@ Acknowledge is /ack; the post-deploy watch's Roll back is /rollback while the re
 serves. A rollout button carries the stage it was drawn at, so a double click or a stale message cannot push a
 rollout two stages; everything a button names is
 looked up again on click and the policy asked again, never trusted from the message. A payload that does not read
-as one of these buttons is answered and audited as `invalid`, never a 500.
+as one of these buttons is answered and audited as `invalid`, never a 500. A deploy request's Approve, Deny and
+Cancel are commands/queue.py's, decided on the request as it is at the click.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ from typing import Any, Literal
 
 from bot.domain.rollout import Command as RolloutCommand
 from bot.domain.watch import still_serves
+from bot.render.deploy_request import APPROVE, CANCEL, DENY
 from bot.render.watch import no_longer_serves
 from commands.change_control import passes
 from commands.framework import Ack, Answer, Invalid, Invocation, Plan, Runtime, guarded
 from commands.incidents import acknowledge
+from commands.queue import plan_request_click
 from commands.rollback import Rollback
 from commands.rollout_control import ServiceRequest, hand_over
 
-Verb = Literal["promote", "pause", "resume", "rollback", "ack"]
+Verb = Literal["promote", "pause", "resume", "rollback", "ack", "approve", "deny", "cancel"]
 ACTIONS: dict[str, Verb] = {"rollout_promote": "promote", "rollout_pause": "pause", "rollout_resume": "resume",
-                            "rollout_rollback": "rollback", "incident_ack": "ack", "watch_rollback": "rollback"}
+                            "rollout_rollback": "rollback", "incident_ack": "ack", "watch_rollback": "rollback",
+                            APPROVE: "approve", DENY: "deny", CANCEL: "cancel"}
 LINK_BUTTONS = ("incident_runbook",)
 """URL buttons: Slack opens the link itself, and the action it also sends only needs acknowledging."""
 
@@ -103,10 +107,13 @@ def read_click(body: Mapping[str, Any]) -> Click | Invalid | None:
     return Click(action_id, verb, int(found.group(1)), int(stage) if stage is not None else None)
 
 
-async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, answer: Answer) -> Plan:
+async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, answer: Answer) -> Plan | Invalid:
     """What the click does, with its service looked up again now: the policy decides on what the button acts on
     today, not on what the message said when it was drawn."""
-    if click.verb == "ack":
+    verb = click.verb
+    if verb == "approve" or verb == "deny" or verb == "cancel":
+        return await plan_request_click(verb, click.subject, invocation, runtime, answer)
+    if verb == "ack":
         incident = await asyncio.to_thread(runtime.incidents.incidents.by_id, click.subject)
         service = incident.incident.service if incident else None
 
@@ -115,7 +122,6 @@ async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, ans
 
         return Plan("ack", service, "ack", acknowledged,
                     check=_gone(service, "ack", "incident", click.subject))
-    verb = click.verb
     stored = await asyncio.to_thread(runtime.store.rollout, click.subject)
     service = stored.rollout.service if stored else None
     gone = _gone(service, click.verb, "rollout", click.subject)

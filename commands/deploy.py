@@ -9,18 +9,36 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from bot.adapters.cloudrun import CloudRunUnavailable
-from bot.adapters.store import RolloutConflict, StoredRollout
+from sqlalchemy.orm import Session
+
+from bot.adapters.cloudrun import CloudRunGateway, CloudRunUnavailable
+from bot.adapters.deploy_store import DeployRequests
+from bot.adapters.store import RolloutConflict, Store, StoredRollout
 from bot.config import Config
 from bot.domain.analysis import Thresholds
-from bot.domain.change_gate import Go
+from bot.domain.deploy_queue import (
+    Await,
+    Hold,
+    LastRollout,
+    QueuedDeploy,
+    RequestState,
+    StartNow,
+    next_start,
+    on_arrival,
+    queue_position,
+    shown_approvers,
+    tag_of,
+)
 from bot.domain.policy import repository_allowed
-from bot.domain.rollout import HttpCheckSpec, Insufficient, LogCheckSpec, Plan, Rollout
-from bot.render.blocks import context, header, section
+from bot.domain.rollout import HttpCheckSpec, Insufficient, LogCheckSpec, Plan, Rollout, Split, spoken
+from bot.engine.request_reporter import told
+from bot.render.blocks import actions, context, header, section
+from bot.render.deploy_request import cancel_button
 from bot.render.mrkdwn import echoed
 from bot.render.rollout import plan_lines
 from commands.change_control import passes, reason_of
@@ -66,13 +84,41 @@ def candidate_name(service: str, image: str) -> str:
     return f"{service}-{slug[:max(room, 1)].strip('-')}-{secrets.token_hex(2)}"
 
 
-def already_running(stored: StoredRollout) -> str:
-    rollout = stored.rollout
-    at = f" at {rollout.percent}%" if rollout.percent else ""
-    tag = rollout.image.rpartition(":")[2]
-    return (f":no_entry_sign: {rollout.service} is already being deployed: rollout #{rollout.id} (`{tag}`, "
-            f"{rollout.state.value}{at}), started by <@{rollout.requested_by}>. Stop it with "
-            f"`/rollback {rollout.service}` or `/pause {rollout.service}`, or wait until it ends.")
+def split_traffic(service: str, traffic: Split) -> str:
+    split = ", ".join(f"`{r}` {p}%" for r, p in traffic)
+    return (f":no_entry_sign: {service}'s traffic is split ({split}), so there is no stable revision to canary "
+            f"against. Settle it first: `/rollback {service} to=<revision>` sends all traffic to one.")
+
+
+@dataclass(frozen=True)
+class NotStarted:
+    """Why a rollout could not start, for the person who asked; `retry` when it is Cloud Run being away."""
+
+    text: str
+    retry: bool
+
+
+async def start_rollout(config: Config, cloudrun: CloudRunGateway, store: Store, *, service: str, image: str,
+                        strategy: str, requested_by: str, override: str = "",
+                        also: Callable[[Session, int], object] | None = None) -> StoredRollout | NotStarted:
+    """Read the service and create the rollout's row (the reconciler does the rest); or why it cannot start.
+    `override`: who let it move forward through freeze windows, and why. Raises RolloutConflict when another rollout
+    of the service is open."""
+    try:
+        view = await cloudrun.read(service)
+    except CloudRunUnavailable as exc:
+        return NotStarted(f":x: Nothing was deployed: {exc}. Try again.", retry=True)
+    if view.live.exists and view.serving is None:
+        return NotStarted(split_traffic(service, view.live.traffic), retry=False)
+    plan = plan_for(config, service, strategy if view.live.exists else "direct")
+    now = datetime.now(UTC)
+    rollout = Rollout(id=0, service=service, image=image, stable=view.serving or "",
+                      candidate=candidate_name(service, image), plan=plan, requested_by=requested_by,
+                      created_at=now, next_check_at=now, traffic=view.live.traffic, generation=view.live.generation,
+                      progress_at=now, override=override)
+    channel = config.slack.channels[config.slack.deploy_channel]
+    return await asyncio.to_thread(store.create_rollout, rollout, channel, also)
+
 
 
 class Deploy(Command[DeployRequest]):
@@ -127,60 +173,117 @@ class Deploy(Command[DeployRequest]):
     def acknowledgement(self, request: DeployRequest, config: Config) -> str:
         if request.dry_run:
             return f":memo: Planning a {request.strategy} deploy of `{request.image}`…"
+        if config.approval_for(request.service) is not None:
+            return f":raised_hand: Asking for approval to deploy `{request.image}` to {request.service}…"
         return f":rocket: Deploying `{request.image}` to {request.service} ({request.strategy})…"
 
     async def act(self, request: DeployRequest, invocation: Invocation, runtime: Runtime) -> None:
+        if request.dry_run:
+            await self.dry_run(request, invocation, runtime)
+            return
         service = request.service
-        go = Go() if request.dry_run else await passes(runtime, invocation, service, request.override, "/deploy")
-        if go is None:
+        go = await passes(runtime, invocation, service, request.override, "/deploy")
+        if go is None:  # a lock or a freeze window holds it, and the person was told
             return
-        existing = await asyncio.to_thread(runtime.store.open_rollout, service)
-        if existing is not None:
-            await runtime.slack.respond(invocation.response_url, already_running(existing))
+        requests = DeployRequests(runtime.store)
+        rule = runtime.config.approval_for(service)
+        waiting = await asyncio.to_thread(requests.waiting, service)
+        last = await asyncio.to_thread(requests.last_rollout, service)
+        queued = [r for r in waiting if r.state is RequestState.QUEUED]
+        arrival = on_arrival(needs_approval=rule is not None, ahead=len(queued),
+                             rollout_open=last is not None and last.open)
+        now = datetime.now(UTC)
+        channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
+        ticket = QueuedDeploy(id=0, service=service, image=request.image, strategy=request.strategy,
+                              requested_by=invocation.user_id, channel=channel, created_at=now,
+                              state=RequestState.QUEUED, queued_at=now,
+                              override=request.override if go.overridden else "")
+        if isinstance(arrival, Await) and rule is not None:
+            stable = await self.stable(runtime, service)
+            plan = "\n".join(plan_summary(runtime, request, stable)[1:])
+            asked = await asyncio.to_thread(requests.add, replace(
+                ticket, state=RequestState.AWAITING, queued_at=None, needed=rule.min, approvers=rule.approvers,
+                expires_at=now + timedelta(seconds=rule.expires), plan=plan), lambda r: told(r, post=True))
+            runtime.wake()
+            await runtime.slack.respond(invocation.response_url, (
+                f":raised_hand: {service} needs a second person's approval: request #{asked.id} is in <#{channel}> "
+                f"for {shown_approvers(rule.approvers)} ({rule.min} needed, not you). It starts once approved, or "
+                f"expires in {spoken(rule.expires)}."))
             return
+        if isinstance(arrival, StartNow):
+            try:
+                started = await start_rollout(runtime.config, runtime.cloudrun, runtime.store, service=service,
+                                              image=request.image, strategy=request.strategy,
+                                              requested_by=invocation.user_id, override=go.freeze,
+                                              also=requests.started_with(ticket))
+            except RolloutConflict as conflict:
+                existing = conflict.existing.rollout
+                last = LastRollout(existing.id, existing.state.value, True, None, existing.requested_by,
+                                   tag_of(existing.image))
+            else:
+                if isinstance(started, NotStarted):
+                    await runtime.slack.respond(invocation.response_url, started.text)
+                    return
+                runtime.wake()  # the reconciler posts the rollout's message and starts it
+                if invocation.channel_id != channel:
+                    await runtime.slack.respond(invocation.response_url,
+                                                f"Rollout #{started.rollout.id} started; follow it in <#{channel}>.")
+                return
+        added = await asyncio.to_thread(requests.add, ticket, told)  # answered below; no message of its own
+        runtime.wake()
+        position = queue_position([*queued, added], added.id, last is not None and last.open)
+        text = behind(added, position, queued, last)
+        if queued and last is not None and last.failed:
+            resumed = await asyncio.to_thread(requests.resumed, service, last.id)
+            held = next_start(queued[0], last, resumed=resumed)
+            if isinstance(held, Hold):
+                text += f" The queue holds since {held.reason}: `/queue resume {service}` starts it again."
+        await runtime.slack.respond(invocation.response_url, text, [section(text), actions(cancel_button(added.id))])
+
+    async def stable(self, runtime: Runtime, service: str) -> str | None:
+        """What serves the service now, as the plan shows it; None when Cloud Run cannot be read."""
+        try:
+            view = await runtime.cloudrun.read(service)
+        except CloudRunUnavailable:
+            return None
+        return view.serving or ""
+
+    async def dry_run(self, request: DeployRequest, invocation: Invocation, runtime: Runtime) -> None:
+        service = request.service
         try:
             view = await runtime.cloudrun.read(service)
         except CloudRunUnavailable as exc:
-            await runtime.slack.respond(invocation.response_url, f":x: Nothing was deployed: {exc}. Try again.")
+            await runtime.slack.respond(invocation.response_url, f":x: Nothing was planned: {exc}. Try again.")
             return
-        strategy = request.strategy
-        note = ""
+        if view.live.exists and view.serving is None:
+            await runtime.slack.respond(invocation.response_url, split_traffic(service, view.live.traffic))
+            return
+        strategy = request.strategy if view.live.exists else "direct"
+        lines = plan_summary(runtime, replace(request, strategy=strategy), view.serving or "")
+        blocks = [header(f"Plan: {strategy} deploy of {service}"), section("\n".join(lines))]
         if not view.live.exists:
-            strategy = "direct"
-            note = (f"{service} does not exist yet, so this is a direct deploy: Cloud Run cannot start a new "
-                    "service with no traffic on its first revision.")
-        elif view.serving is None:
-            split = ", ".join(f"`{r}` {p}%" for r, p in view.live.traffic)
-            await runtime.slack.respond(invocation.response_url, (
-                f":no_entry_sign: {service}'s traffic is split ({split}), so there is no stable revision to "
-                f"canary against. Settle it first: `/rollback {service} to=<revision>` sends all traffic to one."))
-            return
-        plan = plan_for(runtime.config, service, strategy)
-        who_stops = ", ".join(name for name, role in runtime.config.roles.items()
-                              if {"rollback", "pause", "*"} & set(role.may)) or "nobody"
-        if request.dry_run:
-            stable = f"`{view.serving}`" if view.serving else "none (new service)"
-            lines = [f"*Image:* `{request.image}`", f"*Stable now:* {stable}", *plan_lines(plan),
-                     f"*Can stop it:* {who_stops} (`/pause`, `/rollback`, or the buttons)"]
-            blocks = [header(f"Plan: {strategy} deploy of {service}"), section("\n".join(lines))]
-            if note:
-                blocks.append(section(note))
-            blocks.append(context(":information_source: Dry run: nothing was changed."))
-            await runtime.slack.respond(invocation.response_url, f"Plan for {service} (dry run)", blocks)
-            return
-        now = datetime.now(UTC)
-        rollout = Rollout(id=0, service=service, image=request.image, stable=view.serving or "",
-                          candidate=candidate_name(service, request.image), plan=plan,
-                          requested_by=invocation.user_id, created_at=now, next_check_at=now,
-                          traffic=view.live.traffic, generation=view.live.generation, progress_at=now,
-                          override=go.freeze)
-        channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
-        try:
-            stored = await asyncio.to_thread(runtime.store.create_rollout, rollout, channel)
-        except RolloutConflict as conflict:
-            await runtime.slack.respond(invocation.response_url, already_running(conflict.existing))
-            return
-        runtime.wake()  # the reconciler posts the rollout's message and starts it
-        if invocation.channel_id != channel:
-            await runtime.slack.respond(invocation.response_url,
-                                        f"Rollout #{stored.rollout.id} started; follow it in <#{channel}>.")
+            blocks.append(section(f"{service} does not exist yet, so this is a direct deploy: Cloud Run cannot start "
+                                  "a new service with no traffic on its first revision."))
+        blocks.append(context(":information_source: Dry run: nothing was changed."))
+        await runtime.slack.respond(invocation.response_url, f"Plan for {service} (dry run)", blocks)
+
+
+def plan_summary(runtime: Runtime, request: DeployRequest, stable: str | None) -> list[str]:
+    """The plan as dry-run shows it, and as an approval request shows it to the approvers."""
+    plan = plan_for(runtime.config, request.service, request.strategy)
+    who_stops = ", ".join(name for name, role in runtime.config.roles.items()
+                          if {"rollback", "pause", "*"} & set(role.may)) or "nobody"
+    now = "unknown (Cloud Run could not be read)" if stable is None else f"`{stable}`" if stable else (
+        "none (new service)")
+    return [f"*Image:* `{request.image}`", f"*Stable now:* {now}", *plan_lines(plan),
+            f"*Can stop it:* {who_stops} (`/pause`, `/rollback`, or the buttons)"]
+
+
+def behind(request: QueuedDeploy, position: int, ahead: list[QueuedDeploy], last: LastRollout | None) -> str:
+    """"queued #2 behind <@x>'s rollout of v41; it starts when that one ends"."""
+    running = f"<@{last.requested_by}>'s rollout of `{last.tag}` (#{last.id})" if last is not None and last.open else ""
+    queued = ", ".join(f"<@{r.requested_by}>'s `{r.tag}` (request #{r.id})" for r in ahead)
+    what = " and ".join(part for part in (running, queued) if part) or "the deploys ahead"
+    return (f":hourglass_flowing_sand: {request.service}: queued #{position} behind {what}; it starts when "
+            f"{'that one ends' if position == 2 and running else 'those end'}. Request #{request.id}; Cancel or "
+            f"`/queue cancel {request.id}` withdraws it.")

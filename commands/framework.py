@@ -142,6 +142,14 @@ class Command(ABC, Generic[Request]):
     def acknowledgement(self, request: Request, config: Config) -> str:
         return ""
 
+    def needs(self, request: Request) -> str | None:
+        """The policy action this request needs: the command's, unless a subcommand needs another."""
+        return self.action
+
+    async def check(self, request: Request, invocation: Invocation, runtime: Runtime) -> Invalid | None:
+        """Once the person is allowed: what the request acts on, looked at now (a decided request)."""
+        return None
+
     @abstractmethod
     async def act(self, request: Request, invocation: Invocation, runtime: Runtime) -> None: ...
 
@@ -156,6 +164,8 @@ class Invalid:
     action: str
     problem: str
     answer: str
+    outcome: str = "invalid"
+    """`refused` when the request was understood but this person may not do it now (a requester's own approval)."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +252,8 @@ async def guarded(runtime: Runtime, invocation: Invocation, prepare: Prepare, an
 async def _invalid(runtime: Runtime, invocation: Invocation, invalid: Invalid, service: str | None,
                    answer: Answer) -> str:
     await answer(invalid.answer)
-    await runtime.audit(invocation, invalid.action, service, "invalid", invalid.problem)
-    return "invalid"
+    await runtime.audit(invocation, invalid.action, service, invalid.outcome, invalid.problem)
+    return invalid.outcome
 
 
 def _shown(invocation: Invocation) -> str:
@@ -260,8 +270,9 @@ def plan_command(command: Command[Any], invocation: Invocation, runtime: Runtime
     if isinstance(request, UserError):
         return Invalid(action, request.problem,
                        request.text() + f"\nUsage: `{command.usage}` · `/help {command.name}` explains it.")
-    return Plan(action, command.target(request), command.action, partial(command.act, request, invocation, runtime),
-                command.acknowledgement(request, runtime.config))
+    return Plan(action, command.target(request), command.needs(request),
+                partial(command.act, request, invocation, runtime), command.acknowledgement(request, runtime.config),
+                check=partial(command.check, request, invocation, runtime))
 
 
 async def handle(command: Command[Any], body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str:

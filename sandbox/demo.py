@@ -195,8 +195,13 @@ async def _rollout_tour(tour: Tour) -> None:
     async def good_image_is_promoted() -> str:
         service = "prediction-worker"
         (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
+        after = await tour.latest("oncall")
         answer = await tour.command("oncall", f"/deploy {service} tag=v3")
         _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
+        asked = await tour.next_message("oncall", after, lambda m: "Approval needed" in text_of(m))
+        click = (await tour.http.post(f"{tour.endpoints['slack_user_url']}/actions", json={
+            "user": "lead", "channel": "deploys", "message_ts": asked["ts"], "action_id": "deploy_approve"})).json()
+        _expect(click["status"] == 200, f"the bot answered the lead's Approve with HTTP {click['status']}")
         await rollout_of(service, ("promoted", "rolled back", "failed", "paused"))
         now = await state(service)
         routed = {s["revision"]: s["percent"] for s in now["traffic_statuses"] if s.get("percent")}
@@ -221,7 +226,8 @@ async def _rollout_tour(tour: Tour) -> None:
         _expect(peak == 5, f"the bad candidate reached {peak}% before the rollback")
         return f"rolled back at 5%; all traffic is back on {stable[0]}"
 
-    await tour.step("/deploy of a good image: every stage analysed, then promoted", good_image_is_promoted)
+    await tour.step("/deploy of a good image: approved by a second person (the lead), every stage analysed, then "
+                    "promoted", good_image_is_promoted)
     await tour.step("/deploy of an image that fails 80% of requests (declared through the control API)",
                     bad_image_is_rolled_back)
 

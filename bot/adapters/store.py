@@ -325,8 +325,11 @@ class Store:
 
     # -- rollouts -------------------------------------------------------------------------------------
 
-    def create_rollout(self, rollout: Rollout, channel: str) -> StoredRollout:
-        """Insert a rollout; its id is assigned here. Raises RolloutConflict if the service has one open."""
+    def create_rollout(self, rollout: Rollout, channel: str,
+                       also: Callable[[Session, int], object] | None = None) -> StoredRollout:
+        """Insert a rollout; its id is assigned here. Raises RolloutConflict if the service has one open. `also`
+        writes in the same transaction, given the new rollout's id (the deploy request it starts); what it raises
+        undoes the insert."""
         now = datetime.now(UTC)
         row = RolloutRow(service=rollout.service, state=rollout.state.value, open=True,
                          next_check_at=rollout.next_check_at, generation=0, created_at=rollout.created_at,
@@ -337,6 +340,8 @@ class Store:
                 session.add(row)
                 session.flush()
                 row.data = dumps(replace(rollout, id=row.id))
+                if also is not None:
+                    also(session, row.id)
         except IntegrityError:
             existing = self.open_rollout(rollout.service)
             if existing is None:

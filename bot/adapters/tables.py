@@ -193,3 +193,57 @@ class LockRow(Base):
     reason: Mapped[str] = mapped_column(Text())
     since: Mapped[datetime] = mapped_column(UTCDateTime())
     until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeployRequestRow(Base):
+    """Table `deploy_requests` (revision 0007_deploy_requests): a /deploy waiting for approval or its turn, and how it
+    ended. `state` moves only by conditional UPDATEs (from the state it was read in), so a transition happens once
+    whichever instance makes it."""
+
+    __tablename__ = "deploy_requests"
+    __table_args__ = (
+        Index("ix_deploy_requests_service_state", "service", "state"),
+        Index("ix_deploy_requests_state_expires_at", "state", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    service: Mapped[str] = mapped_column(String())
+    state: Mapped[str] = mapped_column(String())
+    image: Mapped[str] = mapped_column(Text())
+    strategy: Mapped[str] = mapped_column(String())
+    requested_by: Mapped[str] = mapped_column(String())
+    channel: Mapped[str] = mapped_column(String())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    needed: Mapped[int] = mapped_column(Integer())
+    approvers: Mapped[str] = mapped_column(String())
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str] = mapped_column(String())
+    reason: Mapped[str] = mapped_column(Text())
+    rollout_id: Mapped[int | None] = mapped_column(ID)
+    plan: Mapped[str] = mapped_column(Text())
+    override: Mapped[str] = mapped_column(Text())
+
+
+class DeployApprovalRow(Base):
+    """Table `deploy_approvals` (revision 0007_deploy_requests): the primary key counts each person once."""
+
+    __tablename__ = "deploy_approvals"
+
+    request_id: Mapped[int] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class QueueHoldRow(Base):
+    """Table `deploy_queue_holds` (revision 0007_deploy_requests): a service's queue held after `rollout_id` was
+    rolled back or failed; the primary key makes the hold said once, `resumed_by` ends it."""
+
+    __tablename__ = "deploy_queue_holds"
+
+    service: Mapped[str] = mapped_column(String(), primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ID, primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resumed_by: Mapped[str | None] = mapped_column(String())
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

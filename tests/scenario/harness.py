@@ -154,11 +154,15 @@ def free_socket() -> socket.socket:
     return sock
 
 
-def fast(config: Config, window_s: float = 1.5, **canary: Any) -> Config:
-    """The same fleet with windows of seconds, checked often, so a whole canary takes a few seconds."""
+def fast(config: Config, window_s: float = 1.5, *, approvals: bool = False, **canary: Any) -> Config:
+    """The same fleet with windows of seconds, checked often, so a whole canary takes a few seconds. A second
+    person's approval (`services.*.approval`) is waived unless `approvals`: a test of something else would wait for
+    that person forever."""
     defaults = config.defaults.model_copy(update={"canary": config.defaults.canary.model_copy(
         update={"window": window_s, "progress_deadline": 20.0, **canary})})
-    services = {name: service.model_copy(update={"canary": service.canary.model_copy(update={"window": None})})
+    waived: dict[str, Any] = {} if approvals else {"approval": None}
+    services = {name: service.model_copy(update={"canary": service.canary.model_copy(update={"window": None}),
+                                                 **waived})
                 for name, service in config.services.items()}
     engine = config.engine.model_copy(update={"interval": 0.1, "lease": 5.0, "google_timeout": 2.0, "log_lag": 2.5})
     return config.model_copy(update={"defaults": defaults, "services": services, "engine": engine})

@@ -4,6 +4,7 @@ traffic out. Windows are 1.5 s, so each rollout takes a few seconds."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -160,17 +161,22 @@ async def test_traffic_changed_by_hand_pauses_the_rollout_and_says_what_changed(
     await fleet.rollout_state(service, "rolled_back")
 
 
-async def test_a_second_deploy_is_refused_and_says_who_runs_what(fleet: Scenario) -> None:
+async def test_a_second_deploy_is_queued_behind_the_running_one_and_says_whose(fleet: Scenario) -> None:
     service = "nba-grading-service"
     await fleet.command("oncall", f"/deploy {service} canary tag=v5")
     running = await fleet.rollout_state(service, "analysing", "verifying", "deploying")
     await fleet.command("lead", f"/deploy {service} canary tag=v6")
-    refusal = await fleet.wait_for("lead", lambda m: "already being deployed" in text_of(m))
-    assert f"rollout #{running.rollout.id}" in refusal["text"] and "<@U07ONCALL01>" in refusal["text"]
-    assert f"/rollback {service}" in refusal["text"]
+    queued = await fleet.wait_for("lead", lambda m: "queued #2 behind" in text_of(m))
+    assert f"<@U07ONCALL01>'s rollout of `v5` (#{running.rollout.id})" in queued["text"]
+    assert "it starts when that one ends" in queued["text"] and "/queue cancel" in queued["text"]
     await fleet.command("oncall", f"/rollback {service}")
     await fleet.rollout_state(service, "rolled_back")
-    assert len(await asyncio.to_thread(fleet.bot.runtime.store.rollouts, service=service)) == 1
+    assert len(await asyncio.to_thread(fleet.bot.runtime.store.rollouts, service=service)) == 1, (
+        "the queue holds after a rollback")
+    request = re.search(r"Request #(\d+);", queued["text"])
+    assert request is not None
+    await fleet.command("lead", f"/queue cancel {request[1]}")
+    await fleet.wait_for("lead", lambda m: f"Request #{request[1]} cancelled" in text_of(m))
 
 
 async def test_the_viewer_may_not_deploy(fleet: Scenario) -> None:

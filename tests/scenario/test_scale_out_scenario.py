@@ -260,37 +260,51 @@ async def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 async def test_concurrent_deploys_at_every_instance_each_promote_with_each_write_once(cluster: Cluster) -> None:
     """Two services deployed at once, and one of them twice at once: the three commands arrive at different
-    instances (round-robin), the twin is refused by the database's one-open-rollout-per-service rule whichever
-    instance took it, and each rollout makes exactly its four Admin API writes (the revision at 0%, 5%, 100%, the
-    promotion) and has one message in #deploys whose thread says each stage once."""
+    instances (round-robin), the twin is queued behind the other by the database's one-open-rollout-per-service rule
+    whichever instance took it, and starts once that one is promoted; each rollout makes exactly its four Admin API
+    writes (the revision at 0%, 5%, 100%, the promotion) and has one message in #deploys whose thread says each
+    stage once."""
     writes = cluster.writes()
     first, *rest = DEPLOYED
     answers = await asyncio.gather(*(cluster.command(f"/deploy {s} tag=v3") for s in (first, first, *rest)))
     assert all(a["status"] == 200 for a in answers), answers
-    done = {s: await cluster.reach(s, lambda r: not r.open, f"{s}'s rollout ended") for s in DEPLOYED}
-    for service, row in done.items():
-        candidate = row.rollout.candidate
-        assert row.state == "promoted", f"{service}: {row.state}"
-        assert cluster.world.run.routed_share(service) == {candidate: 100}
-        assert cluster.history(service, candidate) == [0, 5, 100, 100], f"{service}: each write made once"
-        assert len(await cluster.rows(service)) == 1, f"{service}: one rollout, however many instances were asked"
-    assert cluster.writes() - writes == 4 * len(DEPLOYED), "no write made twice, none other made"
-    figures.count(f"rollouts promoted by {cluster.n} instances on one PostgreSQL, each write once", len(DEPLOYED))
+    done = {s: await cluster.reach(s, lambda r: not r.open, f"{s}'s rollout ended") for s in rest}
+    deadline = time.monotonic() + 60
+    while not ((found := await cluster.rows(first)) and len(found) == 2 and not found[0].open):
+        assert time.monotonic() < deadline, f"not within 60 s: {first}'s queued twin ended"
+        await asyncio.sleep(0.05)
+    rows = {s: await cluster.rows(s) for s in DEPLOYED}
+    assert len(rows[first]) == 2, f"{first}: the twin ran after the first, however many instances were asked"
+    earlier, twin = rows[first][1], rows[first][0]
+    assert earlier.rollout.ended_at is not None and twin.rollout.created_at >= earlier.rollout.ended_at
+    every = [*done.values(), earlier, twin]
+    for row in done.values():
+        assert cluster.history(row.rollout.service, row.rollout.candidate) == [0, 5, 100, 100], (
+            f"{row.rollout.service}: each write made once")
+    assert [row.state for row in every] == ["promoted"] * len(every)
+    assert cluster.history(first, earlier.rollout.candidate)[:4] == [0, 5, 100, 100], f"{first}: each write once"
+    assert cluster.history(first, twin.rollout.candidate)[4:] == [0, 5, 100, 100], f"{first}: the twin's, after"
+    assert cluster.world.run.routed_share(first) == {twin.rollout.candidate: 100}
+    for service in rest:
+        assert len(rows[service]) == 1, f"{service}: one rollout, however many instances were asked"
+        assert cluster.world.run.routed_share(service) == {done[service].rollout.candidate: 100}
+    assert cluster.writes() - writes == 4 * len(every), "no write made twice, none other made"
+    figures.count(f"rollouts promoted by {cluster.n} instances on one PostgreSQL, each write once", len(every))
 
     def promoted_in_every_thread(seen: list[dict[str, Any]]) -> bool:
         return all(any("serves 100% of traffic" in r for p in parents_of(seen, row.rollout.id)
-                       for r in replies_to(seen, p["ts"])) for row in done.values())
+                       for r in replies_to(seen, p["ts"])) for row in every)
 
     seen = await cluster.settled("deploys", promoted_in_every_thread, "every rollout's promotion in its thread")
-    refused = [m for m in seen if m["kind"] == "ephemeral" and f"{first} is already being deployed" in text_of(m)]
-    assert len(refused) == 1, "the twin /deploy was told who runs what"
-    for service, row in done.items():
+    queued = [m for m in seen if m["kind"] == "ephemeral" and f"{first}: queued #2 behind" in text_of(m)]
+    assert len(queued) == 1, "the twin /deploy was told whose rollout it waits for"
+    for row in every:
         (parent,) = parents_of(seen, row.rollout.id)
         assert parent["ts"] == row.message_ts and "promoted" in text_of(parent).lower()
         replies = replies_to(seen, parent["ts"])
         for stage in STAGES:
-            assert sum(r.startswith(f"stage {stage}% passed") for r in replies) == 1, f"{service}: {replies}"
-        assert sum("serves 100% of traffic" in r for r in replies) == 1, f"{service}: {replies}"
+            assert sum(r.startswith(f"stage {stage}% passed") for r in replies) == 1, (row.rollout.service, replies)
+        assert sum("serves 100% of traffic" in r for r in replies) == 1, f"{row.rollout.service}: {replies}"
 
 
 async def test_an_instance_killed_holding_a_lease_is_taken_over_by_a_running_one_after_the_lease(

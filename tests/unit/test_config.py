@@ -169,3 +169,24 @@ def test_the_static_usergroups_map_is_refused_with_what_replaced_it() -> None:
                                      "  deploy_channel: deploys\n  usergroups:\n    S07SREONCAL: [U07ONCALL01]\n"))
     assert list(found) == ["slack"]
     assert "read from Slack" in found["slack"] and "delete `slack.usergroups`" in found["slack"]
+
+
+def test_a_service_can_ask_for_a_second_persons_approval_from_a_role_or_a_user_group() -> None:
+    config = load_config(ROOT / "chatops.example.yaml")
+    rule = config.approval_for("prediction-worker")
+    assert rule is not None and (rule.approvers, rule.min, rule.expires) == ("deployer", 1, 4 * 3600.0)
+    assert config.approval_for("prediction-coordinator") is None
+    grouped = parse_config(EXAMPLE.replace("approvers: deployer", "approvers: S07SREONCAL"))
+    assert grouped.approval_for("prediction-worker").approvers == "S07SREONCAL"  # type: ignore[union-attr]
+    waived = parse_config(EXAMPLE.replace("      required: true\n      approvers: deployer",
+                                          "      required: false\n      approvers: deployer"))
+    assert waived.approval_for("prediction-worker") is None
+
+
+def test_an_approval_by_an_unknown_role_names_the_field_and_the_fix() -> None:
+    found = problems(EXAMPLE.replace("approvers: deployer", "approvers: deployers"))
+    message = found["services.prediction-worker.approval.approvers"]
+    assert "unknown role 'deployers'; did you mean 'deployer'?" in message
+    assert "(known: deployer, everyone, lead): name a role under `roles:` or a Slack user group id (S..." in message
+    assert "greater than or equal to 1" in problems(EXAMPLE.replace("      min: 1\n", "      min: 0\n"))[
+        "services.prediction-worker.approval.min"]

@@ -79,7 +79,9 @@ def test_the_pipeline_plans_any_text_without_raising(command: Command[Any], text
     if isinstance(planned, Invalid):
         assert f"Usage: `{command.usage}`" in planned.answer
     else:
-        assert planned.needs == command.action and planned.action == (command.action or command.name)
+        request = command.parse(cast(Args, tokenize(text, command.usage)), CONFIG)
+        assert planned.needs == command.needs(request) and planned.action == (command.action or command.name)
+        assert planned.needs in (command.action, "status", None), "a subcommand needs the command's action or less"
 
 
 def test_text_over_the_limit_is_refused_politely_and_unread() -> None:

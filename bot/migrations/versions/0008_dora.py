@@ -4,7 +4,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_dora"
-down_revision: str | None = "0006_locks"
+down_revision: str | None = "0007_deploy_requests"
 
 
 def upgrade() -> None:
