@@ -41,9 +41,11 @@ def thread_text(replies: list[dict[str, object]]) -> str:
 async def test_a_good_image_is_promoted_through_every_stage(fleet: Scenario) -> None:
     service = "prediction-coordinator"
     stable = fleet.serving_revision(service)
+    # Enough traffic that the 5% stage sees min_requests in one window, instead of being extended twice for too few.
+    (await fleet.http.patch(f"{fleet.control}/services/{service}", json={"requests_per_s": 200})).raise_for_status()
     answer = await fleet.command("oncall", f"/deploy {service} tag=v3")
     assert answer["status"] == 200 and "Deploying" in answer["body"]
-    done = await fleet.rollout_state(service, "promoted")
+    done = await fleet.rollout_state(service, "promoted", timeout=60)  # three stages of 1.5 s, each with its 2.5 s log lag
     candidate = done.rollout.candidate
     assert fleet.routed(service) == {candidate: 100} and fleet.tags(service) == {}
     history = fleet.world.run.traffic_history(service)
