@@ -45,7 +45,7 @@ async def test_a_good_image_is_promoted_through_every_stage(fleet: Scenario) -> 
     (await fleet.http.patch(f"{fleet.control}/services/{service}", json={"requests_per_s": 200})).raise_for_status()
     answer = await fleet.command("oncall", f"/deploy {service} tag=v3")
     assert answer["status"] == 200 and "Deploying" in answer["body"]
-    done = await fleet.rollout_state(service, "promoted", timeout=60)  # three stages of 1.5 s, each with its 2.5 s log lag
+    done = await fleet.rollout_state(service, "promoted", timeout=60)  # 3 stages: 1.5 s and 2.5 s of log lag each
     candidate = done.rollout.candidate
     assert fleet.routed(service) == {candidate: 100} and fleet.tags(service) == {}
     history = fleet.world.run.traffic_history(service)
