@@ -232,6 +232,54 @@ async def _rollout_tour(tour: Tour) -> None:
                     bad_image_is_rolled_back)
 
 
+async def _change_control_tour(tour: Tour) -> None:
+    control = tour.endpoints["control_url"]
+    service = "nba-phase4-precompute-processors"
+
+    async def serving_tag() -> str:
+        found = (await tour.http.get(f"{control}/state")).json()["services"][service]
+        images = {r["name"]: r["image"] for r in found["revisions"]}
+        routed = [s["revision"] for s in found["traffic_statuses"] if s.get("percent") == 100]
+        return images.get(routed[0], "").rpartition(":")[2] if routed else ""
+
+    async def lock_refuses_others() -> str:
+        after = await tour.latest("oncall")
+        await tour.command("oncall", f"/lock {service} for 1h backfill running")
+        await tour.next_message("oncall", after, lambda m: "backfill running" in text_of(m))
+        after = await tour.latest("lead")
+        await tour.command("lead", f"/deploy {service} tag=v3")
+        refusal = await tour.next_message("lead", after, lambda m: "override=" in text_of(m))
+        _expect("backfill running" in text_of(refusal), "the refusal does not say why the service is locked")
+        return "the lock is announced; the lead's /deploy is refused, naming the holder, the reason and the override"
+
+    async def freeze_refuses() -> str:
+        after = await tour.latest("oncall")
+        await tour.command("oncall", "/deploy mlb-prediction-worker tag=v3")
+        refusal = await tour.next_message("oncall", after, lambda m: "demo-maintenance" in text_of(m))
+        _expect("override=" in text_of(refusal), "the refusal does not say how to go ahead")
+        return "refused during the window, naming it, its end and the override"
+
+    async def second_deploy_is_queued() -> str:
+        (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
+        await tour.command("oncall", f"/deploy {service} tag=v3")  # the lock's holder may deploy
+        after = await tour.latest("oncall")
+        await tour.command("oncall", f"/deploy {service} tag=v4")
+        await tour.next_message("oncall", after, lambda m: "queued #2" in text_of(m))
+        deadline = time.monotonic() + 90
+        while await serving_tag() != "v4":
+            if time.monotonic() > deadline:
+                raise StepFailed(f"{service} serves `{await serving_tag()}`, not v4, after 90 s")
+            await asyncio.sleep(0.5)
+        after = await tour.latest("oncall")
+        await tour.command("oncall", f"/unlock {service}")
+        await tour.next_message("oncall", after, lambda m: "unlock" in text_of(m).lower())
+        return "v4 waited its turn behind v3, then ran: v4 serves 100%; the lock is released"
+
+    await tour.step("/lock: the lock holds others' deploys", lock_refuses_others)
+    await tour.step("a freeze window (the demo's own, on mlb-prediction-worker)", freeze_refuses)
+    await tour.step("a /deploy while one is in progress is queued, and starts when it ends", second_deploy_is_queued)
+
+
 async def _alert_tour(tour: Tour) -> None:
     control = tour.endpoints["control_url"]
 
@@ -303,6 +351,7 @@ async def run_demo(endpoints: dict[str, Any], out: TextIO = sys.stdout) -> int:
         tour = Tour(endpoints, http, out, users={v: k for k, v in endpoints["users"].items()})
         await _health_tour(tour)
         await _rollout_tour(tour)
+        await _change_control_tour(tour)
         await _alert_tour(tour)
     out.write(f"\n(the tour took {time.monotonic() - started:.0f} s)\n")
     if tour.failures:

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,13 +73,16 @@ def options_from(args: argparse.Namespace, bot_urls: list[str]) -> WorldOptions:
     )
 
 
-def sandbox_config(config_path: Path, workdir: Path, window_s: float) -> Path:
+def sandbox_config(config_path: Path, workdir: Path, window_s: float,
+                   freezes: Sequence[dict[str, Any]] = ()) -> Path:
     """The config the sandbox's bot runs on: the same fleet, with windows of seconds instead of minutes, so a
     whole canary takes well under a minute; written beside a link to the runbooks, as the bot expects. Without the
-    config's freeze windows: a sandbox (and its demo) that deploys at some hours of the day and not others would
-    show the clock, not the bot."""
+    config's freeze windows (a sandbox that deploys at some hours of the day and not others would show the clock,
+    not the bot), but with `freezes` instead: the demo's own, in force whenever it runs."""
     data = yaml.safe_load(config_path.read_text())
     data.pop("freezes", None)
+    if freezes:
+        data["freezes"] = list(freezes)
     if window_s > 0:
         canary = data.setdefault("defaults", {}).setdefault("canary", {})
         canary["window"] = window_s
@@ -99,6 +104,17 @@ def sandbox_config(config_path: Path, workdir: Path, window_s: float) -> Path:
     if not runbooks.exists():
         runbooks.symlink_to(config_path.resolve().parent / "runbooks")
     return target
+
+
+DEMO_FROZEN = "mlb-prediction-worker"
+
+
+def demo_freeze(now: datetime) -> dict[str, Any]:
+    """The demo's freeze window: fixed, from a minute ago to a day from now, on one service the rest of the tour
+    leaves alone, so `/deploy` of it is refused naming the window whatever the hour."""
+    return {"name": "demo-maintenance", "start": (now - timedelta(minutes=1)).isoformat(),
+            "end": (now + timedelta(days=1)).isoformat(), "services": [DEMO_FROZEN],
+            "reason": "the sandbox's demo shows a freeze"}
 
 
 def free_port() -> int:
@@ -181,7 +197,8 @@ async def _serve(args: argparse.Namespace) -> int:
     world = World(config, options_from(args, bot_urls))
     endpoints: dict[str, Any] = await world.start()
     bot_env = bot_environment(world, f"sqlite:///{workdir / 'chatops.db'}")
-    bot_config = sandbox_config(config_path, workdir, args.window)
+    freezes = [demo_freeze(datetime.now(UTC))] if args.demo else []
+    bot_config = sandbox_config(config_path, workdir, args.window, freezes)
     endpoints["bot_env"] = bot_env
     endpoints["bot_config"] = str(bot_config)
     bot: BotProcess | None = None

@@ -14,3 +14,4 @@ def test_the_demo_passes_every_step() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "✓ every step did what it should" in result.stdout
     assert "rolled back at 5%" in result.stdout and "now serves 100%, untagged" in result.stdout
+    assert "v4 waited its turn behind v3" in result.stdout and "freeze window `demo-maintenance`" in result.stdout
