@@ -116,7 +116,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                                 error_filters={name: config.canary_for(name).error_filter for name in config.services})
     outbox = Outbox(store)
     sender = OutboxSender(outbox, slack, owner)
-    dispatcher = Dispatcher(config=config, store=store, cloudrun=cloudrun, interval_s=config.engine.interval,
+    # Woken whenever a rollout is saved or a request changes; otherwise it looks once a second (expiries, locks).
+    dispatcher = Dispatcher(config=config, store=store, cloudrun=cloudrun, interval_s=max(config.engine.interval, 1.0),
                             sent=sender.wake, started=lambda: reconciler.wake())
 
     def said_and_maybe_ended() -> None:

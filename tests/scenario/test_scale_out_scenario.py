@@ -416,4 +416,5 @@ async def test_a_broken_service_gets_one_incident_thread_and_each_digest_is_post
                                      "a digest for every fire time claimed", timeout=20)
     posted = digest_fire_times(platform)
     assert due and all(count == 1 for count in posted.values()), f"a fire time posted twice: {posted}"
+    claimed = [fire for fire, _ in await cluster.runs("digest:minutely", EPOCH)]  # a minute may have come meanwhile
     assert set(posted) <= set(claimed), "nothing posted that was not claimed"
