@@ -261,9 +261,9 @@ async def _change_control_tour(tour: Tour) -> None:
 
     async def second_deploy_is_queued() -> str:
         (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
-        await tour.command("oncall", f"/deploy {service} tag=v3")  # the lock's holder may deploy
+        await tour.command("oncall", f"/deploy {service} direct tag=v3")  # the lock's holder may deploy
         after = await tour.latest("oncall")
-        await tour.command("oncall", f"/deploy {service} tag=v4")
+        await tour.command("oncall", f"/deploy {service} direct tag=v4")
         await tour.next_message("oncall", after, lambda m: "queued #2" in text_of(m))
         deadline = time.monotonic() + 90
         while await serving_tag() != "v4":
