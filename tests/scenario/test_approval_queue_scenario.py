@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from bot.adapters.deploy_store import DeployRequests
+from bot.adapters.lock_store import LockStore
 from bot.adapters.store import StoredRollout
 from bot.config import Approval, Config
 from bot.domain.deploy_queue import QueuedDeploy, RequestState
@@ -241,9 +243,12 @@ async def test_a_queued_deploy_waits_while_someone_elses_lock_holds_the_service_
     assert first is not None
     await fleet.command("oncall", f"/deploy {service} tag=v6")
     waiting = await request_of(fleet, service, "v6")
-    at = await fleet.latest_ts("viewer")
     await fleet.command("lead", f"/lock {service} for 1h backfill running")
-    await fleet.wait_for("viewer", lambda m: "backfill running" in text_of(m), after=at)
+
+    async def locked() -> bool:  # the row, not its announcement, which waits its turn behind the channel's posts
+        return any(lock.service == service for lock in await LockStore(store).locks(datetime.now(UTC)))
+
+    await fleet.until(locked, 10, "the lead's lock")
     await fleet.until(lambda: _state(fleet, first.rollout.id, "analysing"), 10, "the first rollout analysed")
     await fleet.command("oncall", f"/promote {service} full")
     await fleet.rollout_state(service, "promoted")
