@@ -106,6 +106,20 @@ async def end(runtime: Runtime, request: QueuedDeploy, state: RequestState, user
     return f":ok_hand: Request #{request.id} {verb}; its thread says so."
 
 
+async def refusal(runtime: Runtime, request: QueuedDeploy, user: str, verb: RequestVerb,
+                  action: str = "") -> Invalid | None:
+    """Whether `user` may `verb` the request as it is now: the one place buttons and commands ask it. `action` is the
+    audit row's, when the command's differs from the verb (`/queue cancel` is `queue`)."""
+    groups = await _groups(runtime, user)
+    if verb == "approve":
+        why = may_approve(request, user, approver=is_approver(runtime, user, request.approvers, groups))
+    elif verb == "deny":
+        why = may_deny(request, user, approver=is_approver(runtime, user, request.approvers, groups))
+    else:
+        why = may_cancel(request, user, may_roll_back=may_roll_back(runtime, user, request.service, groups))
+    return _refused(action or verb, why) if why else None
+
+
 async def plan_request_click(verb: RequestVerb, request_id: int, invocation: Invocation, runtime: Runtime,
                              answer: Answer) -> Plan | Invalid:
     """A deploy request's button: what it does to the request as it is now."""
@@ -115,14 +129,7 @@ async def plan_request_click(verb: RequestVerb, request_id: int, invocation: Inv
     request, user = found, invocation.user_id
 
     async def check() -> Invalid | None:
-        groups = await _groups(runtime, user)
-        if verb == "approve":
-            why = may_approve(request, user, approver=is_approver(runtime, user, request.approvers, groups))
-        elif verb == "deny":
-            why = may_deny(request, user, approver=is_approver(runtime, user, request.approvers, groups))
-        else:
-            why = may_cancel(request, user, may_roll_back=may_roll_back(runtime, user, request.service, groups))
-        return _refused(verb, why) if why else None
+        return await refusal(runtime, request, user, verb)
 
     async def work() -> None:
         if verb == "approve":
@@ -192,10 +199,7 @@ class QueueCommand(Command[QueueRequest]):
         found = await _request(runtime, request.request_id, "queue")
         if isinstance(found, Invalid):
             return found
-        groups = await _groups(runtime, invocation.user_id)
-        why = may_cancel(found, invocation.user_id,
-                         may_roll_back=may_roll_back(runtime, invocation.user_id, found.service, groups))
-        return _refused("queue", why) if why else None
+        return await refusal(runtime, found, invocation.user_id, "cancel", "queue")
 
     async def act(self, request: QueueRequest, invocation: Invocation, runtime: Runtime) -> None:
         requests = DeployRequests(runtime.store)
@@ -287,10 +291,7 @@ class Deny(Command[DenyRequest]):
         found = await _request(runtime, request.request_id, "deny")
         if isinstance(found, Invalid):
             return found
-        groups = await _groups(runtime, invocation.user_id)
-        why = may_deny(found, invocation.user_id,
-                       approver=is_approver(runtime, invocation.user_id, found.approvers, groups))
-        return _refused("deny", why) if why else None
+        return await refusal(runtime, found, invocation.user_id, "deny")
 
     async def act(self, request: DenyRequest, invocation: Invocation, runtime: Runtime) -> None:
         found = await asyncio.to_thread(DeployRequests(runtime.store).get, request.request_id)
