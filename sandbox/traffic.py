@@ -59,6 +59,7 @@ _INFO_LOGS: dict[str, str] = {
     "nba-phase3-analytics-processors": "Heartbeat: PlayerGameSummaryProcessor alive",
     "prediction-coordinator": "batch dispatched: 412 players queued",
 }
+_MAX_CATCH_UP = 5.0  # seconds: a loop stalled longer (a suspended laptop) does not release a flood at once
 STRUCTURED_LOGGING = frozenset({"nba-phase3-analytics-processors", "prediction-coordinator"})
 
 
@@ -94,9 +95,14 @@ class TrafficSimulator:
         self._serial = 0
 
     async def run(self) -> None:
+        """Requests arrive on the wall clock, as a real fleet's do: a tick that a busy event loop wakes late
+        carries the requests of the whole time it slept (up to `_MAX_CATCH_UP`), not the nominal tick's."""
+        last = time.monotonic()
         while True:
-            self.step(self.tick)
             await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            self.step(min(now - last, _MAX_CATCH_UP))
+            last = now
 
     def step(self, elapsed: float) -> None:
         now = self.now()
