@@ -17,6 +17,10 @@ that is not 2xx) is retried up to 3 times, "nearly immediately", after 1 minute 
         "updated": bool, "view": <the tab the person sees, or null>}. `duplicates` sends the same event again that
         many times at once, as retries (Slack does when an answer is lost after the app acted), for tests.
     GET  /home?user=oncall   the tab the person sees now, without opening it.
+    POST /events/verify      what Slack does when the Request URL is saved in the app's settings: a signed
+        `url_verification` with a random `challenge`, which the app must echo back "in plaintext", as JSON
+        `{"challenge": ...}` or as `challenge=...` form data (https://docs.slack.dev/reference/events/url_verification);
+        answers {"verified": bool, "status", "error"}.
 
 A click in the Home tab is `POST /actions` with `"view": "home"` (sandbox/slack_user.py), built here: a
 `block_actions` payload with `container.type` "view" and the `view` it was in, and no channel, message or
@@ -35,6 +39,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
@@ -92,12 +97,33 @@ class EventDelivery:
                                     "is_bot": True, "is_enterprise_install": False}],
                 "is_ext_shared_channel": False, "event_context": "4-" + secrets.token_urlsafe(24)}
 
+    async def verify_url(self, _: web.Request) -> web.Response:
+        challenge = secrets.token_urlsafe(36)
+        body = json.dumps({"token": self._token, "challenge": challenge, "type": "url_verification"})
+        url = self._next_url()
+        if url is None:
+            return web.json_response({"verified": False, "status": 0, "error": "connection_failed"})
+        try:
+            async with self._session().post(f"{url}/slack/events", data=body.encode(), headers=self._headers(body),
+                                            timeout=aiohttp.ClientTimeout(total=self.workspace.limits.event_ack_s)
+                                            ) as response:
+                status, text = response.status, await response.text()
+        except TimeoutError:
+            return web.json_response({"verified": False, "status": 0, "error": "http_timeout"})
+        except aiohttp.ClientError:
+            return web.json_response({"verified": False, "status": 0, "error": "connection_failed"})
+        return web.json_response({"verified": status == 200 and _echoes(text, challenge), "status": status,
+                                  "error": None if status == 200 else "http_error"})
+
+    def _headers(self, body: str) -> dict[str, str]:
+        timestamp = str(int(time.time()))
+        return {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept": "application/json,*/*",
+                "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": sign(self._secret, timestamp, body)}
+
     async def attempt(self, envelope: Json, retry: int = 0, reason: str = "") -> Attempt:
         """One signed POST to the next bot URL, judged as Slack judges it."""
         body = json.dumps(envelope)
-        timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Accept": "application/json,*/*",
-                   "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": sign(self._secret, timestamp, body)}
+        headers = self._headers(body)
         if retry:
             headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason}
         url = self._next_url()
@@ -216,6 +242,16 @@ def home_click(workspace: Workspace, user: User, spec: Mapping[str, Any], *, tok
         "is_enterprise_install": False, "view": tab, "state": {"values": {}},
         "actions": [{k: v for k, v in action.items() if v is not None}],
     }
+
+
+def _echoes(text: str, challenge: str) -> bool:
+    if text == challenge or dict(parse_qsl(text)).get("challenge") == challenge:
+        return True
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(answer, dict) and answer.get("challenge") == challenge
 
 
 def _refused(status: int, error: str) -> web.Response:

@@ -99,6 +99,7 @@ def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Seque
     app.on_cleanup.append(events.close)
     app.router.add_post("/home", events.open_home)
     app.router.add_get("/home", events.home_of)
+    app.router.add_post("/events/verify", events.verify_url)
     return app
 
 

@@ -4,16 +4,19 @@ changes (a rollout saved, an incident opened, acknowledged or resolved) while th
 views.publish is Tier 4, 100+ calls a minute per workspace (https://docs.slack.dev/reference/methods/views.publish),
 shared by every instance. Changes come in bursts (a rollout saves at each stage, a sweep touches many incidents), so a
 change only wakes a refresh that waits DEBOUNCE_S for the burst to end and then publishes once per recent viewer,
-PACE_S apart: one instance keeps to 60 a minute, and the client waits out any 429 Slack still answers. A person who
-has not opened the tab for RECENT_S is not refreshed; the next open publishes afresh. A Home tab has no response_url,
+PACE_S apart, and only to those whose tab would read differently (a rollout's every save wakes it, most change nothing
+shown): one instance keeps to 60 a minute, and the client waits out any 429 Slack still answers. A person who has not
+opened the tab for RECENT_S is not refreshed; the next open publishes afresh. A Home tab has no response_url,
 so what became of a click there (the audit row the pipeline wrote) is shown at the top of the tab itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +39,7 @@ DEBOUNCE_S = 2.0
 PACE_S = 1.0
 RECENT_S = 15 * 60.0
 MY_DEPLOYS_READ = 50
+_TIMELESS = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def allowed_actions(grants: Sequence[Grant], user: str, groups: frozenset[str]) -> list[str]:
@@ -62,6 +66,7 @@ class HomeTabs:
         self.clock = clock
         self.viewers: dict[str, datetime] = {}
         self.notices: dict[str, str] = {}
+        self.shown: dict[str, str] = {}  # what each person's tab last said, but its time
         self.published = 0  # views.publish calls made by this instance: tests and benches read it
         self._changed = asyncio.Event()
 
@@ -98,11 +103,8 @@ class HomeTabs:
                     self.viewers.pop(user, None)
                     self.notices.pop(user, None)
                     continue
-                await self.publish(user)
-                await asyncio.sleep(PACE_S)
-
-    async def view(self, user: str) -> dict[str, Any]:
-        return home_view(await self.data(user))
+                if await self.publish(user, unless_same=True):
+                    await asyncio.sleep(PACE_S)
 
     async def data(self, user: str) -> HomeData:
         now = self.clock()
@@ -122,16 +124,24 @@ class HomeTabs:
                         may=allowed_actions(self.grants(), user, groups), notice=self.notices.get(user, ""),
                         runbook=self.runbook)
 
-    async def publish(self, user: str) -> None:
-        """Never raises: a tab that could not be published now is published at the next change or open."""
+    async def publish(self, user: str, *, unless_same: bool = False) -> bool:
+        """Whether the tab was published. Never raises: a tab that could not be published now is published at the
+        next change or open."""
         try:
-            view = await self.view(user)
-            await self.slack.publish_home(user, view)
-            self.published += 1
+            data = await self.data(user)
+            said = json.dumps(home_view(replace(data, now=_TIMELESS)), sort_keys=True)
+            if unless_same and self.shown.get(user) == said:
+                return False
+            await self.slack.publish_home(user, home_view(data))
         except SlackApiError as exc:
             log.warning("could not publish %s's Home tab: %s", user, exc.response.get("error"))
+            return False
         except Exception:
             log.exception("could not publish %s's Home tab", user)
+            return False
+        self.shown[user] = said
+        self.published += 1
+        return True
 
 
 def from_home(body: Mapping[str, Any]) -> str | None:
