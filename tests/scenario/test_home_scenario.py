@@ -19,8 +19,8 @@ from tests.scenario.test_incident_scenario import alerting
 @pytest.fixture(scope="module")
 async def fleet(example_config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scenario]:
     # A stage window of a minute: the rollout is still in progress when the tab is opened and clicked.
-    async with scenario(alerting(fast(example_config, window_s=60.0, progress_deadline=600.0)), tmp_path_factory.mktemp("home"),
-                        requests_per_s=20) as running:
+    config = alerting(fast(example_config, window_s=60.0, progress_deadline=600.0))
+    async with scenario(config, tmp_path_factory.mktemp("home"), requests_per_s=20) as running:
         yield running
 
 
