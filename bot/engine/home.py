@@ -6,13 +6,16 @@ shared by every instance. Changes come in bursts (a rollout saves at each stage,
 change only wakes a refresh that waits DEBOUNCE_S for the burst to end and then publishes once per recent viewer,
 PACE_S apart, and only to those whose tab would read differently (a rollout's every save wakes it, most change nothing
 shown): one instance keeps to 60 a minute, and the client waits out any 429 Slack still answers. A person who has not
-opened the tab for RECENT_S is not refreshed; the next open publishes afresh. A Home tab has no response_url,
-so what became of a click there (the audit row the pipeline wrote) is shown at the top of the tab itself.
+opened the tab for RECENT_S is not refreshed; the next open publishes afresh. A change another instance made wakes
+only that instance, so the recent viewers' tabs are also looked at every LOOK_S (published only if they changed).
+A Home tab has no response_url, so what became of a click there (the audit row the pipeline wrote) is shown at the
+top of the tab itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 DEBOUNCE_S = 2.0
 PACE_S = 1.0
 RECENT_S = 15 * 60.0
+LOOK_S = 30.0
 MY_DEPLOYS_READ = 50
 _TIMELESS = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -94,7 +98,8 @@ class HomeTabs:
 
     async def run(self) -> None:
         while True:
-            await self._changed.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), LOOK_S)
             await asyncio.sleep(DEBOUNCE_S)
             self._changed.clear()
             now = self.clock()
