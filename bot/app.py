@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from bot.adapters.artifacts import Artifacts
 from bot.adapters.budget_store import BudgetStore
 from bot.adapters.cloudrun import CloudRunGateway
+from bot.adapters.event_store import SeenEvents
 from bot.adapters.idtokens import IdTokens
 from bot.adapters.incident_store import IncidentStore
 from bot.adapters.lock_store import LockStore
@@ -32,6 +33,7 @@ from bot.domain.monitoring_alert import OnAlert
 from bot.engine.budget import ReadBudget
 from bot.engine.digests import Digests
 from bot.engine.dispatcher import Dispatcher
+from bot.engine.home import HomeTabs, from_home
 from bot.engine.incidents import IncidentEngine
 from bot.engine.outbox_sender import OutboxSender
 from bot.engine.reconciler import Reconciler
@@ -43,6 +45,7 @@ from bot.engine.sweeper import Sweeper
 from bot.engine.watch import JOB as WATCH_JOB
 from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
+from bot.event_dedup import once_per_event
 from bot.render.mrkdwn import echoed
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
@@ -124,13 +127,18 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
         """A rollout's save was committed: send what it said; it may have ended, so the queue looks too."""
         sender.wake()
         dispatcher.wake()
+        home.changed()
+
+    def incident_said() -> None:
+        sender.wake()
+        home.changed()
 
     reconciler = Reconciler(store=store, cloudrun=cloudrun, collector=collector,
                             reporter=RolloutReporter(linker, sent=said_and_maybe_ended), owner=owner,
                             interval_s=config.engine.interval, lease_s=config.engine.lease,
                             freezes=config.freeze_windows(), locks=LockStore(store))
     incident_store = IncidentStore(store)
-    incidents = IncidentEngine(config, incident_store, linker, sent=sender.wake)
+    incidents = IncidentEngine(config, incident_store, linker, sent=incident_said)
     sweeper = Sweeper(config, cloudrun, prober, incident_store, incidents, owner)
     alerts = config.defaults.alerts
     stats = Stats(store, incident_store, Artifacts(env, store, timeout=engine.google_timeout))
@@ -151,7 +159,15 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                       runbook_link=linker, wake=wake, logs=logs, log_budget=budget, incidents=incidents,
                       digests=digests, usergroups=UserGroups(config.usergroup_ids(), slack.usergroup_members),
                       stats=stats)
+    home = HomeTabs(config, store, incident_store, sweeper, linker, slack, lambda: runtime.grants, runtime.groups_of)
     bolt = AsyncApp(signing_secret=credentials.signing_secret, client=slack.client, process_before_response=False)
+    bolt.use(once_per_event(SeenEvents(store)))
+
+    async def home_opened(event: dict[str, Any]) -> None:
+        if event.get("tab") == "home" and isinstance(event.get("user"), str):
+            await home.opened(event["user"])
+
+    bolt.event("app_home_opened")(home_opened)
     for command in all_commands():
         bolt.command(command.slash)(_listener(command, runtime))
 
@@ -163,6 +179,9 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
 
     async def button(ack: AsyncAck, body: dict[str, Any]) -> None:
         await handle_button(body, ack, runtime)
+        clicker = from_home(body)
+        if clicker is not None:
+            await home.clicked(clicker)
 
     bolt.action(re.compile(".*"))(button)  # every button: one the bot does not know is answered, not left a 404
 
@@ -196,7 +215,8 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
         loops = [asyncio.create_task(sender.run(), name="outbox"),
                  asyncio.create_task(scheduler.run(), name="scheduler"),
                  asyncio.create_task(runtime.usergroups.run(), name="usergroups"),
-                 asyncio.create_task(dispatcher.run(), name="dispatcher")]
+                 asyncio.create_task(dispatcher.run(), name="dispatcher"),
+                 asyncio.create_task(home.run(), name="home")]
         try:
             yield
         finally:

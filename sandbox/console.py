@@ -32,6 +32,7 @@ HELP = """\
 /command text          run a slash command, e.g. /health all
 anything else          post it in the channel as yourself
 :click ACTION [VALUE]  click the button shown with ":click ACTION" on the latest message that has it
+:home [ACTION [VALUE]]  open your Home tab and show it; with ACTION, click that button in it (confirming)
 :as USER               be someone else (:users lists them)
 :in CHANNEL            look at another channel (:channels lists them)
 :history               show the whole channel again
@@ -258,6 +259,8 @@ class _Console:
                 await self.click(*rest.split(" ", 1))
             else:
                 self.error("which button? :click ACTION [VALUE]")
+        elif word == ":home":
+            await self.home(*rest.split(" ", 1)) if rest else await self.home()
         elif word == ":as":
             await self.open(rest, self.channel)
         elif word == ":in":
@@ -286,6 +289,22 @@ class _Console:
                 await self.act("/actions", spec if value is None else {**spec, "value": value}, action_id)
                 return
         self.error(f"no button {action_id!r}{f' with value {value!r}' if value else ''} in #{self.channel}")
+
+    async def home(self, action_id: str | None = None, value: str | None = None) -> None:
+        """Open the Home tab as Slack does (app_home_opened) and print what the app published; or click a button
+        in it, saying the confirmation dialog it passed through."""
+        if action_id is not None:
+            spec = {"view": "home", "action_id": action_id, "confirmed": True}
+            await self.act("/actions", spec if value is None else {**spec, "value": value}, action_id)
+            await asyncio.sleep(SETTLE_S)
+        opened = await self.request("/home", {"user": self.user})
+        view = (opened or {}).get("view")
+        if not isinstance(view, dict):
+            self.error("the Home tab is empty: the app published nothing for you")
+            return
+        message = {"ts": view["hash"].split(".")[0], "user": self.people.get("chatops", "chatops"),
+                   "blocks": view["blocks"]}
+        self.show(self.paint("── your Home tab ──", DIM) + "\n" + self.render(message))
 
     async def act(self, path: str, spec: Json, what: str) -> None:
         """A command or click delivered to the bot, then its answer and the bot's first replies."""

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from sandbox.faults import Faults
 from sandbox.slack_errors import MissingScope, RateLimited, SlackError
+from sandbox.slack_home import views_publish
 from sandbox.slack_scopes import ACCEPTED, needed_scope
 from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
 
@@ -49,6 +50,10 @@ class Args:
     def text(self, name: str) -> str | None:
         value = self._values.get(name)
         return None if value is None else str(value)
+
+    def value(self, name: str) -> object:
+        """The argument as it came: a string from a form, any JSON value from a JSON body."""
+        return self._values.get(name)
 
     def flag(self, name: str) -> bool:
         return self._values.get(name) in (True, 1, "1", "true")
@@ -499,6 +504,7 @@ _METHODS: dict[str, Method] = {
     "usergroups.list": _usergroups,
     "usergroups.users.list": _usergroup_users,
     "reactions.add": _react,
+    "views.publish": views_publish,
 }
 
 METHODS = tuple(_METHODS)

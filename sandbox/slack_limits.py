@@ -63,6 +63,15 @@ class SlackLimits:
     """The 30 minutes of the same sentence."""
     token_in_query_refused: bool = True
     """"Apps created after February 24, 2021 may no longer send tokens as query parameters"; chatops is one."""
+    event_ack_s: float = 3.0
+    """Events API: "Your app should respond to the event request with an HTTP 2xx within three seconds"
+    (https://docs.slack.dev/apis/events-api/#retries); past it the delivery failed (`http_timeout`)."""
+    event_retry_1_s: float = 0.0
+    """A failed delivery is retried "nearly immediately" (assumption: at once),"""
+    event_retry_2_s: float = 60.0
+    """"in 1 minute","""
+    event_retry_3_s: float = 300.0
+    """"in 5 minutes", and not again: "up to 3 times" (same page)."""
 
 
 TIERS: dict[str, Callable[[SlackLimits], int]] = {
@@ -89,6 +98,7 @@ METHOD_TIERS: dict[str, str] = {
     "usergroups.list": "tier2",
     "usergroups.users.list": "tier2",
     "reactions.add": "tier3",
+    "views.publish": "tier4",
 }
 """Each method's tier, from the "Rate limits" fact of its page at https://docs.slack.dev/reference/methods/<name>,
 as slackapi's Java SDK also lists them (slack-api-client/src/main/java/com/slack/api/methods/

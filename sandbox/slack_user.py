@@ -6,6 +6,9 @@ and what each person then sees. The bot URLs are used round-robin, as a load bal
     POST /actions      {"user", "channel", "message_ts", "action_id", "value"?, "block_id"?}
                        clicks the button with that action_id (and value / block_id, if given, to pick
                        between buttons sharing an action_id) in a message or ephemeral the user sees
+    POST /actions      {"user", "view": "home", "action_id", "value"?, "block_id"?, "confirmed"?}
+                       clicks a button in the person's Home tab (sandbox/slack_events.py)
+    POST /home, GET /home   opens / shows the person's Home tab (sandbox/slack_events.py)
     POST /messages     {"user", "channel", "text", "thread_ts"?}: a person posts in a channel
     GET  /messages?channel=&user=   all the person sees there, in ts order (Workspace.seen_by)
     POST /response/<id>   the response_url handed to the bot: 5 posts within 30 minutes (the `slack` limits)
@@ -25,8 +28,6 @@ For a command, a JSON (or plain text) body is shown as Slack shows it: ephemeral
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import secrets
@@ -41,6 +42,8 @@ from aiohttp import web
 
 from sandbox.slack_api import message_json
 from sandbox.slack_errors import SlackError
+from sandbox.slack_events import EventDelivery, Unclickable, home_click
+from sandbox.slack_signing import sign
 from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, User, Workspace
 
 VERIFICATION_TOKEN = "sandboxVerificationTkn01"  # deprecated by Slack, still sent; not a secret
@@ -52,6 +55,7 @@ SIGNING_SECRET = web.AppKey("signing_secret", str)
 BOT_URLS = web.AppKey("bot_urls", Iterator[str])
 DESCRIPTION = web.AppKey("description", dict[str, Any])
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+EVENTS = web.AppKey("events", EventDelivery)
 
 
 class _Refused(Exception):
@@ -88,6 +92,14 @@ def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Seque
     app.router.add_post("/response/{id}", _response)
     app.router.add_get("/users", _users)
     app.router.add_get("/channels", _channels)
+    urls = app[BOT_URLS]
+    events = EventDelivery(workspace, signing_secret, token=VERIFICATION_TOKEN, next_url=lambda: next(urls, None),
+                           session=lambda: app[SESSION])
+    app[EVENTS] = events
+    app.on_cleanup.append(events.close)
+    app.router.add_post("/home", events.open_home)
+    app.router.add_get("/home", events.home_of)
+    app.router.add_post("/events/verify", events.verify_url)
     return app
 
 
@@ -104,12 +116,6 @@ async def _refusals(request: web.Request,
         return await handler(request)
     except _Refused as refused:
         return web.json_response({"ok": False, "error": refused.error}, status=refused.status)
-
-
-def sign(signing_secret: str, timestamp: str, body: str) -> str:
-    """Slack's v0 request signature."""
-    digest = hmac.new(signing_secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
-    return f"v0={digest}"
 
 
 # --- what people do -------------------------------------------------------------------------------------
@@ -141,6 +147,8 @@ async def _command(request: web.Request) -> web.Response:
 async def _action(request: web.Request) -> web.Response:
     workspace = request.app[WORKSPACE]
     spec = await _spec(request)
+    if spec.get("view") == "home":
+        return await _home_action(request, spec)
     user, channel = _user(workspace, spec), _channel(workspace, spec)
     try:
         message = workspace.clickable(channel.id, str(spec.get("message_ts", "")), user.id)
@@ -174,6 +182,17 @@ async def _action(request: web.Request) -> web.Response:
         payload["message"] = message_json(workspace, message)
     delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
     return _answer(delivery, response_url, delivery.error)
+
+
+async def _home_action(request: web.Request, spec: Json) -> web.Response:
+    """A click in the person's Home tab (sandbox/slack_events.py): no channel, message or response_url."""
+    try:
+        payload = home_click(request.app[WORKSPACE], _user(request.app[WORKSPACE], spec), spec,
+                             token=VERIFICATION_TOKEN)
+    except Unclickable as refused:
+        raise _Refused(refused.status, refused.error) from None
+    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
+    return _answer(delivery, "", delivery.error)
 
 
 async def _say(request: web.Request) -> web.Response:

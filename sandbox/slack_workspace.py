@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.home_tabs import HomeTabs
 from sandbox.slack_errors import SlackError
 from sandbox.slack_limits import ChannelMeter, MethodMeter, SlackLimits
 
@@ -141,6 +142,7 @@ class Workspace:
         self._method_meter = MethodMeter(self.limits)
         self._channel_meter = ChannelMeter(self.limits)
         self._last_us = 0
+        self.homes = HomeTabs()
 
     # --- names and ids -------------------------------------------------------------------------------
 

@@ -158,6 +158,11 @@ class SlackGateway:
             response = await self._once.usergroups_users_list(usergroup=group)
         return frozenset(str(user) for user in response.get("users") or [])
 
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """views.publish (https://docs.slack.dev/reference/methods/views.publish): the user's Home tab, replaced
+        whole. Tier 4; a 429 is waited out by the client."""
+        await self.client.views_publish(user_id=user, view=view)
+
     async def ephemeral(self, channel: str, user: str, text: str, blocks: Blocks | None = None) -> None:
         await self.client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
 

@@ -247,3 +247,13 @@ class QueueHoldRow(Base):
     held_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resumed_by: Mapped[str | None] = mapped_column(String())
     resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SlackEventRow(Base):
+    """Table `slack_events` (revision 0009_events): the Events API deliveries already taken, by Slack's `event_id`, so
+    a retry that reaches another instance is acknowledged and not acted on twice."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

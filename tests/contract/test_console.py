@@ -72,6 +72,12 @@ class StandInBot:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         assert self.verifier is not None and self.slack is not None
         body = await request.text()
+        if request.content_type == "application/json":  # an Events API delivery: the Home tab opened
+            if not self.verifier.is_valid_request(body, dict(request.headers)):
+                return web.json_response({"error": "invalid request"}, status=401)
+            event = json.loads(body)["event"]
+            await self.slack.views_publish(user_id=event["user"], view={"type": "home", "blocks": rollout_blocks(5)})
+            return web.Response()
         form = dict(parse_qsl(body, keep_blank_values=True))
         arrival = Arrival(self.verifier.is_valid_request(body, dict(request.headers)), form)
         self.arrivals.append(arrival)
@@ -223,6 +229,14 @@ async def test_as_and_in_switch_who_and_where_and_the_view_follows(stage: Stage)
     assert "✗ unknown :bogus; :help lists what you can type" in in_alerts
     assert out.endswith("viewer@#alerts> :quit\n")
     assert typed.read() == "/never-sent", "nothing after :quit is read"
+
+
+async def test_home_opens_the_home_tab_and_shows_what_the_app_published(stage: Stage) -> None:
+    screen = io.StringIO()
+    assert await run_console(stage.endpoints, stdin=io.StringIO(":home\n"), stdout=screen, color=False) == 0
+    shown = screen.getvalue().partition("oncall@#deploys> :home\n")[2]
+    assert shown.startswith("── your Home tab ──\n") and "Canary prediction-worker v3 at 5%" in shown
+    assert "[ Promote ]     [ Roll back ]" in shown
 
 
 async def test_a_command_nobody_answers_prints_the_error_in_red(world: World) -> None:

@@ -33,7 +33,8 @@ def test_the_published_figures_are_the_defaults() -> None:
         "tier1_per_min": 1, "tier2_per_min": 20, "tier3_per_min": 50, "tier4_per_min": 100, "window_s": 60.0,
         "tier_burst_fraction": 0.5, "auth_test_per_min": 200, "post_per_channel_per_s": 1.0, "post_burst": 5,
         "post_per_workspace_per_min": 300, "response_url_uses": 5, "response_url_lifetime_s": 1800.0,
-        "token_in_query_refused": True}
+        "token_in_query_refused": True, "event_ack_s": 3.0, "event_retry_1_s": 0.0, "event_retry_2_s": 60.0,
+        "event_retry_3_s": 300.0}
 
 
 def test_a_tier_3_method_takes_a_burst_then_50_calls_a_minute_and_says_when_the_next_one_fits() -> None:
