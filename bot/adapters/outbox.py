@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.adapters.store import RolloutRow, Store
 from bot.adapters.tables import OutboxRow
 
-Action = Literal["post", "reply", "update"]
+Action = Literal["post", "reply", "update", "upload"]
 Write = Callable[[Session], None]
 """Rows to add inside someone else's transaction."""
 
@@ -38,7 +38,7 @@ def rollout_thread(rollout_id: int) -> str:
 @dataclass(frozen=True)
 class Message:
     """What to send. `post` starts the thread `thread_key`; `reply` goes into it; `update` redraws its first
-    message."""
+    message; `upload` shares a file into it (Slack's upload flow), once, like a reply."""
 
     thread_key: str
     action: Action
@@ -47,6 +47,9 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)
     thread_ts: str = ""  # a reply into a thread the outbox did not start (a rollout's message)
+    file: dict[str, Any] | None = None
+    """An `upload`'s file: `filename`, `title`, and either `markdown` (the text itself) or `chart` and `data` (what
+    to draw, drawn by the sender: a row holds a few hundred bytes of figures, not the PNG)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def enqueue(session: Session, messages: Iterable[Message], now: datetime | None 
         session.add(OutboxRow(thread_key=message.thread_key, action=message.action, channel=message.channel,
                               text=message.text,
                               payload=json.dumps({"blocks": message.blocks, "attachments": message.attachments,
-                                                  "thread_ts": message.thread_ts}),
+                                                  "thread_ts": message.thread_ts, "file": message.file}),
                               state="pending", attempts=0, next_at=at, created_at=at, error=""))
 
 
@@ -90,7 +93,8 @@ def thread_writer(thread_key: str, compose: Callable[[Message | None], list[Mess
 def _queued(row: OutboxRow) -> Queued:
     payload = json.loads(row.payload)
     message = Message(row.thread_key, row.action, row.channel, row.text,  # type: ignore[arg-type]
-                      payload.get("blocks") or [], payload.get("attachments") or [], payload.get("thread_ts") or "")
+                      payload.get("blocks") or [], payload.get("attachments") or [], payload.get("thread_ts") or "",
+                      payload.get("file"))
     return Queued(row.id, message, row.state, row.attempts, row.created_at)
 
 
