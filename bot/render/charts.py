@@ -22,6 +22,10 @@ _DPI = 100
 
 
 def stage_chart(evidence: StageEvidence) -> bytes:
+    return _png(stage_figure(evidence))
+
+
+def stage_figure(evidence: StageEvidence) -> Figure:
     """Success rate and p99 of the candidate, by source, each beside the threshold it was judged against."""
     figure = Figure(figsize=(8, 3.6), dpi=_DPI, layout="constrained")
     rate_axes, p99_axes = figure.subplots(1, 2)
@@ -49,7 +53,7 @@ def stage_chart(evidence: StageEvidence) -> bytes:
         axes.tick_params(axis="x", labelsize=8)
     figure.suptitle(f"{evidence.service}: stage {evidence.percent}% {evidence.outcome}ed — candidate "
                     f"{evidence.candidate} (stable {evidence.stable})", fontsize=10)
-    return _png(figure)
+    return figure
 
 
 def _png(figure: Figure) -> bytes:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.adapters.slack import SlackGateway
-from sandbox.serving import Listener, stop
+from sandbox.serving import stop
 from tests.contract.slack_stage import DEPLOYS, VIEWER, Slack, api_error, slack_api
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
