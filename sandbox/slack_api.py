@@ -488,6 +488,18 @@ def _usergroups(workspace: Workspace, args: Args) -> Json:
     return {"usergroups": body}
 
 
+def _permalink(workspace: Workspace, args: Args) -> Json:
+    """chat.getPermalink (https://docs.slack.dev/reference/methods/chat.getPermalink): "Retrieve a permalink URL for
+    a specific extant message", in Slack's form `/archives/<channel>/p<ts without its dot>`, with `thread_ts` and
+    `cid` for a reply; here on the sandbox's own address, where GET shows the message (slack_files.py)."""
+    channel = _channel(workspace, args)
+    message = workspace.message(channel, args.text("message_ts") or "")
+    url = f"{args.origin}/archives/{channel}/p{message.ts.replace('.', '')}"
+    if message.is_reply:
+        url += f"?thread_ts={message.thread_ts}&cid={channel}"
+    return {"channel": channel, "permalink": url}
+
+
 def _react(workspace: Workspace, args: Args) -> Json:
     channel, ts = _channel(workspace, args), args.text("timestamp")
     if not ts:
@@ -510,6 +522,7 @@ _METHODS: dict[str, Method] = {
     "usergroups.list": _usergroups,
     "usergroups.users.list": _usergroup_users,
     "reactions.add": _react,
+    "chat.getPermalink": _permalink,
     "files.getUploadURLExternal": get_upload_url,
     "files.completeUploadExternal": complete_upload,
     "files.info": files_info,

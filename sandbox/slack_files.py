@@ -235,7 +235,19 @@ def add_file_routes(app: web.Application, workspace: Workspace) -> None:
     async def link(request: web.Request) -> web.Response:
         return serve(shared(request.match_info["file_id"], request.match_info["name"]))
 
+    async def archived(request: web.Request) -> web.Response:
+        """What chat.getPermalink's link opens: the message, as conversations.history would show it."""
+        digits = request.match_info["digits"]
+        ts = f"{digits[:-6]}.{digits[-6:]}"
+        try:
+            message = workspace.message(request.match_info["channel"], ts)
+        except SlackError:
+            raise web.HTTPNotFound() from None
+        return web.json_response({"channel": message.channel, "ts": message.ts, "user": message.user,
+                                  "text": message.text, "thread_ts": message.thread_ts, "files": message.files})
+
     app.router.add_post(UPLOAD_PATH, upload)
+    app.router.add_get("/archives/{channel}/p{digits:[0-9]{7,}}", archived)
     app.router.add_get(PRIVATE_PATH, private)
     app.router.add_get(PERMALINK_PATH, link)
 

@@ -35,6 +35,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "usergroups.list": ("usergroups:read",),
     "usergroups.users.list": ("usergroups:read",),
     "reactions.add": ("reactions:write",),
+    "chat.getPermalink": (),
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
     "files.info": ("files:read",),

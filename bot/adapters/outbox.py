@@ -62,6 +62,17 @@ class Queued:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A message as it was sent: written at `at` (the time of the event it tells), now in Slack at (channel, ts)."""
+
+    at: datetime
+    first: bool
+    channel: str
+    text: str
+    ts: str
+
+
 def enqueue(session: Session, messages: Iterable[Message], now: datetime | None = None) -> None:
     """Add messages inside the caller's transaction."""
     at = now or datetime.now(UTC)
@@ -153,6 +164,15 @@ class Outbox:
         with self.store.reading() as session:
             found = session.execute(query).first()
         return (found[0], found[1]) if found is not None and found[1] else None
+
+    def said(self, thread_key: str) -> list[Sent]:
+        """The thread's first message and replies as they were sent, in order (not redraws, not uploads)."""
+        query = (select(OutboxRow).where(OutboxRow.thread_key == thread_key, OutboxRow.state == "sent",
+                                         OutboxRow.action.in_(("post", "reply")))
+                 .order_by(OutboxRow.id))
+        with self.store.reading() as session:
+            return [Sent(row.created_at, row.action == "post", row.channel, row.text, row.ts or "")
+                    for row in session.scalars(query)]
 
     def sent(self, row_id: int, owner: str, ts: str, now: datetime) -> None:
         """Mark the row sent; a rollout's first message also becomes the rollout's `message_ts`, which its

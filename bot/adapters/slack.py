@@ -42,8 +42,8 @@ MARKER_EVENT = "chatops_outbox"
 PAGE = 200
 """Messages a page when searching history: "We recommend no more than 200 results at a time"
 (https://docs.slack.dev/reference/methods/conversations.history#pagination)."""
-READS = frozenset({"auth.test", "conversations.history", "conversations.replies", "conversations.info",
-                   "conversations.list", "users.info", "usergroups.users.list"})
+READS = frozenset({"auth.test", "chat.getPermalink", "conversations.history", "conversations.replies",
+                   "conversations.info", "conversations.list", "users.info", "usergroups.users.list"})
 """Methods that change nothing, so a call whose connection dropped may be made again."""
 
 
@@ -187,6 +187,15 @@ class SlackGateway:
             cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return None
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A message's link (https://docs.slack.dev/reference/methods/chat.getPermalink); None if Slack has none."""
+        try:
+            response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except SlackApiError as exc:
+            log.info("no permalink for %s in %s: %s", ts, channel, exc.response.get("error"))
+            return None
+        return str(response["permalink"])
 
     async def usergroup_members(self, group: str) -> frozenset[str]:
         """One usergroups.users.list (https://docs.slack.dev/reference/methods/usergroups.users.list): the members of
