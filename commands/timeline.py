@@ -2,8 +2,8 @@
 incident's thread.
 
 The draft is built from what is kept anyway (bot/domain/timeline.py) and linked message by message with
-chat.getPermalink; it goes out as an outbox `upload` row of the incident's thread, so it is shared once, after
-everything the thread said before it, by whichever instance sends the outbox.
+chat.getPermalink, with a chart of its checks' history; both go out as outbox `upload` rows of the incident's
+thread, so each is shared once, after everything the thread said before it, by whichever instance sends the outbox.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from bot.adapters.incident_store import StoredIncident
 from bot.adapters.outbox import Message, Outbox
 from bot.config import Config
-from bot.domain.timeline import Change, Said, Timeline, build
+from bot.domain.timeline import Change, Said, Timeline, build, check_spans
+from bot.render.chart_data import IncidentHistory
 from bot.render.timeline import timeline_markdown
 from commands.framework import Command, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
@@ -88,9 +89,23 @@ async def share_timeline(runtime: Runtime, stored: StoredIncident) -> str:
             "title": f"Incident #{incident.id} of {incident.service}: timeline", "markdown":
                 timeline_markdown(timeline, links)}
     message = Message(stored.thread_key, "upload", stored.channel, "", file=file)
-    await asyncio.to_thread(runtime.incidents.incidents.store_messages, [message])
+    chart = Message(stored.thread_key, "upload", stored.channel, "",
+                    file={"filename": f"incident-{incident.id}-checks.png",
+                          "title": f"Incident #{incident.id} of {incident.service}: check history",
+                          "chart": "incident", "data": history(timeline, now).to_json()})
+    await asyncio.to_thread(runtime.incidents.incidents.store_messages, [message, chart])
     runtime.incidents.sent()
-    return f":memo: The timeline of incident #{incident.id} ({incident.service}) is on its way to its thread."
+    return (f":memo: The timeline of incident #{incident.id} ({incident.service}) and its check history are on "
+            "their way to its thread.")
+
+
+def history(timeline: Timeline, now: datetime) -> IncidentHistory:
+    """The chart of the incident's checks: their failing spans, and when it was acknowledged, escalated, resolved."""
+    marked = ("acknowledged", "escalated", "resolved")
+    return IncidentHistory(timeline.service, timeline.incident_id,
+                           tuple((s.check, s.start.isoformat(), s.end.isoformat())
+                                 for s in check_spans(timeline, now)),
+                           tuple((e.kind, e.at.isoformat()) for e in timeline.entries if e.kind in marked))
 
 
 async def _permalinks(runtime: Runtime, timeline: Timeline) -> dict[tuple[str, str], str]:

@@ -11,6 +11,7 @@ never dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -126,3 +127,36 @@ def build(incident: Incident, said: Sequence[Said], changes: Sequence[Change], n
     to_resolve = end - detected if resolved else None
     return Timeline(incident.service, incident.id, tuple(ordered), detected, incident.acknowledged_by, to_ack,
                     to_resolve, resolved)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A check failing from `start` to `end` (its recovery, or the end of the incident or now)."""
+
+    check: str
+    start: datetime
+    end: datetime
+
+
+_NAMED = re.compile(r"^`([^`]+)`")
+
+
+def check_spans(timeline: Timeline, now: datetime) -> tuple[Span, ...]:
+    """Each check's failing spans, from the thread's lines: a check that recovers without a line saying it failed
+    was failing from detection (the parent names the first checks, its lines do not)."""
+    resolved_at = (timeline.detected_at + timeline.time_to_resolve
+                   if timeline.detected_at is not None and timeline.time_to_resolve is not None else None)
+    end = resolved_at or now
+    started: dict[str, datetime] = {}
+    spans: list[Span] = []
+    for entry in timeline.entries:
+        named = _NAMED.match(entry.text)
+        if named is None:
+            continue
+        if entry.kind in ("failure", "alert"):
+            started.setdefault(named.group(1), entry.at)
+        elif entry.kind == "recovery":
+            check = named.group(1)
+            spans.append(Span(check, started.pop(check, timeline.detected_at or entry.at), entry.at))
+    spans += [Span(check, since, end) for check, since in started.items()]
+    return tuple(sorted(spans, key=lambda s: (s.start, s.check)))

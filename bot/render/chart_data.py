@@ -47,3 +47,48 @@ class StageEvidence:
         return cls(str(data["service"]), str(data["candidate"]), str(data["stable"]), int(data["percent"]),
                    str(data["outcome"]), float(data["min_success_rate"]), float(data["max_p99_ms"]),
                    int(data["min_requests"]), measured)
+
+
+@dataclass(frozen=True)
+class IncidentHistory:
+    """An incident's checks, each failing span as ISO times, and the moments marked on it (ack, escalations,
+    resolution)."""
+
+    service: str
+    incident_id: int
+    spans: tuple[tuple[str, str, str], ...]  # (check, start, end)
+    marks: tuple[tuple[str, str], ...]  # (label, at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service, "incident_id": self.incident_id, "spans": [list(s) for s in self.spans],
+                "marks": [list(m) for m in self.marks]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncidentHistory:
+        return cls(str(data["service"]), int(data["incident_id"]),
+                   tuple((str(c), str(a), str(b)) for c, a, b in data["spans"]),
+                   tuple((str(label), str(at)) for label, at in data["marks"]))
+
+
+@dataclass(frozen=True)
+class WeekDay:
+    day: str  # ISO date
+    deploys: int
+    failed: int
+    recoveries_min: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Week:
+    days: tuple[WeekDay, ...]
+    goal_min: float  # the MTTR goal, drawn across the recovery times
+
+    def to_json(self) -> dict[str, Any]:
+        return {"goal_min": self.goal_min, "days": [{"day": d.day, "deploys": d.deploys, "failed": d.failed,
+                                                     "recoveries_min": list(d.recoveries_min)} for d in self.days]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Week:
+        return cls(tuple(WeekDay(str(d["day"]), int(d["deploys"]), int(d["failed"]),
+                                 tuple(float(m) for m in d["recoveries_min"])) for d in data["days"]),
+                   float(data["goal_min"]))

@@ -1,4 +1,5 @@
-"""Charts as PNG bytes, from plain figures: a stage's evidence against its thresholds.
+"""Charts as PNG bytes, from plain figures: a stage's evidence against its thresholds, an incident's check history,
+the digest's week of deploys, failures and recovery times.
 
 Drawn with matplotlib's Agg backend (no display, safe in a thread) through its object API rather than pyplot, so
 no global figure state is shared between threads; callers run it with asyncio.to_thread, since a chart takes tens
@@ -8,6 +9,7 @@ of milliseconds of CPU.
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 import matplotlib
 
@@ -15,7 +17,7 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure
 
-from bot.render.chart_data import StageEvidence
+from bot.render.chart_data import IncidentHistory, StageEvidence, Week
 
 _PASS, _FAIL, _LINE = "#2eb67d", "#e01e5a", "#1d1c1d"
 _DPI = 100
@@ -53,6 +55,63 @@ def stage_figure(evidence: StageEvidence) -> Figure:
         axes.tick_params(axis="x", labelsize=8)
     figure.suptitle(f"{evidence.service}: stage {evidence.percent}% {evidence.outcome}ed — candidate "
                     f"{evidence.candidate} (stable {evidence.stable})", fontsize=10)
+    return figure
+
+
+def incident_chart(history: IncidentHistory) -> bytes:
+    return _png(incident_figure(history))
+
+
+def incident_figure(history: IncidentHistory) -> Figure:
+    """One row per check, a bar for each span it failed, and a line at each marked moment."""
+    figure = Figure(figsize=(8, 1.6 + 0.45 * max(1, len({c for c, _, _ in history.spans}))), dpi=_DPI,
+                    layout="constrained")
+    axes = figure.subplots()
+    checks = list(dict.fromkeys(c for c, _, _ in history.spans))
+    origin = min([datetime.fromisoformat(a) for _, a, _ in history.spans]
+                 + [datetime.fromisoformat(at) for _, at in history.marks], default=None)
+
+    def minutes(iso: str) -> float:
+        return (datetime.fromisoformat(iso) - origin).total_seconds() / 60 if origin is not None else 0.0
+
+    for check, start, end in history.spans:
+        begin, finish = minutes(start), minutes(end)
+        axes.barh(checks.index(check), max(finish - begin, 1e-5), left=begin, height=0.5, color=_FAIL)
+    axes.set_yticks(range(len(checks)), checks, fontsize=8)
+    for label, at in history.marks:
+        axes.axvline(minutes(at), color=_PASS if label == "resolved" else _LINE, linestyle=":",
+                     label=label)
+    if history.marks:
+        axes.legend(loc="lower right", fontsize=8)
+    axes.set_xlabel(f"minutes since {origin:%Y-%m-%d %H:%M:%S} UTC" if origin is not None else "minutes")
+    axes.set_title(f"{history.service}: incident #{history.incident_id}, checks failing", fontsize=10)
+    return figure
+
+
+def week_chart(week: Week) -> bytes:
+    return _png(week_figure(week))
+
+
+def week_figure(week: Week) -> Figure:
+    """Deploys and failed deploys a day as bars; each incident's recovery time as a point, beside the goal."""
+    figure = Figure(figsize=(8, 3.6), dpi=_DPI, layout="constrained")
+    deploys_axes, recovery_axes = figure.subplots(1, 2)
+    days = [d.day[5:] for d in week.days]
+    deploys_axes.bar(days, [d.deploys - d.failed for d in week.days], color=_PASS, label="deploys")
+    deploys_axes.bar(days, [d.failed for d in week.days], bottom=[d.deploys - d.failed for d in week.days],
+                     color=_FAIL, label="failed")
+    deploys_axes.set_title("deploys a day")
+    deploys_axes.legend(loc="upper left", fontsize=8)
+    points = [(d.day[5:], m) for d in week.days for m in d.recoveries_min]
+    recovery_axes.scatter([p[0] for p in points], [p[1] for p in points], color=_FAIL, zorder=3)
+    recovery_axes.set_xticks(range(len(days)), days)
+    recovery_axes.axhline(week.goal_min, color=_LINE, linestyle="--", label=f"goal {week.goal_min:g} min")
+    recovery_axes.set_ylim(0, max([week.goal_min, *(p[1] for p in points)]) * 1.2)
+    recovery_axes.set_title("time to recover (min)")
+    recovery_axes.legend(loc="upper left", fontsize=8)
+    for axes in (deploys_axes, recovery_axes):
+        axes.tick_params(axis="x", labelsize=8)
+    figure.suptitle("the week", fontsize=10)
     return figure
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.render.chart_data import StageEvidence
-from bot.render.charts import stage_chart
+from bot.render.chart_data import IncidentHistory, StageEvidence, Week
+from bot.render.charts import incident_chart, stage_chart, week_chart
 
-CHARTS = {"stage": lambda data: stage_chart(StageEvidence.from_json(data))}
+CHARTS = {"stage": lambda data: stage_chart(StageEvidence.from_json(data)),
+          "incident": lambda data: incident_chart(IncidentHistory.from_json(data)),
+          "week": lambda data: week_chart(Week.from_json(data))}
 
 
 def file_content(file: dict[str, Any]) -> bytes:

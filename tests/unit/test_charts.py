@@ -10,8 +10,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from bot.render.chart_data import Measured, StageEvidence
-from bot.render.charts import stage_chart, stage_figure
+from bot.render.chart_data import IncidentHistory, Measured, StageEvidence, Week, WeekDay
+from bot.render.charts import incident_chart, incident_figure, stage_chart, stage_figure, week_chart, week_figure
 
 EVIDENCE = StageEvidence("prediction-worker", "prediction-worker-00042-new", "prediction-worker-00041-old", 25,
                          "fail", 99.0, 800.0, 20,
@@ -42,3 +42,27 @@ def test_evidence_survives_the_outbox_row_it_travels_in() -> None:
     assert StageEvidence.from_json(EVIDENCE.to_json()) == EVIDENCE
     empty = StageEvidence("s", "c", "st", 5, "pass", 99.0, 800.0, 20, (Measured("request logs", 0, 0, None),))
     assert stage_chart(empty).startswith(b"\x89PNG")
+
+
+def test_the_incident_chart_has_a_row_per_check_and_a_line_per_moment() -> None:
+    history = IncidentHistory("prediction-worker", 7,
+                              (("gcs_model_file", "2026-12-06T03:00:00+00:00", "2026-12-06T03:10:00+00:00"),
+                               ("monitoring: 5xx", "2026-12-06T03:03:00+00:00", "2026-12-06T03:08:00+00:00")),
+                              (("acknowledged", "2026-12-06T03:04:00+00:00"),
+                               ("resolved", "2026-12-06T03:12:00+00:00")))
+    axes = incident_figure(history).axes[0]
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["gcs_model_file", "monitoring: 5xx"]
+    assert [(p.get_x(), p.get_width()) for p in axes.patches] == [(0.0, 10.0), (3.0, 5.0)], "minutes from the start"
+    assert [line.get_xdata()[0] for line in axes.get_lines()] == [4.0, 12.0]
+    assert incident_chart(history).startswith(b"\x89PNG")
+
+
+def test_the_week_chart_stacks_failures_on_deploys_and_draws_the_recovery_goal() -> None:
+    week = Week(tuple(WeekDay(f"2026-12-0{d}", d % 3, 1 if d == 2 else 0, (30.0, 90.0) if d == 4 else ())
+                      for d in range(1, 8)), 60.0)
+    deploys, recovery = week_figure(week).axes[:2]
+    heights = [p.get_height() for p in deploys.patches]
+    assert heights[:7] == [1, 1, 0, 1, 2, 0, 1] and heights[7:] == [0, 1, 0, 0, 0, 0, 0]
+    assert [line.get_ydata()[0] for line in recovery.get_lines()] == [60.0]
+    assert sorted(recovery.collections[0].get_offsets()[:, 1].tolist()) == [30.0, 90.0]
+    assert Week.from_json(week.to_json()) == week and week_chart(week).startswith(b"\x89PNG")

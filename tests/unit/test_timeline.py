@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from bot.domain.digest import ClosedIncident
 from bot.domain.incidents import Incident
-from bot.domain.timeline import Change, Said, build
+from bot.domain.timeline import Change, Said, build, check_spans
+from bot.domain.week import week_of
 from bot.render.timeline import timeline_markdown
 
 T0 = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
@@ -65,3 +67,23 @@ def test_the_markdown_has_a_utc_time_and_a_link_per_line_and_plain_mentions() ->
     assert "escalating to @S07SREONCAL" in draft
     assert "- `2026-12-06 02:40:00 UTC` **deploy**: rollout #2: deploy of `pw-00041`\n" in draft, \
         "no link where Slack gave none"
+
+
+def test_check_spans_start_at_a_failing_line_or_at_detection_and_end_at_recovery_or_resolution() -> None:
+    said = [*SAID, Said(at(5), "`firestore` fails too: timeout", C, "100.000009")]
+    spans = check_spans(build(INCIDENT, said, (), at(60)), at(60))
+    assert [(s.check, s.start, s.end) for s in spans] == [
+        ("gcs_model_file", at(0), at(10)),  # named by the parent only: failing since detection
+        ("monitoring: 5xx ratio", at(3), at(12)),  # never said to recover: until the resolution
+        ("firestore", at(5), at(12))]
+
+
+def test_the_week_counts_each_day_s_deploys_failures_and_recoveries() -> None:
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    closed = [ClosedIncident("pw", now - timedelta(days=1, minutes=30), None, now - timedelta(days=1)),
+              ClosedIncident("pw", now - timedelta(hours=2), now - timedelta(hours=1, minutes=50),
+                             now - timedelta(hours=1, minutes=15))]
+    days = week_of([], closed, now)
+    assert [d.day.isoformat() for d in days] == [f"2026-12-0{n}" for n in range(1, 8)]
+    assert [d.recoveries_min for d in days][-2:] == [(30.0,), (45.0,)]
+    assert all(d.deploys == d.failed == 0 for d in days)
