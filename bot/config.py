@@ -33,7 +33,7 @@ from bot.domain.freeze import Freeze
 from bot.domain.rollout import TAG
 
 ACTIONS = ("deploy", "promote", "rollback", "pause", "resume", "health", "status", "history", "ack", "silence",
-           "incidents", "digest", "stats", "lock", "override", "queue")
+           "incidents", "digest", "stats", "lock", "override", "queue", "timeline")
 """Everything a role can be allowed to do; read-only commands are actions too, so a workspace can
 keep even `/health` to its own people."""
 

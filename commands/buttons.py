@@ -2,12 +2,12 @@
 their slash commands.
 
 A rollout's Promote, Pause, Resume and Roll back are /promote, /pause, /resume and /rollback; an incident's
-Acknowledge is /ack; the post-deploy watch's Roll back is /rollback while the revision it warned about still
-serves. A rollout button carries the stage it was drawn at, so a double click or a stale message cannot push a
-rollout two stages; everything a button names is
-looked up again on click and the policy asked again, never trusted from the message. A payload that does not read
-as one of these buttons is answered and audited as `invalid`, never a 500. A deploy request's Approve, Deny and
-Cancel are commands/queue.py's, decided on the request as it is at the click.
+Acknowledge is /ack and its Timeline is /timeline for that incident (decided on the incident's service); the
+post-deploy watch's Roll back is /rollback while the revision it warned about still serves. A rollout button carries
+the stage it was drawn at, so a double click or a stale message cannot push a rollout two stages; everything a
+button names is looked up again on click and the policy asked again, never trusted from the message. A payload
+that does not read as one of these buttons is answered and audited as `invalid`, never a 500. A deploy request's
+Approve, Deny and Cancel are commands/queue.py's, decided on the request as it is at the click.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from commands.incidents import acknowledge
 from commands.queue import plan_request_click
 from commands.rollback import Rollback
 from commands.rollout_control import ServiceRequest, hand_over
+from commands.timeline import share_timeline
 
-Verb = Literal["promote", "pause", "resume", "rollback", "ack", "approve", "deny", "cancel"]
+Verb = Literal["promote", "pause", "resume", "rollback", "ack", "timeline", "approve", "deny", "cancel"]
 ACTIONS: dict[str, Verb] = {"rollout_promote": "promote", "rollout_pause": "pause", "rollout_resume": "resume",
-                            "rollout_rollback": "rollback", "incident_ack": "ack", "watch_rollback": "rollback",
+                            "rollout_rollback": "rollback", "incident_ack": "ack", "incident_timeline": "timeline",
+                            "watch_rollback": "rollback",
                             APPROVE: "approve", DENY: "deny", CANCEL: "cancel"}
 LINK_BUTTONS = ("incident_runbook",)
 """URL buttons: Slack opens the link itself, and the action it also sends only needs acknowledging."""
@@ -122,6 +124,15 @@ async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, ans
 
         return Plan("ack", service, "ack", acknowledged,
                     check=_gone(service, "ack", "incident", click.subject))
+    if verb == "timeline":
+        found = await asyncio.to_thread(runtime.incidents.incidents.by_id, click.subject)
+
+        async def shared() -> None:
+            if found is not None:
+                await answer(await share_timeline(runtime, found))
+
+        return Plan("timeline", found.incident.service if found else None, "timeline", shared,
+                    check=_gone(found.incident.service if found else None, "timeline", "incident", click.subject))
     stored = await asyncio.to_thread(runtime.store.rollout, click.subject)
     service = stored.rollout.service if stored else None
     gone = _gone(service, click.verb, "rollout", click.subject)

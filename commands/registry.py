@@ -19,11 +19,12 @@ from commands.resume import Resume
 from commands.rollback import Rollback
 from commands.stats import StatsCommand
 from commands.status import Status
+from commands.timeline import TimelineCommand
 
 
 def all_commands() -> list[Command[Any]]:
     working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
-                                   Incidents(), Ack(), SilenceCommand(), DigestCommand(),
+                                   Incidents(), Ack(), TimelineCommand(), SilenceCommand(), DigestCommand(),
                                    StatsCommand(), LockCommand(), UnlockCommand()]
     working += [QueueCommand(), Deny()]
     return [*working, Help(working)]

@@ -153,6 +153,8 @@ class _Console:
         if updated:
             heading, _, body = rendered.partition("\n")
             rendered = f"{heading}  {self.paint('(updated)', YELLOW)}\n{body}"
+        for file in message.get("files") or []:  # an upload: where to open it on this machine
+            rendered += f"\n  📎 {file['title']} ({file['name']}): {file['permalink']}"
         return f"{rendered}\n"
 
     # --- the channel ------------------------------------------------------------------------------------

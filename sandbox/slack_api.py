@@ -30,6 +30,7 @@ from aiohttp import web
 
 from sandbox.faults import Faults
 from sandbox.slack_errors import MissingScope, RateLimited, SlackError
+from sandbox.slack_files import add_file_routes, complete_upload, files_info, get_upload_url
 from sandbox.slack_home import views_publish
 from sandbox.slack_scopes import ACCEPTED, needed_scope
 from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
@@ -44,16 +45,17 @@ _ICON = "https://a.slack-edge.com/80588/img/plugins/app/bot_{}.png"
 class Args:
     """A method's arguments, whichever way they came, with Slack's leniency about types."""
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any], origin: str = "") -> None:
         self._values = values
+        self.origin = origin  # scheme://host:port the call came to, for the URLs a method answers
+
+    def value(self, name: str) -> Any:
+        """The argument as it came: a string from a form, any JSON value from a JSON body."""
+        return self._values.get(name)
 
     def text(self, name: str) -> str | None:
         value = self._values.get(name)
         return None if value is None else str(value)
-
-    def value(self, name: str) -> object:
-        """The argument as it came: a string from a form, any JSON value from a JSON body."""
-        return self._values.get(name)
 
     def flag(self, name: str) -> bool:
         return self._values.get(name) in (True, 1, "1", "true")
@@ -114,6 +116,7 @@ def slack_api_app(workspace: Workspace, faults: Faults | None = None) -> web.App
     app[FAULTS] = faults or Faults()
     app.router.add_route("GET", "/api/{method}", _call)
     app.router.add_route("POST", "/api/{method}", _call)
+    add_file_routes(app, workspace)
     return app
 
 
@@ -146,7 +149,8 @@ async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.R
         needed = needed_scope(name)
         if needed is not None and needed not in workspace.scopes:
             raise MissingScope(needed, workspace.scopes)
-        return _reply(_warned({"ok": True, **method(workspace, Args(values))}, warnings), headers=scopes)
+        args = Args(values, str(request.url.origin()))
+        return _reply(_warned({"ok": True, **method(workspace, args)}, warnings), headers=scopes)
     except RateLimited as limited:
         return _reply({"ok": False, "error": limited.error}, status=429,
                       headers={**scopes, "Retry-After": str(limited.retry_after)})
@@ -252,6 +256,8 @@ def message_json(workspace: Workspace, message: Message, *, blocks: bool = True,
         body["blocks"] = message.blocks
     if message.attachments:
         body["attachments"] = [{"id": i, **a} for i, a in enumerate(message.attachments, 1)]
+    if message.files:
+        body |= {"files": message.files, "upload": False, "display_as_bot": False}
     if message.thread_ts:
         body["thread_ts"] = message.thread_ts
     if message.parent_user:
@@ -280,6 +286,8 @@ def _thread_json(workspace: Workspace, message: Message, *, metadata: bool = Fal
                   "team": workspace.team_id}
     if metadata and message.metadata:
         body["metadata"] = message.metadata
+    if message.files:
+        body["files"] = message.files
     if message.is_reply:
         return body | {"thread_ts": message.thread_ts, "parent_user_id": message.parent_user}
     if not message.replies:
@@ -482,6 +490,18 @@ def _usergroups(workspace: Workspace, args: Args) -> Json:
     return {"usergroups": body}
 
 
+def _permalink(workspace: Workspace, args: Args) -> Json:
+    """chat.getPermalink (https://docs.slack.dev/reference/methods/chat.getPermalink): "Retrieve a permalink URL for
+    a specific extant message", in Slack's form `/archives/<channel>/p<ts without its dot>`, with `thread_ts` and
+    `cid` for a reply; here on the sandbox's own address, where GET shows the message (slack_files.py)."""
+    channel = _channel(workspace, args)
+    message = workspace.message(channel, args.text("message_ts") or "")
+    url = f"{args.origin}/archives/{channel}/p{message.ts.replace('.', '')}"
+    if message.is_reply:
+        url += f"?thread_ts={message.thread_ts}&cid={channel}"
+    return {"channel": channel, "permalink": url}
+
+
 def _react(workspace: Workspace, args: Args) -> Json:
     channel, ts = _channel(workspace, args), args.text("timestamp")
     if not ts:
@@ -505,6 +525,10 @@ _METHODS: dict[str, Method] = {
     "usergroups.users.list": _usergroup_users,
     "reactions.add": _react,
     "views.publish": views_publish,
+    "chat.getPermalink": _permalink,
+    "files.getUploadURLExternal": get_upload_url,
+    "files.completeUploadExternal": complete_upload,
+    "files.info": files_info,
 }
 
 METHODS = tuple(_METHODS)

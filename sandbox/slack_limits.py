@@ -99,9 +99,14 @@ METHOD_TIERS: dict[str, str] = {
     "usergroups.users.list": "tier2",
     "reactions.add": "tier3",
     "views.publish": "tier4",
+    "chat.getPermalink": "tier4",
+    "files.getUploadURLExternal": "tier4",
+    "files.completeUploadExternal": "tier4",
+    "files.info": "tier4",
 }
 """Each method's tier, from the "Rate limits" fact of its page at https://docs.slack.dev/reference/methods/<name>,
-as slackapi's Java SDK also lists them (slack-api-client/src/main/java/com/slack/api/methods/
+(chat.getPermalink's is "Special", never quantified; assumption: Tier 4's figure), as slackapi's Java SDK also
+lists them (slack-api-client/src/main/java/com/slack/api/methods/
 MethodsRateLimits.java). conversations.history and .replies keep Tier 3: the 2025 limits for commercially
 distributed non-Marketplace apps spare "internal customer-built applications" such as chatops."""
 

@@ -36,6 +36,10 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "usergroups.users.list": ("usergroups:read",),
     "reactions.add": ("reactions:write",),
     "views.publish": (),
+    "chat.getPermalink": (),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
+    "files.info": ("files:read",),
 }
 """The bot-token scopes each method accepts: the "Scopes" fact of https://docs.slack.dev/reference/methods/
 <name>, as the OpenAPI spec's `security` lists them, with `chat:write` for the spec's `chat:write:bot`

@@ -18,6 +18,7 @@ from typing import Any
 
 from sandbox.home_tabs import HomeTabs
 from sandbox.slack_errors import SlackError
+from sandbox.slack_files import FileStore
 from sandbox.slack_limits import ChannelMeter, MethodMeter, SlackLimits
 
 Json = dict[str, Any]
@@ -93,6 +94,7 @@ class Message:
     replies: list[Message] = field(default_factory=list)
     reactions: dict[str, list[str]] = field(default_factory=dict)
     metadata: Json | None = None  # {"event_type", "event_payload"}: https://docs.slack.dev/messaging/message-metadata
+    files: list[Json] | None = None  # file objects shared by files.completeUploadExternal (slack_files.py)
 
     @property
     def bot_id(self) -> str | None:
@@ -136,6 +138,7 @@ class Workspace:
         self.scopes = tuple(scopes)
         self.limits = limits or SlackLimits()
         self.calls: Counter[str] = Counter()
+        self.files = FileStore()
         self._posts: dict[str, dict[str, Message]] = {cid: {} for cid in self.channels}
         self._ephemerals: dict[str, dict[str, Message]] = {cid: {} for cid in self.channels}
         self._response_urls: dict[str, _ResponseUrl] = {}
@@ -181,12 +184,13 @@ class Workspace:
         self._channel_meter.admit(channel_id)
 
     def post(self, channel_id: str, user_id: str, text: str, blocks: object = None,
-             attachments: object = None, *, thread_ts: str | None = None, metadata: Json | None = None) -> Message:
+             attachments: object = None, *, thread_ts: str | None = None, metadata: Json | None = None,
+             files: list[Json] | None = None) -> Message:
         """A reply to a reply joins the parent's thread; a reply to an unknown ts is accepted and never shown,
-        as Slack does."""
+        as Slack does. A message sharing `files` needs no text."""
         posts = self._channel_posts(channel_id)
-        message = Message(channel_id, self.next_ts(), user_id, *_content(text, blocks, attachments),
-                          metadata=metadata)
+        content = (text, None, None) if files else _content(text, blocks, attachments)
+        message = Message(channel_id, self.next_ts(), user_id, *content, metadata=metadata, files=files)
         if thread_ts is not None:
             _check_ts(thread_ts, "invalid_thread_ts")
             parent = posts.get(thread_ts)
@@ -456,5 +460,7 @@ def _seen(message: Message) -> Json:
         "reactions": [{"name": n, "users": u, "count": len(u)} for n, u in message.reactions.items()] or None,
         "edited": {"user": message.user, "ts": message.edited} if message.edited else None,
         "ephemeral": True if message.ephemeral_to else None,
+        "files": [{"name": f["name"], "title": f["title"], "permalink": f["permalink"]} for f in message.files]
+        if message.files else None,
     }
     return entry | {k: v for k, v in optional.items() if v is not None}

@@ -11,10 +11,19 @@ from typing import Any
 SPEC = Path(__file__).resolve().parent / "contract" / "specs" / "slack_web_openapi_v2.json"
 
 
+NEWER_THAN_SPEC: dict[str, dict[str, Any]] = {
+    method: {"post": {"security": [{"slackAuth": ["files:write"]}]}}
+    for method in ("files.getUploadURLExternal", "files.completeUploadExternal")
+}
+"""Methods the spec (2021) predates, with the scope their pages name: "files:write"
+(https://docs.slack.dev/reference/methods/files.getUploadURLExternal,
+https://docs.slack.dev/reference/methods/files.completeUploadExternal)."""
+
+
 @functools.cache
 def spec_paths() -> dict[str, Any]:
     paths: dict[str, Any] = json.loads(SPEC.read_text())["paths"]
-    return paths
+    return paths | {f"/{method}": operation for method, operation in NEWER_THAN_SPEC.items()}
 
 
 def bot_scopes(method: str) -> set[str]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.adapters.store import RolloutRow, Store
 from bot.adapters.tables import OutboxRow
 
-Action = Literal["post", "reply", "update"]
+Action = Literal["post", "reply", "update", "upload"]
 Write = Callable[[Session], None]
 """Rows to add inside someone else's transaction."""
 
@@ -38,7 +38,7 @@ def rollout_thread(rollout_id: int) -> str:
 @dataclass(frozen=True)
 class Message:
     """What to send. `post` starts the thread `thread_key`; `reply` goes into it; `update` redraws its first
-    message."""
+    message; `upload` shares a file into it (Slack's upload flow), once, like a reply."""
 
     thread_key: str
     action: Action
@@ -47,6 +47,9 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)
     thread_ts: str = ""  # a reply into a thread the outbox did not start (a rollout's message)
+    file: dict[str, Any] | None = None
+    """An `upload`'s file: `filename`, `title`, and either `markdown` (the text itself) or `chart` and `data` (what
+    to draw, drawn by the sender: a row holds a few hundred bytes of figures, not the PNG)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ class Queued:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A message as it was sent: written at `at` (the time of the event it tells), now in Slack at (channel, ts)."""
+
+    at: datetime
+    first: bool
+    channel: str
+    text: str
+    ts: str
+
+
 def enqueue(session: Session, messages: Iterable[Message], now: datetime | None = None) -> None:
     """Add messages inside the caller's transaction."""
     at = now or datetime.now(UTC)
@@ -66,7 +80,7 @@ def enqueue(session: Session, messages: Iterable[Message], now: datetime | None 
         session.add(OutboxRow(thread_key=message.thread_key, action=message.action, channel=message.channel,
                               text=message.text,
                               payload=json.dumps({"blocks": message.blocks, "attachments": message.attachments,
-                                                  "thread_ts": message.thread_ts}),
+                                                  "thread_ts": message.thread_ts, "file": message.file}),
                               state="pending", attempts=0, next_at=at, created_at=at, error=""))
 
 
@@ -90,7 +104,8 @@ def thread_writer(thread_key: str, compose: Callable[[Message | None], list[Mess
 def _queued(row: OutboxRow) -> Queued:
     payload = json.loads(row.payload)
     message = Message(row.thread_key, row.action, row.channel, row.text,  # type: ignore[arg-type]
-                      payload.get("blocks") or [], payload.get("attachments") or [], payload.get("thread_ts") or "")
+                      payload.get("blocks") or [], payload.get("attachments") or [], payload.get("thread_ts") or "",
+                      payload.get("file"))
     return Queued(row.id, message, row.state, row.attempts, row.created_at)
 
 
@@ -149,6 +164,15 @@ class Outbox:
         with self.store.reading() as session:
             found = session.execute(query).first()
         return (found[0], found[1]) if found is not None and found[1] else None
+
+    def said(self, thread_key: str) -> list[Sent]:
+        """The thread's first message and replies as they were sent, in order (not redraws, not uploads)."""
+        query = (select(OutboxRow).where(OutboxRow.thread_key == thread_key, OutboxRow.state == "sent",
+                                         OutboxRow.action.in_(("post", "reply")))
+                 .order_by(OutboxRow.id))
+        with self.store.reading() as session:
+            return [Sent(row.created_at, row.action == "post", row.channel, row.text, row.ts or "")
+                    for row in session.scalars(query)]
 
     def sent(self, row_id: int, owner: str, ts: str, now: datetime) -> None:
         """Mark the row sent; a rollout's first message also becomes the rollout's `message_ts`, which its

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +42,8 @@ MARKER_EVENT = "chatops_outbox"
 PAGE = 200
 """Messages a page when searching history: "We recommend no more than 200 results at a time"
 (https://docs.slack.dev/reference/methods/conversations.history#pagination)."""
-READS = frozenset({"auth.test", "conversations.history", "conversations.replies", "conversations.info",
-                   "conversations.list", "users.info", "usergroups.users.list"})
+READS = frozenset({"auth.test", "chat.getPermalink", "conversations.history", "conversations.replies",
+                   "conversations.info", "conversations.list", "users.info", "usergroups.users.list"})
 """Methods that change nothing, so a call whose connection dropped may be made again."""
 
 
@@ -129,10 +129,48 @@ class SlackGateway:
             await self._once.chat_update(channel=channel, ts=ts, text=text, blocks=blocks or [],
                                          attachments=attachments or [])
 
+    async def upload(self, channel: str, thread_ts: str | None, filename: str, title: str, content: bytes, *,
+                     marker: int, before_sharing: Callable[[], Awaitable[None]]) -> str:
+        """Slack's upload flow, one call each, for the outbox: files.getUploadURLExternal, the bytes POSTed to the
+        URL it gives, files.completeUploadExternal sharing the file into the thread
+        (https://docs.slack.dev/reference/methods/files.getUploadURLExternal). A file share carries no metadata,
+        so `marker` goes into the file's name (`marked_name`), by which `find_uploaded` finds it again. Returns
+        the file's id. `before_sharing` runs just before the call that shares it (the outbox renews its lease there).
+        Raises SlackApiError or SlackUnreachable (also for an upload URL that did not answer 200)."""
+        name = marked_name(filename, marker)
+        async with _unreachable():
+            issued = await self._once.files_getUploadURLExternal(filename=name, length=len(content))
+        try:
+            answer = await self._http.post(str(issued["upload_url"]), content=content)
+        except httpx.HTTPError as exc:
+            raise SlackUnreachable(str(exc) or type(exc).__name__) from exc
+        if answer.status_code != 200:
+            raise SlackUnreachable(f"the upload URL answered HTTP {answer.status_code}: {answer.text[:200]}")
+        file_id = str(issued["file_id"])
+        await before_sharing()
+        async with _unreachable():
+            await self._once.files_completeUploadExternal(files=[{"id": file_id, "title": title}],
+                                                          channel_id=channel, thread_ts=thread_ts)
+        return file_id
+
+    async def find_uploaded(self, channel: str, filename: str, marker: int, *, thread_ts: str | None,
+                            oldest: float) -> str | None:
+        """The id of a file shared under its marked name since `oldest`, as `find_marked` looks for a message."""
+        name = marked_name(filename, marker)
+        found = await self._find(channel, lambda m: any(f.get("name") == name for f in m.get("files") or []),
+                                 thread_ts=thread_ts, oldest=oldest)
+        return next(str(f["id"]) for f in found["files"] if f.get("name") == name) if found is not None else None
+
     async def find_marked(self, channel: str, marker: int, *, thread_ts: str | None, oldest: float) -> str | None:
         """The ts of a message posted with `marker` since `oldest` (epoch seconds): in the thread of `thread_ts`,
-        or among the channel's messages. Every page since `oldest` is read, following `next_cursor`
-        (https://docs.slack.dev/reference/methods/conversations.history#pagination,
+        or among the channel's messages."""
+        found = await self._find(channel, lambda m: _marked(m, marker), thread_ts=thread_ts, oldest=oldest)
+        return str(found["ts"]) if found is not None else None
+
+    async def _find(self, channel: str, wanted: Callable[[dict[str, Any]], bool], *, thread_ts: str | None,
+                    oldest: float) -> dict[str, Any] | None:
+        """The first message since `oldest` that is `wanted`. Every page since `oldest` is read, following
+        `next_cursor` (https://docs.slack.dev/reference/methods/conversations.history#pagination,
         https://docs.slack.dev/reference/methods/conversations.replies): a busy channel has more than a page."""
         kwargs: dict[str, Any] = {"channel": channel, "oldest": f"{oldest:.6f}", "include_all_metadata": True,
                                   "limit": PAGE}
@@ -144,11 +182,20 @@ class SlackGateway:
                 else:
                     response = await self._once.conversations_history(cursor=cursor or None, **kwargs)
             for message in response.get("messages") or []:
-                if _marked(message, marker):
-                    return str(message["ts"])
+                if wanted(message):
+                    return dict(message)
             cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 return None
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A message's link (https://docs.slack.dev/reference/methods/chat.getPermalink); None if Slack has none."""
+        try:
+            response = await self.client.chat_getPermalink(channel=channel, message_ts=ts)
+        except SlackApiError as exc:
+            log.info("no permalink for %s in %s: %s", ts, channel, exc.response.get("error"))
+            return None
+        return str(response["permalink"])
 
     async def usergroup_members(self, group: str) -> frozenset[str]:
         """One usergroups.users.list (https://docs.slack.dev/reference/methods/usergroups.users.list): the members of
@@ -210,6 +257,12 @@ class SlackGateway:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def marked_name(filename: str, marker: int) -> str:
+    """`chart.png` sent by outbox row 42 is `chart-42.png`."""
+    stem, dot, suffix = filename.rpartition(".")
+    return f"{stem}-{marker}.{suffix}" if dot else f"{filename}-{marker}"
 
 
 def _marked(message: dict[str, Any], marker: int) -> bool:

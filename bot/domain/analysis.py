@@ -159,6 +159,7 @@ class Verdict:
     findings: tuple[Finding, ...]
     top_errors: tuple[str, ...] = ()
     insufficient: str = ""  # a passing window with too few requests to judge them: why, for the policy to weigh
+    measured: tuple[Requests, ...] = ()  # the request figures judged (request logs, Cloud Monitoring), for a chart
 
     @property
     def failures(self) -> tuple[Finding, ...]:
@@ -279,11 +280,12 @@ def analyse(signals: Signals, limits: Thresholds) -> Verdict:
         *(_log_check(r, signals.complete) for r in signals.log_checks),
         *(_http_check(r) for r in signals.http_checks),
     ]
+    measured = tuple(r for r in (signals.requests, signals.second_opinion) if r is not None)
     if any(f.outcome == "fail" for f in findings):
-        return Verdict("fail", tuple(findings), signals.top_errors)
+        return Verdict("fail", tuple(findings), signals.top_errors, measured=measured)
     if not signals.complete:
-        return Verdict("pending", tuple(findings), signals.top_errors)
+        return Verdict("pending", tuple(findings), signals.top_errors, measured=measured)
     if any(f.outcome in ("unavailable", "waiting") for f in findings):
-        return Verdict("inconclusive", tuple(findings), signals.top_errors)
+        return Verdict("inconclusive", tuple(findings), signals.top_errors, measured=measured)
     short = next((f.summary for f in requests if f.outcome == "insufficient"), "")
-    return Verdict("pass", tuple(findings), signals.top_errors, insufficient=short)
+    return Verdict("pass", tuple(findings), signals.top_errors, insufficient=short, measured=measured)

@@ -84,6 +84,7 @@ _PHRASES = {
     "status": ("see rollouts", "see the rollouts of"),
     "history": ("see deploy history", "see the deploy history of"),
     "ack": ("acknowledge incidents", "acknowledge incidents of"),
+    "timeline": ("see incident timelines", "see the incident timelines of"),
     "queue": ("manage deploy queues", "manage the deploy queue of"),
 }
 

@@ -1,8 +1,9 @@
 """Scheduled health digests: at each fire time of a digest's cron line, one instance says how the fleet is.
 
-The digest's message is written to the outbox in the same transaction as the claim of (digest, fire time), so
-however many instances fire, exactly one digest is posted, and a crash between deciding and sending loses
-nothing. The fleet is what the last sweep saw, when that is recent; otherwise it is probed now.
+The digest's message, and the week's chart in its thread, are written to the outbox in the same transaction as the
+claim of (digest, fire time), so however many instances fire, exactly one digest is posted, and a crash between
+deciding and sending loses nothing. The fleet is what the last sweep saw, when that is recent; otherwise it is probed
+now.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from bot.adapters.outbox import Message
 from bot.adapters.store import Store
 from bot.config import Config, Digest
 from bot.domain.change_gate import ALL
-from bot.domain.digest import ClosedIncident, OpenIncident, digest_of
+from bot.domain.digest import DEFAULT_MTTR_GOAL, ClosedIncident, OpenIncident, digest_of
 from bot.domain.freeze import in_force, next_window
 from bot.domain.health import FleetHealth
+from bot.domain.week import week_of
 from bot.engine.fleet_health import probe_fleet
 from bot.engine.scheduler import Job, cron, latest_fire_time
 from bot.engine.stats import Stats
 from bot.engine.sweeper import Sweeper
+from bot.render.chart_data import Week, WeekDay
 from bot.render.digest import render_digest
 from bot.render.incident import RunbookLink
 
@@ -100,12 +103,28 @@ class Digests:
         previous = latest_fire_time(trigger, fire - timedelta(days=8), fire - timedelta(microseconds=1))
         text, blocks = await self.render(digest, previous or fire - timedelta(days=1), fire, late)
         channel = self.config.slack.channels[digest.channel]
-        message = Message(f"{name}:{fire.isoformat()}", "post", channel, text, blocks)
+        key = f"{name}:{fire.isoformat()}"
+        message = Message(key, "post", channel, text, blocks)
+        chart = Message(key, "upload", channel, "", file={"filename": f"{digest.name}-week.png",
+                                                           "title": "The week: deploys, failures, recovery times",
+                                                           "chart": "week", "data": await self.week(digest)})
         claimed = await asyncio.to_thread(self.incidents.claim_run, name, fire, self.owner, self.clock(), late=late,
-                                          messages=[message])
+                                          messages=[message, chart])
         if claimed:
             self.sent()
         return claimed
+
+    async def week(self, digest: Digest) -> dict[str, object]:
+        """The figures of the week's chart, shared in the digest's thread (drawn when the outbox sends it)."""
+        services, now = self.services_of(digest), self.clock()
+        rollouts = [s.rollout for s in await asyncio.to_thread(self.store.rollouts, limit=500)
+                    if s.rollout.service in services]
+        closed = [ClosedIncident(c.service, c.detected_at, c.acknowledged_at, c.resolved_at)
+                  for c in await asyncio.to_thread(self.incidents.cycles_since, now - MTTR_WINDOW)
+                  if c.service in services]
+        days = week_of(rollouts, closed, now)
+        return Week(tuple(WeekDay(d.day.isoformat(), d.deploys, d.failed, d.recoveries_min) for d in days),
+                    DEFAULT_MTTR_GOAL / timedelta(minutes=1)).to_json()
 
     async def now(self, digest: Digest) -> tuple[str, list[dict[str, object]]]:
         """`/digest`: the digest as it would be posted now, for one person."""

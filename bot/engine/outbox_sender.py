@@ -12,6 +12,8 @@ Exactly once rests on three things:
 - the marker search: a row whose earlier call may have reached Slack (no answer, a 5xx, or a sender that died or
   lost it mid-send) is first looked for in Slack, by the row id each post carries, over every message since the
   row was written, and marked sent with what is found instead of being posted again.
+An upload (a chart, a timeline) is drawn here, off the event loop, from the figures its row holds, and shared into
+its thread with Slack's upload flow; its marker is in the file's name, since a file share carries no metadata.
 A redraw with a later redraw of the same message queued behind it is not made (chat.update is Tier 3, 50 a minute
 for the whole workspace), so a thread held back by 429s catches up with fewer calls. An answer that will never
 change (a channel that is gone, a message Slack refuses) gives the row up, with the error kept, rather than blocking
@@ -31,6 +33,7 @@ from slack_sdk.errors import SlackApiError
 from bot.adapters.outbox import Outbox, Queued
 from bot.adapters.slack import SlackGateway, retry_after
 from bot.adapters.store import StoreUnavailable
+from bot.render.uploads import file_content
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +218,11 @@ class OutboxSender:
         if row.message.action == "update" or (row.state != "sending" and row.attempts <= 1):
             return None  # a redraw can be made again; a row no call has reached Slack with cannot be there
         channel = root[0] if root is not None else row.message.channel
-        return await self.slack.find_marked(channel, row.id, thread_ts=root[1] if root is not None else None,
-                                            oldest=row.created_at.timestamp() - 1)
+        thread_ts, oldest = root[1] if root is not None else None, row.created_at.timestamp() - 1
+        if row.message.file is not None:
+            return await self.slack.find_uploaded(channel, str(row.message.file["filename"]), row.id,
+                                                  thread_ts=thread_ts, oldest=oldest)
+        return await self.slack.find_marked(channel, row.id, thread_ts=thread_ts, oldest=oldest)
 
     async def _call(self, row: Queued, root: tuple[str, str] | None) -> str:
         message = row.message
@@ -225,6 +231,12 @@ class OutboxSender:
             await self.slack.redraw(root[0], root[1], message.text, message.blocks or None,
                                     attachments=message.attachments or None)
             return root[1]
+        if message.action == "upload" and message.file is not None:
+            assert root is not None
+            content = await asyncio.to_thread(file_content, message.file)
+            return await self.slack.upload(root[0], root[1], str(message.file["filename"]),
+                                           str(message.file.get("title") or ""), content, marker=row.id,
+                                           before_sharing=lambda: self._hold(row))
         posted = await self.slack.send(root[0] if root is not None else message.channel, message.text,
                                        marker=row.id, blocks=message.blocks or None,
                                        thread_ts=root[1] if root is not None else None,

@@ -3,7 +3,8 @@
 Nothing is sent from here: each report becomes outbox rows written in the transaction that saves the rollout,
 so an instance killed after a save has still said what it decided (whoever sends the outbox sends it), and one
 killed before has said nothing it must take back. The rollout's message is posted by the first save that finds
-its thread empty, so it is posted once, whichever instance gets there.
+its thread empty, so it is posted once, whichever instance gets there. A judged stage's chart is an `upload` row
+written beside the note that judged it, so it too is shared once, in order, after that note.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from bot.adapters.outbox import Message, Write, rollout_thread, thread_writer
 from bot.adapters.store import StoredRollout
 from bot.domain.rollout import Note, Rollout, spoken
+from bot.render.chart_data import Measured, StageEvidence
 from bot.render.rollout import RunbookLink, note_reply, rollout_message
 
 
@@ -63,4 +65,22 @@ class RolloutReporter:
         for note in notes:
             reply = note_reply(rollout, note, self.runbook)
             messages.append(Message(key, "reply", stored.channel, reply.text, reply.blocks, thread_ts=thread_ts))
+            evidence = stage_evidence(rollout, note)
+            if evidence is not None:
+                file = {"filename": f"{rollout.service}-stage-{evidence.percent}.png",
+                        "title": f"{rollout.service} stage {evidence.percent}%: the evidence", "chart": "stage",
+                        "data": evidence.to_json()}
+                messages.append(Message(key, "upload", stored.channel, "", thread_ts=thread_ts, file=file))
         return messages
+
+
+def stage_evidence(rollout: Rollout, note: Note) -> StageEvidence | None:
+    """What a stage's chart shows, for the note that judged the stage (it passed, or its failure rolled back): the
+    request figures the verdict weighed, against the thresholds; None for any other note."""
+    verdict = note.verdict
+    if verdict is None or not verdict.measured or not rollout.results or note.kind not in ("passed", "rolled_back"):
+        return None
+    judged, limits = rollout.results[-1], rollout.plan.thresholds
+    measured = tuple(Measured(r.source, r.total, r.errors, r.p99_ms) for r in verdict.measured)
+    return StageEvidence(rollout.service, rollout.candidate, rollout.stable, judged.percent, judged.outcome,
+                         limits.min_success_rate, limits.max_p99_ms, limits.min_requests, measured)

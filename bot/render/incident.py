@@ -1,7 +1,8 @@
 """An incident's parent message (redrawn in place as it changes) and its thread replies.
 
 The parent answers the first minute's questions at a glance: what is failing since when, what the runbook says
-to do, whose it is, and who has it; with the buttons to take it and to open the runbook.
+to do, whose it is, and who has it; with the buttons to take it, to have its timeline uploaded to the thread,
+and to open the runbook.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def incident_message(incident: Incident, runbook: RunbookLink, *, owners: Sequen
     buttons = []
     if state == "open":
         buttons.append(button("Acknowledge", "incident_ack", str(incident.id), "primary"))
+    buttons.append(button("Timeline", "incident_timeline", str(incident.id)))
     if runbook_top:
         buttons.append({"type": "button", "action_id": "incident_runbook", "url": runbook_top,
                         "text": {"type": "plain_text", "text": "Open runbook"}})

@@ -22,7 +22,7 @@ CHANNELS = {"deploys": "C07DEPLOYS1", "alerts": "C07ALERTS01"}
 DEPLOYS = CHANNELS["deploys"]
 ONCALL, VIEWER, LEAD = "U07ONCALL01", "U07VIEWER01", "U07LEAD0001"
 EVERY_SCOPE = ("commands", "chat:write", "channels:history", "channels:read", "users:read", "usergroups:read",
-               "reactions:write")
+               "reactions:write", "files:write", "files:read")
 """Every scope a method of the emulator needs, for tests about the methods rather than their scopes."""
 
 

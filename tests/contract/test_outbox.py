@@ -228,3 +228,28 @@ async def test_a_redraw_with_a_later_one_queued_is_not_made(slack: Slack, outbox
     await sent_all(outbox, OutboxSender(outbox, gateway(slack), "bot-a", idle_s=0.05))
     assert thread_texts(slack) == [["prediction-worker: resolved", "resolved"]]
     assert slack.workspace.calls["chat.update"] == 1
+
+
+async def test_an_upload_whose_sharing_answer_was_lost_is_found_by_its_name_and_not_shared_again(
+        slack: Slack, outbox: Outbox) -> None:
+    """A chart row: drawn by the sender from the figures it holds, uploaded with Slack's upload flow into its thread.
+    files.completeUploadExternal shares the file and its connection drops before Slack answers: the next try finds
+    the file in the thread by the row's marked name instead of sharing it a second time."""
+    evidence = {"service": "prediction-worker", "candidate": "pw-00042", "stable": "pw-00041", "percent": 5,
+                "outcome": "pass", "min_success_rate": 99.0, "max_p99_ms": 800.0, "min_requests": 20,
+                "measured": [{"source": "request logs", "total": 400, "errors": 1, "p99_ms": 420.0}]}
+    chart = {"filename": "prediction-worker-stage-5.png", "title": "stage 5%", "chart": "stage", "data": evidence}
+    await asyncio.to_thread(outbox.add, [Message("rollout:9", "post", DEPLOYS, "rollout #9 of prediction-worker"),
+                                         Message("rollout:9", "upload", DEPLOYS, "", file=chart)])
+    lost = slack.faults.add({"method": "files.completeUploadExternal", "lands": True, "drop": True, "count": 1})
+    now = datetime.now(UTC)
+    sender = OutboxSender(outbox, gateway(slack), "bot-a", clock=lambda: now)
+    assert await sender.drain_once() == 1, "the parent"
+    assert await sender.drain_once() == 0, "no answer to the sharing: the row goes back"
+    now += timedelta(seconds=60)
+    assert await sender.drain_once() == 1, "found in the thread by its name, marked sent"
+    (parent,) = slack.workspace.parents(DEPLOYS)
+    shared = [f for reply in parent.replies for f in reply.files or []]
+    assert lost.hits == 1 and slack.workspace.calls["files.completeUploadExternal"] == 1
+    assert [f["name"] for f in shared] == ["prediction-worker-stage-5-2.png"], "shared once, named by its row"
+    assert (slack.workspace.files.files[shared[0]["id"]].content or b"").startswith(b"\x89PNG"), "drawn by the sender"

@@ -1,5 +1,6 @@
 """Scheduled digests with two bot instances on one PostgreSQL: one post per fire time, and after a downtime that
-spans a fire time, one late digest from whichever instance comes back (not every missed one)."""
+spans a fire time, one late digest from whichever instance comes back (not every missed one); each with the week's
+chart in its thread, once."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def digests_in(world: World) -> list[str]:
             if m.get("kind") == "message" and "Health digest" in text_of(m)]
 
 
+def week_charts(world: World) -> list[str]:
+    """The week's charts shared in the digests' threads (bot/engine/digests.py), by the digest they answer."""
+    return [str(m["thread_ts"]) for m in world.workspace.seen_by(world.workspace.channel_named("platform").id,
+                                                                  "U07ONCALL01")
+            if m.get("kind") == "reply" and any(f["title"].startswith("The week") for f in m.get("files") or [])]
+
+
 async def until(check: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -58,6 +66,7 @@ async def test_two_instances_post_each_fire_time_once_and_a_restart_catches_up_o
             first = datetime.now(UTC)
             await asyncio.sleep(4)
             assert len(digests_in(world)) == 1, "two instances fired; one posted"
+            await until(lambda: len(week_charts(world)) == 1, 15, "the week's chart in the digest's thread")
         # Both instances are down across the next fire time (the next minute).
         await asyncio.sleep(62 - first.second)
         back = free_socket()
@@ -71,4 +80,5 @@ async def test_two_instances_post_each_fire_time_once_and_a_restart_catches_up_o
             sock.close()
         await world.stop()
     assert len(posted) == 2, "one late digest, not one per missed fire time"
+    assert len(set(week_charts(world))) == len(week_charts(world)) == 2, "one chart in each digest's thread"
     assert "Late" in posted[1] and "Late" not in posted[0]

@@ -234,8 +234,9 @@ async def test_every_command_is_audited_with_its_outcome(fleet: Scenario) -> Non
 
 async def test_the_viewer_is_refused_where_the_config_says_so(tmp_path: Path) -> None:
     example = EXAMPLE_CONFIG.read_text()
-    assert example.count("may: [health, status, history, incidents, digest, stats]") == 1
-    text = example.replace("may: [health, status, history, incidents, digest, stats]", "may: [status, history]")
+    assert example.count("may: [health, status, history, incidents, digest, stats, timeline]") == 1
+    text = example.replace("may: [health, status, history, incidents, digest, stats, timeline]",
+                           "may: [status, history]")
     strict = parse_config(text)
     async with scenario(strict, tmp_path) as running:
         answer = await running.command("viewer", "/health all")

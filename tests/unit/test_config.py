@@ -54,7 +54,7 @@ def test_durations_accept_units_and_refuse_words() -> None:
 
 
 def test_actions_must_be_known() -> None:
-    found = problems(EXAMPLE.replace("may: [health, status, history, incidents, digest, stats]",
+    found = problems(EXAMPLE.replace("may: [health, status, history, incidents, digest, stats, timeline]",
                                      "may: [health, histroy]"))
     assert "did you mean 'history'" in found["roles.everyone.may"]
 

@@ -39,7 +39,7 @@ USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"
 """The sandbox's people: oncall is in the deployer role through the S07SREONCAL group, lead by name, viewer only
 through everyone's `*`; modeler is a deployer of prediction-worker through team predictions (group S07MODELS01),
 grader a deployer of other services only (team grading)."""
-LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help", "queue", "deny"}
+LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help", "queue", "deny", "timeline"}
 """`/queue <service>` only looks (it needs `status`); `/deny` is decided by the service's approvers, not a role."""
 OPERATES = {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence", "lock", "unlock"}
 MAY: dict[str, set[str]] = {"oncall": LOOKS | OPERATES, "lead": LOOKS | OPERATES, "viewer": LOOKS,
@@ -48,7 +48,8 @@ NEEDED = "that needs the *deployer* role, which team *predictions* (<!subteam^S0
 TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "prediction-worker",
          "pause": "prediction-worker", "resume": "prediction-worker", "rollback": "prediction-worker",
          "history": "prediction-worker", "health": "all", "incidents": "", "ack": "prediction-worker",
-         "silence": "prediction-worker 2h maintenance", "digest": "", "stats": "prediction-worker 30d",
+         "timeline": "prediction-worker", "silence": "prediction-worker 2h maintenance", "digest": "",
+         "stats": "prediction-worker 30d",
          "help": "deploy", "queue": "prediction-worker",
          "deny": "12 not before tip-off", "lock": "prediction-worker for 2h retraining", "unlock": "prediction-worker"}
 SERVICE = "prediction-worker"
@@ -271,7 +272,8 @@ def click_body(user: str, action_id: str, value: Any) -> dict[str, Any]:
 
 
 BUTTONS = {"rollout_promote": "promote", "rollout_pause": "pause", "rollout_resume": "resume",
-           "rollout_rollback": "rollback", "watch_rollback": "rollback", "incident_ack": "ack"}
+           "rollout_rollback": "rollback", "watch_rollback": "rollback", "incident_ack": "ack",
+           "incident_timeline": "timeline"}
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -280,7 +282,7 @@ async def test_every_button_by_every_role_is_authorized_again_and_audited(
         runtime: Runtime, example_config: Config, action_id: str, user: str) -> None:
     rollout = open_rollout(runtime.store, example_config, state=State.PAUSED if action_id == "rollout_resume"
                            else State.ANALYSING)
-    subject = open_incident(runtime.store) if action_id == "incident_ack" else rollout.rollout.id
+    subject = open_incident(runtime.store) if action_id.startswith("incident_") else rollout.rollout.id
     value = f"{subject}:0" if action_id.startswith("rollout_") else str(subject)
     acks = Acks()
     outcome = await handle_button(click_body(user, action_id, value), acks, runtime)
