@@ -31,6 +31,7 @@ from aiohttp import web
 from sandbox.faults import Faults
 from sandbox.slack_errors import MissingScope, RateLimited, SlackError
 from sandbox.slack_scopes import ACCEPTED, needed_scope
+from sandbox.slack_views import METHODS as VIEW_METHODS
 from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
 
 WORKSPACE = web.AppKey("workspace", Workspace)
@@ -49,6 +50,10 @@ class Args:
     def text(self, name: str) -> str | None:
         value = self._values.get(name)
         return None if value is None else str(value)
+
+    def raw(self, name: str) -> object:
+        """The value as it came: a JSON string in a form, anything in a JSON body (views.* take `view` either way)."""
+        return self._values.get(name)
 
     def flag(self, name: str) -> bool:
         return self._values.get(name) in (True, 1, "1", "true")
@@ -499,6 +504,7 @@ _METHODS: dict[str, Method] = {
     "usergroups.list": _usergroups,
     "usergroups.users.list": _usergroup_users,
     "reactions.add": _react,
+    **VIEW_METHODS,
 }
 
 METHODS = tuple(_METHODS)

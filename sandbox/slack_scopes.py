@@ -35,6 +35,9 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "usergroups.list": ("usergroups:read",),
     "usergroups.users.list": ("usergroups:read",),
     "reactions.add": ("reactions:write",),
+    "views.open": (),
+    "views.update": (),
+    "views.push": (),
 }
 """The bot-token scopes each method accepts: the "Scopes" fact of https://docs.slack.dev/reference/methods/
 <name>, as the OpenAPI spec's `security` lists them, with `chat:write` for the spec's `chat:write:bot`
