@@ -43,6 +43,7 @@ from bot.engine.sweeper import Sweeper
 from bot.engine.watch import JOB as WATCH_JOB
 from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
+from bot.modal_listeners import register_modals
 from bot.render.mrkdwn import echoed
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
@@ -50,6 +51,7 @@ from bot.slack_route import SlackEvents
 from bot.web import web_app
 from commands.buttons import handle_button, routable
 from commands.framework import Command, Runtime, handle
+from commands.modals import open_modal
 from commands.registry import all_commands
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ async def _bare_ack(**_: Any) -> None:
 
 def _listener(command: Command[Any], runtime: Runtime) -> Any:
     async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await handle(command, body, ack, runtime)
+        if not await open_modal(command, body, ack, runtime):
+            await handle(command, body, ack, runtime)
 
     return listener
 
@@ -164,6 +167,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
     async def button(ack: AsyncAck, body: dict[str, Any]) -> None:
         await handle_button(body, ack, runtime)
 
+    register_modals(bolt, runtime)
     bolt.action(re.compile(".*"))(button)  # every button: one the bot does not know is answered, not left a 404
 
     async def _hand_over(reconciling: asyncio.Task[None], loops: list[asyncio.Task[None]]) -> None:

@@ -142,8 +142,12 @@ class Views:
         target.view = self._checked(view, keeping=target.id)
         target.hash = _hash()
         kept = _inputs(target.view)
-        target.values = {b: {a: v for a, v in actions.items() if (b, a) in kept}
-                         for b, actions in target.values.items() if any((b, a) in kept for a in actions)}
+        values = initial_values(target.view)
+        for block_id, actions in target.values.items():
+            for action_id, entered in actions.items():
+                if (block_id, action_id) in kept:
+                    values.setdefault(block_id, {})[action_id] = entered
+        target.values = values
         target.errors = {}
         return target
 
@@ -169,7 +173,7 @@ class Views:
 
     def _new(self, user: str, view: Json, *, root: str | None, previous: str | None) -> OpenView:
         view_id = "V" + secrets.token_hex(5).upper()
-        opened = OpenView(view_id, user, root or view_id, previous, view, _hash())
+        opened = OpenView(view_id, user, root or view_id, previous, view, _hash(), initial_values(view))
         self._views[view_id] = opened
         return opened
 
@@ -212,6 +216,21 @@ def _hash() -> str:
 
 def _inputs(view: Json) -> set[tuple[str, str]]:
     return {(str(b.get("block_id")), str(e.get("action_id"))) for b, e in fields(view)}
+
+
+def initial_values(view: Json) -> dict[str, dict[str, Json]]:
+    """The state a view starts with: what its elements' `initial_value` and `initial_option` fill in, as a
+    submission carries them (assumption: the element reference says they are pre-filled, not how they appear)."""
+    values: dict[str, dict[str, Json]] = {}
+    for block, element in fields(view):
+        if "initial_value" in element:
+            entered: Json = {"type": element["type"], "value": element["initial_value"]}
+        elif "initial_option" in element:
+            entered = {"type": element["type"], "selected_option": element["initial_option"]}
+        else:
+            continue
+        values.setdefault(str(block.get("block_id")), {})[str(element.get("action_id"))] = entered
+    return values
 
 
 def fields(view: Json) -> list[tuple[Json, Json]]:
