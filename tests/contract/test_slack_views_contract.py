@@ -77,7 +77,8 @@ async def test_update_by_id_or_external_id_and_a_stale_hash_conflicts(slack: Sla
     client = slack.client()
     opened = (await client.views_open(trigger_id=views_of(slack.workspace).trigger(ONCALL),
                                       view=view(external_id="ext-1")))["view"]
-    updated = await client.views_update(view_id=opened["id"], hash=opened["hash"], view=view("Second", external_id="ext-1"))
+    updated = await client.views_update(view_id=opened["id"], hash=opened["hash"],
+                                        view=view("Second", external_id="ext-1"))
     assert_slack("views.update", updated.data)
     assert updated["view"]["title"]["text"] == "Second" and updated["view"]["hash"] != opened["hash"]
     stale = await api_error(client.views_update(view_id=opened["id"], hash=opened["hash"], view=view("Third")))
