@@ -12,13 +12,13 @@ Each value must be one word (a reason excepted): a tag such as `v1 dry-run` cann
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.adapters.store import StoredRollout
 from bot.adapters.views import ViewsGateway
+from bot.config import Config
 from bot.render.modals import (
     DEPLOY_CALLBACK,
     DURATION_BLOCK,
@@ -42,10 +42,9 @@ from commands.grammar import UserError, tokenize
 from commands.incidents import SilenceCommand
 from commands.rollback import Rollback
 
-log = logging.getLogger(__name__)
-
 STRATEGIES = ("canary", "direct")
-_WORD = re.compile(r"^[A-Za-z0-9_.:/@-]{1,300}$")
+_SPLITS = re.compile(r"[\s\"'\u201c\u201d\u2018\u2019]")
+"""What would make one value more than one word to the grammar: blanks and quotes (straight or curly)."""
 Field = tuple[str, str]
 """(block_id, the words it stands for in the typed command)."""
 
@@ -87,24 +86,24 @@ def typed(fields: Sequence[Field]) -> str:
     return " ".join(words for _, words in fields if words)
 
 
-def field_errors(command: Command[Any], fields: Sequence[Field], runtime: Runtime) -> dict[str, str]:
+def field_errors(command: Command[Any], fields: Sequence[Field], config: Config) -> dict[str, str]:
     """What is wrong, on the field that caused it: the first field whose words, added to those before it, make the
     command's parser give the problem the whole command gets. Empty when the command parses."""
     for block_id, words in fields:
-        if block_id != REASON_BLOCK and words and not _WORD.match(words.partition("=")[2] or words):
+        if block_id != REASON_BLOCK and _SPLITS.search(words):
             return {block_id: "One word, please: no spaces or quotes."}
-    problem = _problem(command, typed(fields), runtime)
+    problem = _problem(command, typed(fields), config)
     if problem is None:
         return {}
     for end in range(1, len(fields) + 1):
-        if _problem(command, typed(fields[:end]), runtime) == problem:
+        if _problem(command, typed(fields[:end]), config) == problem:
             return {fields[end - 1][0]: problem}
     return {fields[-1][0]: problem}
 
 
-def _problem(command: Command[Any], text: str, runtime: Runtime) -> str | None:
+def _problem(command: Command[Any], text: str, config: Config) -> str | None:
     args = tokenize(text, command.usage)
-    parsed = args if isinstance(args, UserError) else command.parse(args, runtime.config)
+    parsed = args if isinstance(args, UserError) else command.parse(args, config)
     return parsed.problem.replace("`", "") if isinstance(parsed, UserError) else None
 
 
@@ -157,7 +156,7 @@ async def submit(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str:
     command = COMMANDS[callback]
     fields = FIELDS[callback](values_of(view))
     invocation = invocation_of(command, body, typed(fields))
-    errors = field_errors(command, fields, runtime)
+    errors = field_errors(command, fields, runtime.config)
     if errors:
         await ack(response_action="errors", errors=errors)
         await runtime.audit(invocation, command.action or command.name, None, "invalid",
@@ -176,7 +175,7 @@ async def preview(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> None:
     await ack()
     view = _mapping(body.get("view"))
     fields = deploy_fields(values_of(view))
-    errors = field_errors(Deploy(), fields, runtime)
+    errors = field_errors(Deploy(), fields, runtime.config)
     args = tokenize(typed(fields), Deploy.usage)
     request = args if isinstance(args, UserError) else Deploy().parse(args, runtime.config)
     if not values_of(view).get(SERVICE_BLOCK):

@@ -16,7 +16,7 @@ delivers each of these to the bot as its documented interaction payload, signed 
 Payloads and answers, from Slack's documentation:
 - `block_actions` from a modal carries `container: {"type": "view", "view_id"}`, the `view` with its `state`, and
   a `trigger_id` (https://docs.slack.dev/reference/interaction-payloads/block_actions-payload). A select in an
-  `input` block sends nothing until submit unless the element has `dispatch_action`
+  `input` block sends nothing until submit unless the block has `dispatch_action: true`
   (https://docs.slack.dev/reference/block-kit/blocks/input-block).
 - `block_suggestion` goes to the options load URL "each time a select menu of this type is opened or the user
   starts typing", once at least `min_query_length` characters are typed ("defaults to 3"); the app answers
@@ -127,7 +127,7 @@ class _Modals:
             raise _Refused(400, f"filling in a {kind} is not modelled")
         top.values.setdefault(str(block.get("block_id")), {})[str(element.get("action_id"))] = entered
         top.errors.pop(str(block.get("block_id")), None)
-        if block.get("type") == "input" and not element.get("dispatch_action"):
+        if block.get("type") == "input" and block.get("dispatch_action") is not True:
             return self._answer(user, None)
         action = {"type": kind, "action_id": element.get("action_id"), "block_id": block.get("block_id"),
                   "action_ts": f"{time.time():.6f}", **{k: v for k, v in entered.items() if k != "type"}}
