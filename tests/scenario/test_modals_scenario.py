@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from bot.config import Config
-from bot.render.modals import IMAGE_ACTION, IMAGE_BLOCK, PREVIEW_ACTION, SERVICE_ACTION, SERVICE_BLOCK
+from bot.render.modals import (
+    IMAGE_ACTION,
+    IMAGE_BLOCK,
+    PREVIEW_ACTION,
+    REVISION_ACTION,
+    REVISION_BLOCK,
+    SERVICE_ACTION,
+    SERVICE_BLOCK,
+)
 from tests.scenario.harness import Scenario, fast, scenario
 
 
@@ -97,3 +105,35 @@ async def test_roll_back_asks_first_and_moves_traffic_only_once_confirmed(fleet:
     assert confirmed.json()["status"] == 200
     await fleet.rollout_state(service, "rolled_back")
     assert fleet.routed(service) == {stable: 100}
+
+
+async def test_the_rollback_modal_lists_ready_revisions_and_sends_traffic_to_the_one_picked(fleet: Scenario) -> None:
+    service = "nba-grading-service"
+    serving = fleet.serving_revision(service)
+    opened = await fleet.command("oncall", "/rollback")
+    assert opened["status"] == 200 and opened["error"] is None
+    await modal(fleet, "suggest", block_id=SERVICE_BLOCK, action_id=SERVICE_ACTION, value="grading")
+    picked = await modal(fleet, "fill", block_id=SERVICE_BLOCK, action_id=SERVICE_ACTION, value=service)
+    assert picked["status"] == 200, "picking the service tells the bot (dispatch_action)"
+    shown: list[dict[str, Any]] = []
+
+    async def listed() -> bool:
+        shown[:] = (await fleet.http.get(f"{fleet.user_side}/views", params={"user": "oncall"})).json()["views"]
+        return any(b["block_id"] == REVISION_BLOCK for b in shown[0]["blocks"])
+
+    await fleet.until(listed, 10, "the service's revisions listed in the modal")
+    picker = next(b for b in shown[0]["blocks"] if b["block_id"] == REVISION_BLOCK)["element"]
+    offered = {o["value"]: o["text"]["text"] for o in picker["options"]}
+    ready = {r.name for r in await fleet.bot.runtime.cloudrun.revisions_of(service) if r.ready}
+    assert set(offered) == ready - {serving} and offered, "every Ready revision but the serving one"
+    target = next(iter(offered))
+    assert offered[target].startswith(f"{target} · ")
+    await modal(fleet, "fill", block_id=REVISION_BLOCK, action_id=REVISION_ACTION, value=target)
+
+    submitted = await modal(fleet, "submit")
+    assert submitted["error"] is None and submitted["views"] == []
+
+    async def moved() -> bool:
+        return fleet.routed(service) == {target: 100}
+
+    await fleet.until(moved, 20, f"all of {service}'s traffic on {target}")
