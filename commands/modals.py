@@ -170,25 +170,41 @@ async def submit(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str:
     return await guarded(runtime, invocation, prepare, Answer(runtime, invocation, None))
 
 
-async def preview(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> None:
-    """Preview plan: the dry run's plan drawn into the deploy modal (`views.update`), nothing changed."""
+async def preview(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str | None:
+    """Preview plan: the dry run's plan drawn into the deploy modal (`views.update`), nothing changed. A problem
+    with the fields is drawn there too; a valid preview is the typed `/deploy ... dry-run` through the pipeline
+    (policy, audit), whose work draws the plan. Returns the pipeline's outcome (None when the fields were wrong)."""
     await ack()
     view = _mapping(body.get("view"))
     fields = deploy_fields(values_of(view))
     errors = field_errors(Deploy(), fields, runtime.config)
     args = tokenize(typed(fields), Deploy.usage)
     request = args if isinstance(args, UserError) else Deploy().parse(args, runtime.config)
-    if not values_of(view).get(SERVICE_BLOCK):
-        lines = [":warning: Choose a service first."]
-    elif errors or isinstance(request, UserError):
-        lines = [f":warning: {' '.join(errors.values())}"]
-    else:
-        stable = await Deploy().stable(runtime, request.service)
-        lines = [f"*Plan: {request.strategy} deploy of {request.service}* (dry run)",
-                 *plan_summary(runtime, request, stable)]
     origin = Origin.read(view.get("private_metadata"))
-    redrawn = deploy_modal(origin, STRATEGIES, runtime.config.defaults.canary.strategy, plan=lines)
-    await ViewsGateway(runtime.slack.client).update(str(view.get("id", "")), view.get("hash"), redrawn)
+
+    async def draw(lines: list[str]) -> None:
+        redrawn = deploy_modal(origin, STRATEGIES, runtime.config.defaults.canary.strategy, plan=lines)
+        await ViewsGateway(runtime.slack.client).update(str(view.get("id", "")), view.get("hash"), redrawn)
+
+    if not values_of(view).get(SERVICE_BLOCK):
+        await draw([":warning: Choose a service first."])
+        return None
+    if errors or isinstance(request, UserError):
+        await draw([f":warning: {' '.join(errors.values())}"])
+        return None
+    planned = request
+
+    async def work() -> None:
+        stable = await Deploy().stable(runtime, planned.service)
+        await draw([f"*Plan: {planned.strategy} deploy of {planned.service}* (dry run)",
+                    *plan_summary(runtime, planned, stable)])
+
+    invocation = invocation_of(Deploy(), body, f"{typed(fields)} dry-run")
+
+    async def prepare() -> Plan | Invalid:
+        return Plan(Deploy.action, planned.service, Deploy.action, work)
+
+    return await guarded(runtime, invocation, prepare, Answer(runtime, invocation, None))
 
 
 def revision_choices(serving: str | None, ready: Sequence[str], rollouts: Sequence[StoredRollout]) -> list[
