@@ -52,6 +52,9 @@ def describe(view: dict[str, Any]) -> str:
         if element is None:
             lines.append(f"  {label}".rstrip())
             continue
+        if element.get("type") == "button":
+            lines.append(f"  {label}  [{element['text']['text']}] (:press {element.get('action_id')})")
+            continue
         ids = f"{block.get('block_id')} {element.get('action_id')}"
         entered = values.get(block.get("block_id"), {}).get(element.get("action_id"), {})
         shown = entered.get("value") or (entered.get("selected_option") or {}).get("value") or ""
