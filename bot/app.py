@@ -46,6 +46,7 @@ from bot.engine.watch import JOB as WATCH_JOB
 from bot.engine.watch import PostDeployWatch
 from bot.environment import Environment
 from bot.event_dedup import once_per_event
+from bot.modal_listeners import register_modals
 from bot.render.mrkdwn import echoed
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
@@ -53,6 +54,7 @@ from bot.slack_route import SlackEvents
 from bot.web import web_app
 from commands.buttons import handle_button, routable
 from commands.framework import Command, Runtime, handle
+from commands.modals import open_modal
 from commands.registry import all_commands
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,8 @@ async def _bare_ack(**_: Any) -> None:
 
 def _listener(command: Command[Any], runtime: Runtime) -> Any:
     async def listener(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await handle(command, body, ack, runtime)
+        if not await open_modal(command, body, ack, runtime):
+            await handle(command, body, ack, runtime)
 
     return listener
 
@@ -183,6 +186,7 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
         if clicker is not None:
             await home.clicked(clicker)
 
+    register_modals(bolt, runtime)
     bolt.action(re.compile(".*"))(button)  # every button: one the bot does not know is answered, not left a 404
 
     async def _hand_over(reconciling: asyncio.Task[None], loops: list[asyncio.Task[None]]) -> None:

@@ -21,6 +21,9 @@ from typing import Any, TextIO
 import httpx
 
 from sandbox.blockkit_text import DIM, RED, RESET, YELLOW, buttons, render_message
+from sandbox.console_modals import HELP as MODAL_HELP
+from sandbox.console_modals import WORDS as MODAL_WORDS
+from sandbox.console_modals import modal_line
 
 Json = dict[str, Any]
 
@@ -37,7 +40,8 @@ anything else          post it in the channel as yourself
 :in CHANNEL            look at another channel (:channels lists them)
 :history               show the whole channel again
 :help                  this
-:quit                  leave (so does Ctrl-D)"""
+:quit                  leave (so does Ctrl-D)
+""" + MODAL_HELP
 
 
 async def run_console(endpoints: dict[str, Any], *, user: str = "oncall", channel: str = "deploys",
@@ -263,6 +267,11 @@ class _Console:
                 self.error("which button? :click ACTION [VALUE]")
         elif word == ":home":
             await self.home(*rest.split(" ", 1)) if rest else await self.home()
+        elif word == ":confirm" and rest:
+            await self.click(*rest.split(" ", 1), confirmed=True)
+        elif word in MODAL_WORDS:
+            self.show(await modal_line(self.http, self.user, word, rest))
+            await self.poll()
         elif word == ":as":
             await self.open(rest, self.channel)
         elif word == ":in":
@@ -282,12 +291,12 @@ class _Console:
             await self.poll()
         return True
 
-    async def click(self, action_id: str, value: str | None = None) -> None:
+    async def click(self, action_id: str, value: str | None = None, *, confirmed: bool = False) -> None:
         """The newest message on screen with this button, as a person clicks what they just saw."""
         for message in reversed(self.on_screen):
             if any(button.get("action_id") == action_id and value in (None, button.get("value"))
                    for button in buttons(message)):
-                spec = {"message_ts": message["ts"], "action_id": action_id}
+                spec: Json = {"message_ts": message["ts"], "action_id": action_id, "confirmed": confirmed}
                 await self.act("/actions", spec if value is None else {**spec, "value": value}, action_id)
                 return
         self.error(f"no button {action_id!r}{f' with value {value!r}' if value else ''} in #{self.channel}")
@@ -328,7 +337,9 @@ class _Console:
             self.error(f"{path}: {error!r}")
             return None
         if response.status_code != 200:
-            self.error(str(answer.get("error", response.status_code)))
+            dialog = answer.get("confirm") or {}
+            asks = f": {dialog['text']['text']} (:confirm to go ahead)" if dialog else ""
+            self.error(str(answer.get("error", response.status_code)) + asks)
             return None
         return answer
 

@@ -33,6 +33,7 @@ from sandbox.slack_errors import MissingScope, RateLimited, SlackError
 from sandbox.slack_files import add_file_routes, complete_upload, files_info, get_upload_url
 from sandbox.slack_home import views_publish
 from sandbox.slack_scopes import ACCEPTED, needed_scope
+from sandbox.slack_views import METHODS as VIEW_METHODS
 from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
 
 WORKSPACE = web.AppKey("workspace", Workspace)
@@ -56,6 +57,10 @@ class Args:
     def text(self, name: str) -> str | None:
         value = self._values.get(name)
         return None if value is None else str(value)
+
+    def raw(self, name: str) -> object:
+        """The value as it came: a JSON string in a form, anything in a JSON body (views.* take `view` either way)."""
+        return self._values.get(name)
 
     def flag(self, name: str) -> bool:
         return self._values.get(name) in (True, 1, "1", "true")
@@ -529,6 +534,7 @@ _METHODS: dict[str, Method] = {
     "files.getUploadURLExternal": get_upload_url,
     "files.completeUploadExternal": complete_upload,
     "files.info": files_info,
+    **VIEW_METHODS,
 }
 
 METHODS = tuple(_METHODS)

@@ -103,6 +103,9 @@ METHOD_TIERS: dict[str, str] = {
     "files.getUploadURLExternal": "tier4",
     "files.completeUploadExternal": "tier4",
     "files.info": "tier4",
+    "views.open": "tier4",
+    "views.update": "tier4",
+    "views.push": "tier4",
 }
 """Each method's tier, from the "Rate limits" fact of its page at https://docs.slack.dev/reference/methods/<name>,
 (chat.getPermalink's is "Special", never quantified; assumption: Tier 4's figure), as slackapi's Java SDK also

@@ -40,6 +40,9 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
     "files.info": ("files:read",),
+    "views.open": (),
+    "views.update": (),
+    "views.push": (),
 }
 """The bot-token scopes each method accepts: the "Scopes" fact of https://docs.slack.dev/reference/methods/
 <name>, as the OpenAPI spec's `security` lists them, with `chat:write` for the spec's `chat:write:bot`

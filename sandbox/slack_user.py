@@ -3,12 +3,17 @@ delivering those to the bot exactly as it does (signed form posts to `<bot>/slac
 and what each person then sees. The bot URLs are used round-robin, as a load balancer would.
 
     POST /commands     {"user": "oncall", "channel": "deploys", "command": "/health", "text": "all"}
-    POST /actions      {"user", "channel", "message_ts", "action_id", "value"?, "block_id"?}
+    POST /actions      {"user", "channel", "message_ts", "action_id", "value"?, "block_id"?, "confirmed"?}
                        clicks the button with that action_id (and value / block_id, if given, to pick
-                       between buttons sharing an action_id) in a message or ephemeral the user sees
+                       between buttons sharing an action_id) in a message or ephemeral the user sees. A
+                       button with a `confirm` object opens its dialog first and sends nothing until the
+                       person presses the dialog's confirm button (https://docs.slack.dev/reference/block-kit/
+                       composition-objects/confirmation-dialog-object): without `"confirmed": true` the click
+                       is answered 409 `confirmation_required` with the dialog, undelivered
     POST /actions      {"user", "view": "home", "action_id", "value"?, "block_id"?, "confirmed"?}
                        clicks a button in the person's Home tab (sandbox/slack_events.py)
     POST /home, GET /home   opens / shows the person's Home tab (sandbox/slack_events.py)
+    /views...          modals: sandbox/slack_modals.py
     POST /messages     {"user", "channel", "text", "thread_ts"?}: a person posts in a channel
     GET  /messages?channel=&user=   all the person sees there, in ts order (Workspace.seen_by)
     POST /response/<id>   the response_url handed to the bot: 5 posts within 30 minutes (the `slack` limits)
@@ -30,7 +35,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +47,9 @@ from aiohttp import web
 from sandbox.slack_api import message_json
 from sandbox.slack_errors import SlackError
 from sandbox.slack_events import EventDelivery, Unclickable, home_click
+from sandbox.slack_modals import modal_routes
 from sandbox.slack_signing import sign
+from sandbox.slack_views import views_of
 from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, User, Workspace
 
 VERIFICATION_TOKEN = "sandboxVerificationTkn01"  # deprecated by Slack, still sent; not a secret
@@ -100,6 +106,7 @@ def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Seque
     app.router.add_post("/home", events.open_home)
     app.router.add_get("/home", events.home_of)
     app.router.add_post("/events/verify", events.verify_url)
+    app.add_routes(modal_routes(workspace, lambda body, spec: _deliver(app, body, spec), VERIFICATION_TOKEN))
     return app
 
 
@@ -134,7 +141,8 @@ async def _command(request: web.Request) -> web.Response:
         "token": VERIFICATION_TOKEN, "team_id": workspace.team_id, "team_domain": workspace.team_domain,
         "channel_id": channel.id, "channel_name": channel.name, "user_id": user.id, "user_name": user.name,
         "command": command, "text": str(spec.get("text", "")), "api_app_id": APP_ID,
-        "is_enterprise_install": "false", "response_url": response_url, "trigger_id": _trigger_id(),
+        "is_enterprise_install": "false", "response_url": response_url,
+        "trigger_id": views_of(workspace).trigger(user.id),
     }
     delivery = await _deliver(request.app, urlencode(form), spec)
     error = delivery.error or _show_ack(workspace, url_id, delivery.body)
@@ -155,6 +163,10 @@ async def _action(request: web.Request) -> web.Response:
     except SlackError:
         raise _Refused(404, "message_not_found") from None
     block_id, button, attachment = _button(message, spec)
+    dialog = button.get("confirm")
+    if isinstance(dialog, dict) and spec.get("confirmed") is not True:
+        return web.json_response({"status": 0, "ack_ms": 0.0, "body": "", "response_url": None,
+                                  "error": "confirmation_required", "confirm": dialog}, status=409)
     url_id = workspace.open_response_url(channel.id, user.id, original=message.ts)
     response_url = f"{request.url.origin()}/response/{url_id}"
     is_ephemeral = message.ephemeral_to is not None
@@ -172,7 +184,8 @@ async def _action(request: web.Request) -> web.Response:
         "type": "block_actions",
         "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": workspace.team_id},
         "api_app_id": APP_ID, "token": VERIFICATION_TOKEN, "container": container,
-        "trigger_id": _trigger_id(), "team": {"id": workspace.team_id, "domain": workspace.team_domain},
+        "trigger_id": views_of(workspace).trigger(user.id),
+        "team": {"id": workspace.team_id, "domain": workspace.team_domain},
         "enterprise": None, "is_enterprise_install": False,
         "channel": {"id": channel.id, "name": channel.name},
         "state": {"values": {}}, "response_url": response_url,
@@ -181,7 +194,7 @@ async def _action(request: web.Request) -> web.Response:
     if not is_ephemeral:  # Slack sends no `message` for a click in an ephemeral message
         payload["message"] = message_json(workspace, message)
     delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
-    return _answer(delivery, response_url, delivery.error)
+    return _answer(delivery, response_url, delivery.error, confirmed=dialog if isinstance(dialog, dict) else None)
 
 
 async def _home_action(request: web.Request, spec: Json) -> web.Response:
@@ -293,9 +306,12 @@ def _show_ack(workspace: Workspace, url_id: str, body: str) -> str | None:
     return None
 
 
-def _answer(delivery: _Delivery, response_url: str, error: str | None) -> web.Response:
-    return web.json_response({"status": delivery.status, "ack_ms": round(delivery.ack_ms, 3),
-                              "body": delivery.body, "response_url": response_url, "error": error})
+def _answer(delivery: _Delivery, response_url: str, error: str | None, *,
+            confirmed: Json | None = None) -> web.Response:
+    """`confirmed`: the dialog the person confirmed before the click went out, so a test can read what it said."""
+    answer: Json = {"status": delivery.status, "ack_ms": round(delivery.ack_ms, 3), "body": delivery.body,
+                    "response_url": response_url, "error": error}
+    return web.json_response(answer | ({"confirm": confirmed} if confirmed else {}))
 
 
 # --- reading requests -----------------------------------------------------------------------------------
@@ -340,10 +356,6 @@ def _button(message: Message, spec: Mapping[str, Any]) -> tuple[str, Json, int]:
                         and spec.get("block_id") in (None, block.get("block_id"))):
                     return str(block.get("block_id", "")), element, attachment
     raise _Refused(404, f"no button {spec.get('action_id')!r} in message {message.ts}")
-
-
-def _trigger_id() -> str:
-    return f"{secrets.randbelow(10**13)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
 
 
 def _ms_since(started: float) -> float:

@@ -36,11 +36,22 @@ def divider() -> Block:
     return {"type": "divider"}
 
 
-def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+def confirm(title: str, text: str, yes: str, style: str = "danger") -> Block:
+    """A confirmation dialog (https://docs.slack.dev/reference/block-kit/composition-objects/
+    confirmation-dialog-object): title at most 100 characters, text 300, each button's 30."""
+    return {"title": {"type": "plain_text", "text": clip(title, 100)}, "text": {"type": "plain_text",
+            "text": clip(text, 300)}, "confirm": {"type": "plain_text", "text": clip(yes, 30)},
+            "deny": {"type": "plain_text", "text": "Cancel"}, "style": style}
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None, *, asks: Block | None = None) -> Block:
+    """`asks`: the confirmation dialog Slack shows before it sends the click."""
     element: Block = {"type": "button", "text": {"type": "plain_text", "text": clip(text, 75), "emoji": True},
                       "action_id": action_id, "value": clip(value, 2000)}
     if style:
         element["style"] = style
+    if asks:
+        element["confirm"] = asks
     return element
 
 

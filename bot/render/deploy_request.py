@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.domain.deploy_queue import QueuedDeploy, RequestState, shown_approvers
-from bot.render.blocks import Block, actions, button, context, header, section
+from bot.render.blocks import Block, actions, button, confirm, context, header, section
 
 APPROVE, DENY, CANCEL = "deploy_approve", "deploy_deny", "deploy_cancel"
 
@@ -47,7 +47,9 @@ def request_message(request: QueuedDeploy) -> Rendered:
         if request.plan:
             blocks.append(section(request.plan))
         blocks.append(actions(button("Approve", APPROVE, str(request.id), "primary"),
-                              button("Deny", DENY, str(request.id), "danger"), cancel_button(request.id)))
+                              button("Deny", DENY, str(request.id), "danger", asks=confirm(
+                                  f"Deny request #{request.id}?", f"{request.image} will not be deployed to "
+                                  f"{request.service}; the request ends.", "Deny")), cancel_button(request.id)))
         blocks.append(context(f"Request #{request.id}. A reason for a denial: `/deny {request.id} <reason>`."))
     elif request.state is RequestState.QUEUED:
         title = f":hourglass_flowing_sand: Queued: {what}"

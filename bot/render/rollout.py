@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.domain.analysis import Verdict
 from bot.domain.rollout import Note, Plan, Rollout, State
-from bot.render.blocks import Block, actions, button, clip, context, link, section
+from bot.render.blocks import Block, actions, button, clip, confirm, context, link, section
 from bot.render.mrkdwn import escape
 
 RunbookLink = Callable[[str, str | None], str | None]
@@ -79,14 +79,13 @@ def rollout_message(rollout: Rollout, control: Sequence[str] = ()) -> Rendered:
     elif rollout.last_verdict:
         blocks.append(section(f"Last check: {clip(escape(rollout.last_verdict), 2800)}"))
     value = f"{rollout.id}:{rollout.stage}"
+    back = button("Roll back", "rollout_rollback", value, "danger", asks=rollback_dialog(rollout))
     if rollout.state in (State.DEPLOYING, State.VERIFYING, State.ANALYSING):
-        blocks.append(actions(button("Promote", "rollout_promote", value, "primary"),
-                              button("Pause", "rollout_pause", value),
-                              button("Roll back", "rollout_rollback", value, "danger")))
+        blocks.append(actions(button("Promote", "rollout_promote", value, "primary", asks=promote_dialog(rollout)),
+                              button("Pause", "rollout_pause", value), back))
     elif rollout.state is State.PAUSED:
         blocks.append(actions(button("Resume", "rollout_resume", value, "primary"),
-                              button("Promote", "rollout_promote", value),
-                              button("Roll back", "rollout_rollback", value, "danger")))
+                              button("Promote", "rollout_promote", value, asks=promote_dialog(rollout)), back))
     if control:
         blocks.append(context("\n".join(control)))
     blocks.append(context(f"requested by <@{rollout.requested_by}> · {rollout.image}"
@@ -95,6 +94,27 @@ def rollout_message(rollout: Rollout, control: Sequence[str] = ()) -> Rendered:
     text = f"{rollout.service}: {tag} {label}{applying}" + (
         f" at {rollout.percent}%" if rollout.state in (State.ANALYSING, State.PAUSED) else "")
     return Rendered(text, [], [{"color": color, "fallback": text, "blocks": blocks}])
+
+
+def rollback_dialog(rollout: Rollout) -> Block:
+    """What Roll back does, to which revision."""
+    stops = f"{rollout.candidate} stops serving."
+    text = f"Send 100% of {rollout.service} to {rollout.stable}; {stops}" if rollout.stable else (
+        f"{rollout.service} is new: {stops}")
+    return confirm(f"Roll back {rollout.service}?", text, "Roll back")
+
+
+def promote_dialog(rollout: Rollout) -> Block:
+    """What Promote does: the next stage's share on the candidate, or all of it."""
+    stages = rollout.plan.stages
+    percent = stages[rollout.stage + 1] if rollout.stage + 1 < len(stages) else 100
+    if percent >= 100 or not rollout.stable:
+        text = f"Send 100% of {rollout.service} to {rollout.candidate}" + (
+            f"; {rollout.stable} stops serving." if rollout.stable else ".")
+    else:
+        text = (f"Send {percent}% of {rollout.service} to {rollout.candidate}; {100 - percent}% stays on "
+                f"{rollout.stable}.")
+    return confirm(f"Promote {rollout.service}?", text, "Promote", style="primary")
 
 
 def _verdict_lines(verdict: Verdict) -> list[str]:

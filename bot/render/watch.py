@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.domain.rollout import Rollout
-from bot.render.blocks import Block, actions, button, clip, section
+from bot.render.blocks import Block, actions, button, clip, confirm, section
 from bot.render.mrkdwn import escape
 
 ACTION = "watch_rollback"
@@ -19,7 +19,9 @@ def watch_warning(rollout: Rollout, reason: str) -> tuple[str, list[Block]]:
             f"Chatops does not roll back on its own after promotion; roll back to `{rollout.stable}` if this is the "
             "deploy's doing.")
     label = clip(f"Roll back {rollout.candidate}", 75)
-    return text, [section(text), actions(button(label, ACTION, str(rollout.id), "danger"))]
+    asks = confirm(f"Roll back {rollout.service}?", f"Send 100% of {rollout.service} to {rollout.stable}; "
+                   f"{rollout.candidate} stops serving.", "Roll back")
+    return text, [section(text), actions(button(label, ACTION, str(rollout.id), "danger", asks=asks))]
 
 
 def no_longer_serves(service: str, warned: str, routed: Sequence[tuple[str, int]]) -> str:

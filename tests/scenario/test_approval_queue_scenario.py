@@ -79,7 +79,8 @@ async def posted(fleet: Scenario, request_id: int, saying: str) -> dict[str, Any
 
 async def click(fleet: Scenario, user: str, message: dict[str, Any], action_id: str) -> None:
     answer = (await fleet.http.post(f"{fleet.user_side}/actions", json={
-        "user": user, "channel": "deploys", "message_ts": message["ts"], "action_id": action_id})).json()
+        "user": user, "channel": "deploys", "message_ts": message["ts"], "action_id": action_id,
+        "confirmed": True})).json()
     assert answer["status"] == 200, answer
 
 

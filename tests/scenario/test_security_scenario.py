@@ -112,7 +112,7 @@ def button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
 async def click(fleet: Scenario, user: str, message: dict[str, Any], action_id: str) -> dict[str, Any]:
     answer = await fleet.http.post(f"{fleet.user_side}/actions", json={
         "user": user, "channel": "deploys", "message_ts": message["ts"], "action_id": action_id,
-        "value": button(message, action_id)["value"]})
+        "value": button(message, action_id)["value"], "confirmed": True})
     answer.raise_for_status()
     seen: dict[str, Any] = answer.json()
     return seen

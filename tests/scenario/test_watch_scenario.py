@@ -46,7 +46,7 @@ async def test_a_promotion_that_degrades_is_told_once_in_its_thread_and_rolled_b
     async def click() -> None:
         clicked = await fleet.http.post(f"{fleet.user_side}/actions", json={
             "user": "oncall", "channel": "deploys", "message_ts": warning["ts"], "action_id": button["action_id"],
-            "value": button["value"]})
+            "value": button["value"], "confirmed": True})
         assert clicked.status_code == 200
 
     await click()
