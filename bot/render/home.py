@@ -34,7 +34,6 @@ PROBLEMS_SHOWN = 15
 ROLLOUTS_SHOWN = 10
 INCIDENTS_SHOWN = 10
 DEPLOYS_SHOWN = 5
-_CONFIRMED = ("rollout_rollback", "rollout_promote")
 """The rollout buttons that move traffic: their click asks first."""
 
 
@@ -82,29 +81,13 @@ def _fleet(data: HomeData) -> list[Block]:
     return blocks
 
 
-def confirm_for(action_id: str, rollout: Rollout) -> dict[str, Any]:
-    """The dialog a traffic-moving button asks through: which revision gains and which loses traffic."""
-    if action_id == "rollout_rollback":
-        to = f"the stable revision `{rollout.stable}`" if rollout.stable else "no revision (the service is new)"
-        title, text, verb = ("Roll back?", f"All traffic of *{rollout.service}* goes back to {to}; the candidate "
-                             f"`{rollout.candidate}` gets none.", "Roll back")
-    else:
-        title, text, verb = ("Promote?", f"*{rollout.service}*'s candidate `{rollout.candidate}` moves to its next "
-                             "stage of traffic now.", "Promote")
-    return {"title": {"type": "plain_text", "text": title}, "text": {"type": "mrkdwn", "text": clip(text, 300)},
-            "confirm": {"type": "plain_text", "text": verb}, "deny": {"type": "plain_text", "text": "Cancel"},
-            "style": "danger" if action_id == "rollout_rollback" else "primary"}
-
-
 def _buttons(rollout: Rollout) -> Block | None:
-    """The rollout message's own buttons, each traffic-moving one with its dialog."""
+    """The rollout message's own buttons, each traffic-moving one with the dialog it carries there."""
     drawn = rollout_message(rollout).attachments[0]["blocks"]
     row = next((block for block in drawn if block["type"] == "actions"), None)
     if row is None:
         return None
-    elements = [{**element, "confirm": element.get("confirm") or confirm_for(element["action_id"], rollout)}
-                if element.get("action_id") in _CONFIRMED else element for element in row["elements"]]
-    return {"type": "actions", "block_id": f"rollout:{rollout.id}", "elements": elements}
+    return {"type": "actions", "block_id": f"rollout:{rollout.id}", "elements": row["elements"]}
 
 
 def _rollouts(data: HomeData) -> list[Block]:

@@ -90,7 +90,7 @@ def test_roll_back_and_promote_ask_first_naming_the_revisions() -> None:
     by_id = {e["action_id"]: e for e in row["elements"]}
     assert set(by_id) == {"rollout_promote", "rollout_pause", "rollout_rollback"}
     assert by_id["rollout_rollback"]["value"] == "7:0", "the rollout message's own value: same pipeline"
-    assert "`svc-0007-00001-abc`" in by_id["rollout_rollback"]["confirm"]["text"]["text"]
+    assert "to svc-0007-00001-abc; svc-0007-v7 stops serving" in by_id["rollout_rollback"]["confirm"]["text"]["text"]
     assert by_id["rollout_rollback"]["confirm"]["style"] == "danger"
     assert "confirm" in by_id["rollout_promote"] and "confirm" not in by_id["rollout_pause"]
 
