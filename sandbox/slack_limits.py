@@ -89,6 +89,7 @@ METHOD_TIERS: dict[str, str] = {
     "usergroups.list": "tier2",
     "usergroups.users.list": "tier2",
     "reactions.add": "tier3",
+    "apps.connections.open": "tier1",
 }
 """Each method's tier, from the "Rate limits" fact of its page at https://docs.slack.dev/reference/methods/<name>,
 as slackapi's Java SDK also lists them (slack-api-client/src/main/java/com/slack/api/methods/

@@ -41,6 +41,7 @@ from aiohttp import web
 
 from sandbox.slack_api import message_json
 from sandbox.slack_errors import SlackError
+from sandbox.slack_socket import SocketMode, ack_body
 from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, User, Workspace
 
 VERIFICATION_TOKEN = "sandboxVerificationTkn01"  # deprecated by Slack, still sent; not a secret
@@ -52,6 +53,7 @@ SIGNING_SECRET = web.AppKey("signing_secret", str)
 BOT_URLS = web.AppKey("bot_urls", Iterator[str])
 DESCRIPTION = web.AppKey("description", dict[str, Any])
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+SOCKET_MODE = web.AppKey("socket_mode", SocketMode)
 
 
 class _Refused(Exception):
@@ -72,9 +74,12 @@ class _Delivery:
 
 
 def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Sequence[str],
-                   api_url: str) -> web.Application:
+                   api_url: str, socket_mode: SocketMode | None = None) -> web.Application:
+    """With `socket_mode` enabled, commands and clicks go over the app's WebSocket (slack_socket.py) instead."""
     app = web.Application(middlewares=[_refusals])
     app[WORKSPACE] = workspace
+    if socket_mode is not None:
+        app[SOCKET_MODE] = socket_mode
     app[SIGNING_SECRET] = signing_secret
     app[BOT_URLS] = itertools.cycle(bot_urls)
     app[DESCRIPTION] = {"team_id": workspace.team_id, "team_domain": workspace.team_domain,
@@ -130,7 +135,7 @@ async def _command(request: web.Request) -> web.Response:
         "command": command, "text": str(spec.get("text", "")), "api_app_id": APP_ID,
         "is_enterprise_install": "false", "response_url": response_url, "trigger_id": _trigger_id(),
     }
-    delivery = await _deliver(request.app, urlencode(form), spec)
+    delivery = await _deliver(request.app, urlencode(form), spec, ("slash_commands", form))
     error = delivery.error or _show_ack(workspace, url_id, delivery.body)
     if error is not None:
         workspace.post_ephemeral(channel.id, user.id, f'{command} failed with the error "{error}"',
@@ -172,7 +177,8 @@ async def _action(request: web.Request) -> web.Response:
     }
     if not is_ephemeral:  # Slack sends no `message` for a click in an ephemeral message
         payload["message"] = message_json(workspace, message)
-    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
+    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec,
+                              ("interactive", payload))
     return _answer(delivery, response_url, delivery.error)
 
 
@@ -233,8 +239,14 @@ async def _describe(request: web.Request) -> web.Response:
 # --- delivery -------------------------------------------------------------------------------------------
 
 
-async def _deliver(app: web.Application, body: str, spec: Mapping[str, Any]) -> _Delivery:
-    """Sign and post to the next bot URL; a bot that is down or slower than 3 s gets status 0."""
+async def _deliver(app: web.Application, body: str, spec: Mapping[str, Any],
+                   envelope: tuple[str, Json]) -> _Delivery:
+    """Sign and post to the next bot URL; a bot that is down or slower than 3 s gets status 0. In Socket Mode,
+    the `envelope` (its type and payload) goes over the app's WebSocket instead: status 200 once acknowledged."""
+    socket_mode = app.get(SOCKET_MODE)
+    if socket_mode is not None and socket_mode.enabled:
+        ack = await socket_mode.deliver(*envelope)
+        return _Delivery(0 if ack.error else 200, ack.ack_ms, ack_body(ack), ack.error)
     timestamp = str(spec.get("timestamp", int(time.time())))
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
