@@ -26,14 +26,14 @@ from bot.slack_route import COMMAND_FIELDS, Unroutable, missing_fields
 log = logging.getLogger(__name__)
 
 
-class SocketModeRequests(AsyncSocketModeHandler):
-    """Bolt's handler, connected first to `first_url` (bot/adapters/socket_url.py); every later URL (Slack's
-    refreshes) it opens itself through the Bolt app's Web API client, so at the same Slack API base URL."""
+Routable = Callable[[Mapping[str, Any]], bool]
 
-    def __init__(self, bolt: AsyncApp, app_token: str, first_url: str, *,
-                 routable: Callable[[Mapping[str, Any]], bool], unroutable: Unroutable) -> None:
+
+class _Handler(AsyncSocketModeHandler):
+    """Bolt's handler, with the HTTP route's checks in front of Bolt."""
+
+    def __init__(self, bolt: AsyncApp, app_token: str, *, routable: Routable, unroutable: Unroutable) -> None:
         super().__init__(bolt, app_token)
-        self.client.wss_uri = first_url
         self._routable = routable
         self._unroutable = unroutable
 
@@ -50,10 +50,28 @@ class SocketModeRequests(AsyncSocketModeHandler):
             return
         await super().handle(client, req)
 
+
+class SocketModeRequests:
+    """The WebSocket to Slack, first to `first_url` (bot/adapters/socket_url.py); every later URL (Slack's
+    refreshes) Bolt's client opens itself through the Bolt app's Web API client, so at the same Slack API base URL.
+    Made when opened: slack_sdk's client needs the running event loop."""
+
+    def __init__(self, bolt: AsyncApp, app_token: str, first_url: str, *, routable: Routable,
+                 unroutable: Unroutable) -> None:
+        self._bolt = bolt
+        self._app_token = app_token
+        self._first_url = first_url
+        self._routable = routable
+        self._unroutable = unroutable
+        self._handler: _Handler | None = None
+
     async def open(self) -> None:
-        """Connect (returns once the WebSocket is open; later refreshes are the client's)."""
-        await self.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
+        """Connect; returns once the WebSocket is open."""
+        self._handler = _Handler(self._bolt, self._app_token, routable=self._routable, unroutable=self._unroutable)
+        self._handler.client.wss_uri = self._first_url
+        await self._handler.connect_async()  # type: ignore[no-untyped-call]  # Bolt leaves it unannotated
 
     async def aclose(self) -> None:
         """Close the WebSocket cleanly and stop reconnecting: Slack sends what comes next to other connections."""
-        await self.close_async()  # type: ignore[no-untyped-call]
+        if self._handler is not None:
+            await self._handler.close_async()  # type: ignore[no-untyped-call]

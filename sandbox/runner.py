@@ -150,14 +150,14 @@ class BotProcess:
     it holds leases under) is `instance`, by default named after its port."""
 
     def __init__(self, config: Path, port: int, env: dict[str, str], log_path: Path, *,
-                 instance: str | None = None) -> None:
+                 instance: str | None = None, args: Sequence[str] = ()) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.instance = instance or f"sandbox-bot:{port}"
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1",
-             "--port", str(port)],
+             "--port", str(port), *args],
             env={**os.environ, **env, "CHATOPS_PUBLIC_URL": self.url, "CHATOPS_LOG_FORMAT": "json",
                  "CHATOPS_INSTANCE_ID": self.instance},
             stdout=self._log, stderr=subprocess.STDOUT)
