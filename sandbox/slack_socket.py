@@ -67,6 +67,7 @@ DEBUG_CONNECTION_TIME_S = 360
 WARNING_S = 10.0
 DISCONNECT_GRACE_S = 10.0
 EVENT_RETRIES_S = (0.0, 60.0, 300.0)
+DISCONNECT_REASONS = ("refresh_requested", "warning", "link_disabled")
 ACCEPTS_RESPONSE = {"slash_commands": True, "interactive": True, "events_api": False}
 
 

@@ -9,6 +9,8 @@ and what each person then sees. The bot URLs are used round-robin, as a load bal
     POST /messages     {"user", "channel", "text", "thread_ts"?}: a person posts in a channel
     GET  /messages?channel=&user=   all the person sees there, in ts order (Workspace.seen_by)
     POST /response/<id>   the response_url handed to the bot: 5 posts within 30 minutes (the `slack` limits)
+    POST /socket/disconnect  {"reason": "refresh_requested" | "warning" | "link_disabled"}: in Socket Mode,
+                       Slack tells the app's connections to go (slack_socket.py); answers {"ok", "told": n}
     GET  /users, GET /channels, GET /   names and ids, and where everything is
 
 Users and channels are given by name or id. /commands and /actions also take, to test the bot's request
@@ -41,7 +43,7 @@ from aiohttp import web
 
 from sandbox.slack_api import message_json
 from sandbox.slack_errors import SlackError
-from sandbox.slack_socket import SocketMode, ack_body
+from sandbox.slack_socket import DISCONNECT_REASONS, SocketMode, ack_body
 from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, User, Workspace
 
 VERIFICATION_TOKEN = "sandboxVerificationTkn01"  # deprecated by Slack, still sent; not a secret
@@ -91,6 +93,7 @@ def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Seque
     app.router.add_post("/messages", _say)
     app.router.add_get("/messages", _messages)
     app.router.add_post("/response/{id}", _response)
+    app.router.add_post("/socket/disconnect", _socket_disconnect)
     app.router.add_get("/users", _users)
     app.router.add_get("/channels", _channels)
     return app
@@ -212,6 +215,16 @@ async def _response(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _socket_disconnect(request: web.Request) -> web.Response:
+    socket_mode = request.app.get(SOCKET_MODE)
+    if socket_mode is None:
+        raise _Refused(404, "this Slack has no Socket Mode")
+    reason = str((await _spec(request)).get("reason", "refresh_requested"))
+    if reason not in DISCONNECT_REASONS:
+        raise _Refused(400, f"reason must be one of {', '.join(DISCONNECT_REASONS)}")
+    return web.json_response({"ok": True, "told": await socket_mode.disconnect(reason)})
+
+
 # --- what people see ------------------------------------------------------------------------------------
 
 
@@ -245,6 +258,8 @@ async def _deliver(app: web.Application, body: str, spec: Mapping[str, Any],
     the `envelope` (its type and payload) goes over the app's WebSocket instead: status 200 once acknowledged."""
     socket_mode = app.get(SOCKET_MODE)
     if socket_mode is not None and socket_mode.enabled:
+        if "signature" in spec or "timestamp" in spec:
+            raise _Refused(400, "in Socket Mode nothing is signed: a forged signature or timestamp has nowhere to go")
         ack = await socket_mode.deliver(*envelope)
         return _Delivery(0 if ack.error else 200, ack.ack_ms, ack_body(ack), ack.error)
     timestamp = str(spec.get("timestamp", int(time.time())))

@@ -1,7 +1,7 @@
 """The bot's own credentials, read from Secret Manager at start and nowhere else: Slack's bot token and signing
-secret, the key that signs runbook links, and the token of Cloud Monitoring's webhook channel. Reading `latest` at
-start means a new version of a secret takes effect at the next start ("an alias to the most recently created
-SecretVersion", https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
+secret, the key that signs runbook links, the token of Cloud Monitoring's webhook channel, and in Socket Mode the
+app-level token. Reading `latest` at start means a new version of a secret takes effect at the next start ("an
+alias to the most recently created SecretVersion", https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
 
 from __future__ import annotations
 

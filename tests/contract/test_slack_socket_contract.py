@@ -124,3 +124,11 @@ async def test_a_refresh_is_followed_by_a_new_connection_that_gets_the_next_enve
     assert ack.error is None
     assert old is not None and old.closed, "the client closed the connection it was told to leave"
     assert received.requests[-1].type == "interactive"
+
+
+async def test_in_socket_mode_a_forged_signature_is_refused_by_the_user_side_not_silently_dropped(
+        socket_world: World) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.post(f"{socket_world.url('slack_user')}/commands", json={
+            "user": "oncall", "channel": "deploys", "command": "/health", "signature": "v0=" + "0" * 64})
+    assert answer.status_code == 400 and "nothing is signed" in answer.json()["error"]
