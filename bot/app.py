@@ -199,9 +199,9 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                  asyncio.create_task(scheduler.run(), name="scheduler"),
                  asyncio.create_task(runtime.usergroups.run(), name="usergroups"),
                  asyncio.create_task(dispatcher.run(), name="dispatcher")]
-        if socket is not None:
-            await socket.open()
         try:
+            if socket is not None:
+                await socket.open()
             yield
         finally:
             if socket is not None:  # first, so that no request starts work during the hand-over
