@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", default=os.environ.get("CHATOPS_CONFIG", "chatops.yaml"))
     serve.add_argument("--host", default="0.0.0.0", help="default 0.0.0.0, as Cloud Run routes to the container")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument("--socket-mode", action="store_true",
+                       help="take Slack's requests over Socket Mode (app-level token from secrets.slack_app_token), "
+                            "for a laptop or a network with no public URL")
     serve.set_defaults(handler=_serve)
     migrate = commands.add_parser("migrate", help="bring the database to the latest schema")
     migrate.add_argument("--database-url", help="default: CHATOPS_DATABASE_URL, else sqlite:///chatops.db")

@@ -51,6 +51,7 @@ from bot.render.mrkdwn import echoed
 from bot.runbook_links import ExternalPages, LinkKey, RunbookPages, SignedPages
 from bot.runbooks import RunbookLinker, Runbooks
 from bot.slack_route import SlackEvents
+from bot.socket_mode import SocketModeRequests
 from bot.web import web_app
 from commands.buttons import handle_button, routable
 from commands.framework import Command, Runtime, handle
@@ -104,9 +105,10 @@ def _runbook_pages(config: Config, credentials: Credentials, public_url: str) ->
 
 
 def build(config: Config, env: Environment, credentials: Credentials, store: Store, runbooks: Runbooks,
-          *, public_url: str, owner: str, on_alert: OnAlert | None = None) -> Bot:
+          *, public_url: str, owner: str, on_alert: OnAlert | None = None, socket_url: str | None = None) -> Bot:
     """`on_alert` replaces what Cloud Monitoring's notifications do (the incident engine) for tests that only
-    look at what arrived."""
+    look at what arrived. `socket_url` (with `credentials.app_token`): Slack's requests come over Socket Mode,
+    starting at that URL, and the web app serves no Slack route."""
     slack = SlackGateway(credentials.bot_token, base_url=env.slack_api_url)
     prober = Prober(concurrency=config.defaults.probe_concurrency, tokens=IdTokens(env.metadata_host))
     engine = config.engine
@@ -222,15 +224,27 @@ def build(config: Config, env: Environment, credentials: Credentials, store: Sto
                  asyncio.create_task(dispatcher.run(), name="dispatcher"),
                  asyncio.create_task(home.run(), name="home")]
         try:
+            if socket is not None:
+                await socket.open()
             yield
         finally:
+            if socket is not None:  # first, so that no request starts work during the hand-over
+                await socket.aclose()
             await _hand_over(reconciling, loops)
             await bot.aclose()
 
     async def unroutable_click(payload: Mapping[str, Any]) -> None:
         await handle_button(payload, _bare_ack, runtime)
 
-    slack_events = SlackEvents(bolt, credentials.signing_secret, routable=routable, unroutable=unroutable_click)
+    socket: SocketModeRequests | None = None
+    slack_events: SlackEvents | None = None
+    if socket_url is not None:
+        if credentials.app_token is None:
+            raise ValueError("Socket Mode needs the app-level token, but none was read")
+        socket = SocketModeRequests(bolt, credentials.app_token, socket_url, routable=routable,
+                                    unroutable=unroutable_click)
+    else:
+        slack_events = SlackEvents(bolt, credentials.signing_secret, routable=routable, unroutable=unroutable_click)
     web = web_app(slack_events, runbooks, config.project, lifespan, link_key=link_key,
                   monitoring_token=credentials.monitoring_webhook_token, on_alert=on_alert or incidents.from_monitoring)
     bot = Bot(runtime, bolt, web, reconciler, sweeper, sender, scheduler)

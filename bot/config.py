@@ -76,6 +76,9 @@ class Strict(BaseModel):
 class SecretNames(Strict):
     slack_bot_token: str = "slack-bot-token"
     slack_signing_secret: str = "slack-signing-secret"
+    slack_app_token: str = Field(default="slack-app-token",
+                                 description="the app-level token (xapp-, connections:write) Socket Mode connects "
+                                             "with; read only by `chatops serve --socket-mode`")
     runbook_link_key: str = Field(default="chatops-runbook-link-key",
                                   description="signs runbook links; not read when runbook_base_url is set")
     monitoring_webhook_token: str = Field(

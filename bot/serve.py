@@ -1,4 +1,5 @@
-"""`chatops serve`: read the secrets, migrate the store, and serve Slack on PORT.
+"""`chatops serve`: read the secrets, migrate the store, and serve Slack on PORT (or, with `--socket-mode`, take
+Slack's requests over a WebSocket the bot opens, serving only health and runbook pages on PORT).
 
 Every way start-up can fail ends in one line that says what is missing and how to fix it, because the
 person reading it is looking at Cloud Run's log viewer, not at a traceback.
@@ -18,6 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from bot.adapters.secrets import SecretsUnavailable, fetch_credentials
+from bot.adapters.socket_url import first_url
 from bot.adapters.store import Store, StoreUnavailable, default_url
 from bot.app import build
 from bot.config import ConfigError, load_config
@@ -54,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
                      os.environ["K_SERVICE"])
         return 2
     try:
-        credentials = fetch_credentials(config, env)
+        credentials = fetch_credentials(config, env, socket_mode=args.socket_mode)
     except SecretsUnavailable as exc:
         log.critical("cannot start: %s", exc)
         return 1
@@ -69,9 +71,16 @@ def serve(args: argparse.Namespace) -> int:
     # two instances under one name would both act on a rollout. A process restarted under the same given name
     # (the sandbox does this) takes its rollouts back at once instead of after the lease runs out.
     owner = os.environ.get("CHATOPS_INSTANCE_ID") or f"{socket.gethostname()}:{args.port}:{secrets.token_hex(4)}"
-    bot = build(config, env, credentials, store, runbooks, public_url=public_url, owner=owner)
-    log.info("serving %d services of %s/%s on port %d", len(config.services), config.project, config.region,
-             args.port)
+    socket_url: str | None = None
+    if credentials.app_token is not None:
+        try:
+            socket_url = first_url(credentials.app_token, env.slack_api_url, config.secrets.slack_app_token)
+        except SecretsUnavailable as exc:
+            log.critical("cannot start: %s", exc)
+            return 1
+    bot = build(config, env, credentials, store, runbooks, public_url=public_url, owner=owner, socket_url=socket_url)
+    log.info("serving %d services of %s/%s on port %d%s", len(config.services), config.project, config.region,
+             args.port, "; Slack's requests over Socket Mode" if socket_url else "")
     # What start-up made (modules, clients, the config: some 165,000 objects) lives as long as the process. Left in
     # the collector's oldest generation, every full collection scanned it all, stopping every thread, the web
     # server's loop included, for over 100 ms while a large fleet was probed; frozen, those scan what came after.

@@ -66,6 +66,11 @@ def _given(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def missing_fields(payload: Mapping[str, Any]) -> list[str]:
+    """What a slash command lacks of COMMAND_FIELDS; nothing for any other request."""
+    return [name for name in COMMAND_FIELDS if "command" in payload and not _given(payload.get(name))]
+
+
 class SlackEvents:
     def __init__(self, bolt: AsyncApp, signing_secret: str, *, routable: Callable[[Mapping[str, Any]], bool],
                  unroutable: Unroutable) -> None:
@@ -92,8 +97,7 @@ class SlackEvents:
         if payload is None:
             log.warning("refused a signed request to /slack/events whose body does not parse")
             return PlainTextResponse("the body is not a Slack request", status_code=400)
-        missing = [name for name in COMMAND_FIELDS if "command" in payload and not _given(payload.get(name))]
-        if missing:
+        if missing := missing_fields(payload):
             log.warning("refused a signed slash command without %s", ", ".join(missing))
             return PlainTextResponse(f"a slash command needs {', '.join(COMMAND_FIELDS)}; this one has no "
                                      f"{', '.join(missing)}", status_code=400)

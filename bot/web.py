@@ -100,9 +100,10 @@ def _monitoring_route(token: str, on_alert: OnAlert) -> Route:
     return Route(PATH, monitoring_alert, methods=["POST"])
 
 
-def web_app(slack: SlackEvents, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None, *,
+def web_app(slack: SlackEvents | None, runbooks: Runbooks, project: str, lifespan: Lifespan | None = None, *,
             link_key: LinkKey | None, monitoring_token: str | None, on_alert: OnAlert) -> Starlette:
-    """`link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one.
+    """`slack` None: Slack's requests come over Socket Mode and `/slack/events` answers 404, like any path the bot
+    does not serve. `link_key` None: links point elsewhere (runbook_base_url) and the bot's own pages open to no one.
     `monitoring_token` None: the webhook is off and its path answers 404, like any path the bot does not serve."""
 
     def closed(key: LinkKey | None, path: str, request: Request) -> Response | None:
@@ -135,11 +136,12 @@ def web_app(slack: SlackEvents, runbooks: Runbooks, project: str, lifespan: Life
                             headers=_PAGE_HEADERS)
 
     routes = [
-        Route("/slack/events", slack.handle, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route(INDEX, runbook_index, methods=["GET"]),
         Route(INDEX + "/{service}", runbook, methods=["GET"]),
     ]
+    if slack is not None:
+        routes.append(Route("/slack/events", slack.handle, methods=["POST"]))
     if monitoring_token is not None:
         routes.append(_monitoring_route(monitoring_token, on_alert))
     app = Starlette(lifespan=lifespan, routes=routes)

@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=4.0,
                         help="seconds of analysis per canary stage in the bot the sandbox runs (0: as configured)")
     parser.add_argument("--slack-rate", type=float, default=1.0, help="chat.postMessage per second per channel")
+    parser.add_argument("--socket-mode", action="store_true",
+                        help="the app in Socket Mode: the bot runs `serve --socket-mode` and Slack delivers over its "
+                             "WebSocket, never over HTTP")
     for name in PORT_NAMES:
         parser.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=0, metavar="PORT")
 
@@ -70,6 +73,7 @@ def options_from(args: argparse.Namespace, bot_urls: list[str]) -> WorldOptions:
         latency_ms=args.latency_ms,
         requests_per_s=args.requests_per_s,
         slack_rate_per_s=args.slack_rate,
+        socket_mode=args.socket_mode,
     )
 
 
@@ -150,14 +154,14 @@ class BotProcess:
     it holds leases under) is `instance`, by default named after its port."""
 
     def __init__(self, config: Path, port: int, env: dict[str, str], log_path: Path, *,
-                 instance: str | None = None) -> None:
+                 instance: str | None = None, args: Sequence[str] = ()) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.instance = instance or f"sandbox-bot:{port}"
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1",
-             "--port", str(port)],
+             "--port", str(port), *args],
             env={**os.environ, **env, "CHATOPS_PUBLIC_URL": self.url, "CHATOPS_LOG_FORMAT": "json",
                  "CHATOPS_INSTANCE_ID": self.instance},
             stdout=self._log, stderr=subprocess.STDOUT)
@@ -204,7 +208,8 @@ async def _serve(args: argparse.Namespace) -> int:
     bot: BotProcess | None = None
     try:
         if not args.world_only:
-            bot = BotProcess(bot_config, bot_port, bot_env, workdir / "bot.log")
+            bot = BotProcess(bot_config, bot_port, bot_env, workdir / "bot.log",
+                             args=["--socket-mode"] if args.socket_mode else [])
             await bot.ready()
             endpoints["bot_url"] = bot.url
             endpoints["bot_log"] = str(bot.log_path)

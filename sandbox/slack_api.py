@@ -33,11 +33,13 @@ from sandbox.slack_errors import MissingScope, RateLimited, SlackError
 from sandbox.slack_files import add_file_routes, complete_upload, files_info, get_upload_url
 from sandbox.slack_home import views_publish
 from sandbox.slack_scopes import ACCEPTED, needed_scope
+from sandbox.slack_socket import OPEN_METHOD, SocketMode, register
 from sandbox.slack_views import METHODS as VIEW_METHODS
 from sandbox.slack_workspace import APP_ID, BOT, BOT_ID, Json, Message, User, Workspace
 
 WORKSPACE = web.AppKey("workspace", Workspace)
 FAULTS = web.AppKey("faults", Faults)
+SOCKET_MODE = web.AppKey("socket_mode", SocketMode)
 _JSON_TYPES = ("application/json",)
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _ICON = "https://a.slack-edge.com/80588/img/plugins/app/bot_{}.png"
@@ -115,10 +117,14 @@ class Args:
 Method = Callable[[Workspace, Args], Json]
 
 
-def slack_api_app(workspace: Workspace, faults: Faults | None = None) -> web.Application:
+def slack_api_app(workspace: Workspace, faults: Faults | None = None,
+                  socket_mode: SocketMode | None = None) -> web.Application:
     app = web.Application()
     app[WORKSPACE] = workspace
     app[FAULTS] = faults or Faults()
+    if socket_mode is not None:  # apps.connections.open and its WebSocket (slack_socket.py)
+        app[SOCKET_MODE] = socket_mode
+        register(app, socket_mode)
     app.router.add_route("GET", "/api/{method}", _call)
     app.router.add_route("POST", "/api/{method}", _call)
     add_file_routes(app, workspace)
@@ -138,6 +144,8 @@ async def _call(request: web.Request) -> web.Response:
 
 async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.Response:
     workspace.calls[name] += 1
+    if name == OPEN_METHOD and SOCKET_MODE in request.app:
+        return await _app_level(request, workspace, request.app[SOCKET_MODE])
     method = _METHODS.get(name)
     if method is None:
         return _reply({"ok": False, "error": "unknown_method"}, status=404)
@@ -161,6 +169,19 @@ async def _serve(request: web.Request, workspace: Workspace, name: str) -> web.R
                       headers={**scopes, "Retry-After": str(limited.retry_after)})
     except SlackError as error:
         return _reply(_error_body(error), headers=scopes)
+
+
+async def _app_level(request: web.Request, workspace: Workspace, socket_mode: SocketMode) -> web.Response:
+    """A method called with the app-level token, which only the Authorization header may carry."""
+    try:
+        socket_mode.authenticate(request)
+        workspace.check_rate(OPEN_METHOD)
+        return _reply({"ok": True, **socket_mode.open(request)})
+    except RateLimited as limited:
+        return _reply({"ok": False, "error": limited.error}, status=429,
+                      headers={"Retry-After": str(limited.retry_after)})
+    except SlackError as error:
+        return _reply(_error_body(error))
 
 
 _WARNINGS = {
@@ -537,5 +558,5 @@ _METHODS: dict[str, Method] = {
     **VIEW_METHODS,
 }
 
-METHODS = tuple(_METHODS)
+METHODS = (*_METHODS, OPEN_METHOD)
 """Slack's method names, as `POST /faults` takes them."""

@@ -36,7 +36,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -78,12 +78,14 @@ def dm_channel(user: User) -> str:
 
 class EventDelivery:
     def __init__(self, workspace: Workspace, signing_secret: str, *, token: str, next_url: Callable[[], str | None],
-                 session: Callable[[], aiohttp.ClientSession]) -> None:
+                 session: Callable[[], aiohttp.ClientSession],
+                 socket: Callable[[Json], Awaitable[tuple[int, float, str | None] | None]] | None = None) -> None:
         self.workspace = workspace
         self._secret = signing_secret
         self._token = token
         self._next_url = next_url
         self._session = session
+        self._socket = socket  # in Socket Mode: the envelope goes over the app's WebSocket (sandbox/slack_socket.py)
         self._retries: set[asyncio.Task[None]] = set()
         self.sent: list[tuple[str, Attempt]] = []
         """Every delivery attempt, by event_id: what tests and the console can look at."""
@@ -128,7 +130,10 @@ class EventDelivery:
             headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason}
         url = self._next_url()
         started = time.perf_counter()
-        if url is None:
+        via_socket = await self._socket(envelope) if self._socket is not None else None
+        if via_socket is not None:  # the socket retries an event it was not acked itself: no retries here
+            found = Attempt(retry, via_socket[0], via_socket[1], via_socket[2], no_retry=True)
+        elif url is None:
             found = Attempt(retry, 0, 0.0, "connection_failed")
         else:
             try:

@@ -106,6 +106,7 @@ METHOD_TIERS: dict[str, str] = {
     "views.open": "tier4",
     "views.update": "tier4",
     "views.push": "tier4",
+    "apps.connections.open": "tier1",
 }
 """Each method's tier, from the "Rate limits" fact of its page at https://docs.slack.dev/reference/methods/<name>,
 (chat.getPermalink's is "Special", never quantified; assumption: Tier 4's figure), as slackapi's Java SDK also

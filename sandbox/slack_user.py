@@ -17,6 +17,8 @@ and what each person then sees. The bot URLs are used round-robin, as a load bal
     POST /messages     {"user", "channel", "text", "thread_ts"?}: a person posts in a channel
     GET  /messages?channel=&user=   all the person sees there, in ts order (Workspace.seen_by)
     POST /response/<id>   the response_url handed to the bot: 5 posts within 30 minutes (the `slack` limits)
+    POST /socket/disconnect  {"reason": "refresh_requested" | "warning" | "link_disabled"}: in Socket Mode,
+                       Slack tells the app's connections to go (slack_socket.py); answers {"ok", "told": n}
     GET  /users, GET /channels, GET /   names and ids, and where everything is
 
 Users and channels are given by name or id. /commands and /actions also take, to test the bot's request
@@ -39,7 +41,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -49,6 +51,7 @@ from sandbox.slack_errors import SlackError
 from sandbox.slack_events import EventDelivery, Unclickable, home_click
 from sandbox.slack_modals import modal_routes
 from sandbox.slack_signing import sign
+from sandbox.slack_socket import DISCONNECT_REASONS, SocketMode, ack_body
 from sandbox.slack_views import views_of
 from sandbox.slack_workspace import APP_ID, SLACKBOT, Channel, Json, Message, User, Workspace
 
@@ -62,6 +65,7 @@ BOT_URLS = web.AppKey("bot_urls", Iterator[str])
 DESCRIPTION = web.AppKey("description", dict[str, Any])
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 EVENTS = web.AppKey("events", EventDelivery)
+SOCKET_MODE = web.AppKey("socket_mode", SocketMode)
 
 
 class _Refused(Exception):
@@ -82,9 +86,12 @@ class _Delivery:
 
 
 def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Sequence[str],
-                   api_url: str) -> web.Application:
+                   api_url: str, socket_mode: SocketMode | None = None) -> web.Application:
+    """With `socket_mode` enabled, commands and clicks go over the app's WebSocket (slack_socket.py) instead."""
     app = web.Application(middlewares=[_refusals])
     app[WORKSPACE] = workspace
+    if socket_mode is not None:
+        app[SOCKET_MODE] = socket_mode
     app[SIGNING_SECRET] = signing_secret
     app[BOT_URLS] = itertools.cycle(bot_urls)
     app[DESCRIPTION] = {"team_id": workspace.team_id, "team_domain": workspace.team_domain,
@@ -96,17 +103,19 @@ def slack_user_app(workspace: Workspace, *, signing_secret: str, bot_urls: Seque
     app.router.add_post("/messages", _say)
     app.router.add_get("/messages", _messages)
     app.router.add_post("/response/{id}", _response)
+    app.router.add_post("/socket/disconnect", _socket_disconnect)
     app.router.add_get("/users", _users)
     app.router.add_get("/channels", _channels)
     urls = app[BOT_URLS]
     events = EventDelivery(workspace, signing_secret, token=VERIFICATION_TOKEN, next_url=lambda: next(urls, None),
-                           session=lambda: app[SESSION])
+                           session=lambda: app[SESSION], socket=lambda envelope: _event_over_socket(app, envelope))
     app[EVENTS] = events
     app.on_cleanup.append(events.close)
     app.router.add_post("/home", events.open_home)
     app.router.add_get("/home", events.home_of)
     app.router.add_post("/events/verify", events.verify_url)
-    app.add_routes(modal_routes(workspace, lambda body, spec: _deliver(app, body, spec), VERIFICATION_TOKEN))
+    app.add_routes(modal_routes(workspace, lambda body, spec: _deliver(app, body, spec, _interactive(body)),
+                                VERIFICATION_TOKEN))
     return app
 
 
@@ -144,7 +153,7 @@ async def _command(request: web.Request) -> web.Response:
         "is_enterprise_install": "false", "response_url": response_url,
         "trigger_id": views_of(workspace).trigger(user.id),
     }
-    delivery = await _deliver(request.app, urlencode(form), spec)
+    delivery = await _deliver(request.app, urlencode(form), spec, ("slash_commands", form))
     error = delivery.error or _show_ack(workspace, url_id, delivery.body)
     if error is not None:
         workspace.post_ephemeral(channel.id, user.id, f'{command} failed with the error "{error}"',
@@ -193,7 +202,8 @@ async def _action(request: web.Request) -> web.Response:
     }
     if not is_ephemeral:  # Slack sends no `message` for a click in an ephemeral message
         payload["message"] = message_json(workspace, message)
-    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
+    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec,
+                              ("interactive", payload))
     return _answer(delivery, response_url, delivery.error, confirmed=dialog if isinstance(dialog, dict) else None)
 
 
@@ -204,7 +214,8 @@ async def _home_action(request: web.Request, spec: Json) -> web.Response:
                              token=VERIFICATION_TOKEN)
     except Unclickable as refused:
         raise _Refused(refused.status, refused.error) from None
-    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec)
+    delivery = await _deliver(request.app, urlencode({"payload": json.dumps(payload)}), spec,
+                              ("interactive", payload))
     return _answer(delivery, "", delivery.error)
 
 
@@ -238,6 +249,16 @@ async def _response(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _socket_disconnect(request: web.Request) -> web.Response:
+    socket_mode = request.app.get(SOCKET_MODE)
+    if socket_mode is None:
+        raise _Refused(404, "this Slack has no Socket Mode")
+    reason = str((await _spec(request)).get("reason", "refresh_requested"))
+    if reason not in DISCONNECT_REASONS:
+        raise _Refused(400, f"reason must be one of {', '.join(DISCONNECT_REASONS)}")
+    return web.json_response({"ok": True, "told": await socket_mode.disconnect(reason)})
+
+
 # --- what people see ------------------------------------------------------------------------------------
 
 
@@ -265,8 +286,31 @@ async def _describe(request: web.Request) -> web.Response:
 # --- delivery -------------------------------------------------------------------------------------------
 
 
-async def _deliver(app: web.Application, body: str, spec: Mapping[str, Any]) -> _Delivery:
-    """Sign and post to the next bot URL; a bot that is down or slower than 3 s gets status 0."""
+def _interactive(body: str) -> tuple[str, Json]:
+    """The Socket Mode envelope of an interaction posted as `payload=<json>`: the same payload, unsigned."""
+    payload: Json = json.loads(dict(parse_qsl(body))["payload"])
+    return "interactive", payload
+
+
+async def _event_over_socket(app: web.Application, envelope: Json) -> tuple[int, float, str | None] | None:
+    """An Events API envelope over the app's WebSocket when it is in Socket Mode; None over HTTP."""
+    socket_mode = app.get(SOCKET_MODE)
+    if socket_mode is None or not socket_mode.enabled:
+        return None
+    ack = await socket_mode.deliver("events_api", envelope)
+    return (0 if ack.error else 200), ack.ack_ms, ack.error
+
+
+async def _deliver(app: web.Application, body: str, spec: Mapping[str, Any],
+                   envelope: tuple[str, Json]) -> _Delivery:
+    """Sign and post to the next bot URL; a bot that is down or slower than 3 s gets status 0. In Socket Mode,
+    the `envelope` (its type and payload) goes over the app's WebSocket instead: status 200 once acknowledged."""
+    socket_mode = app.get(SOCKET_MODE)
+    if socket_mode is not None and socket_mode.enabled:
+        if "signature" in spec or "timestamp" in spec:
+            raise _Refused(400, "in Socket Mode nothing is signed: a forged signature or timestamp has nowhere to go")
+        ack = await socket_mode.deliver(*envelope)
+        return _Delivery(0 if ack.error else 200, ack.ack_ms, ack_body(ack), ack.error)
     timestamp = str(spec.get("timestamp", int(time.time())))
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",

@@ -44,6 +44,7 @@ from sandbox.serving import Listener, start, stop
 from sandbox.slack_api import slack_api_app
 from sandbox.slack_limits import SlackLimits
 from sandbox.slack_scopes import manifest_bot_scopes
+from sandbox.slack_socket import SocketMode, app_token
 from sandbox.slack_user import slack_user_app
 from sandbox.slack_workspace import Workspace
 from sandbox.traffic import TrafficSimulator
@@ -61,6 +62,8 @@ class WorldOptions:
     traffic_tick: float = 0.5
     slack_rate_per_s: float = 1.0
     slack_burst: int = 5
+    # The app in Socket Mode: Slack delivers commands and clicks over the bot's WebSocket, never to bot_urls.
+    socket_mode: bool = False
 
 
 PUBLIC_SERVICES = frozenset({"nba-admin-dashboard"})
@@ -129,6 +132,10 @@ class World:
         self.secret_manager.put(config.secrets.runbook_link_key, secrets.token_urlsafe(32).encode())
         webhook_token = secrets.token_urlsafe(32)
         self.secret_manager.put(config.secrets.monitoring_webhook_token, webhook_token.encode())
+        # The app-level token (connections:write) a Socket Mode bot opens its WebSocket with.
+        self._app_token = app_token()
+        self.secret_manager.put(config.secrets.slack_app_token, self._app_token.encode())
+        self.socket_mode = SocketMode(self._app_token, bot_token=self._bot_token, enabled=self.options.socket_mode)
         self.channel_limits = ChannelLimits()
         self.limits.register("monitoring_webhook", self.channel_limits)
         self.monitoring_alerts = MonitoringAlerts(config.project, self.run.project_number, config.region,
@@ -153,6 +160,10 @@ class World:
     @property
     def bot_token(self) -> str:
         return self._bot_token
+
+    @property
+    def app_token(self) -> str:
+        return self._app_token
 
     def _seed(self) -> None:
         for name, service in self.config.services.items():
@@ -192,7 +203,7 @@ class World:
             "monitoring": monitoring_app(lambda: self.traffic.records, self.config.project, self.run.project_number,
                                          self.config.region, limits=self.monitoring_limits,
                                          authorize=self.iam.authorize, faults=self.faults, tokens=self.access_tokens),
-            "slack_api": slack_api_app(self.workspace, self.faults),
+            "slack_api": slack_api_app(self.workspace, self.faults, self.socket_mode),
             "metadata": metadata_app(self.metadata),
             "control": control_app(self.run, self.behaviours, self.fleet, self.limits, self._extra_state,
                                    iam=self.iam, alerts=self.monitoring_alerts, faults=self.faults,
@@ -201,7 +212,8 @@ class World:
         for name, app in apps.items():
             self.listeners[name] = await start(Listener(name, app, ports.get(name, 0)))
         user_app = slack_user_app(self.workspace, signing_secret=self._signing_secret,
-                                  bot_urls=self.options.bot_urls, api_url=self.url("slack_api"))
+                                  bot_urls=self.options.bot_urls, api_url=self.url("slack_api"),
+                                  socket_mode=self.socket_mode)
         self.listeners["slack_user"] = await start(Listener("slack_user", user_app, ports.get("slack_user", 0)))
         await self.monitoring.start(ports.get("monitoring_grpc", 0))
         self._tasks.append(asyncio.create_task(self.traffic.run(), name="traffic"))
@@ -243,6 +255,7 @@ class World:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.run.close()
+        await self.socket_mode.stop()
         await self.monitoring.stop()
         for listener in reversed(list(self.listeners.values())):
             await stop(listener)

@@ -1,7 +1,7 @@
 """The bot's own credentials, read from Secret Manager at start and nowhere else: Slack's bot token and signing
-secret, the key that signs runbook links, and the token of Cloud Monitoring's webhook channel. Reading `latest` at
-start means a new version of a secret takes effect at the next start ("an alias to the most recently created
-SecretVersion", https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
+secret, the key that signs runbook links, the token of Cloud Monitoring's webhook channel, and in Socket Mode the
+app-level token. Reading `latest` at start means a new version of a secret takes effect at the next start ("an
+alias to the most recently created SecretVersion", https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets.versions/access)."""
 
 from __future__ import annotations
 
@@ -31,20 +31,23 @@ MIN_WEBHOOK_TOKEN_CHARS = 16
 
 @dataclass(frozen=True)
 class Credentials:
-    """Slack's two, the key that signs runbook links (None when links point at `runbook_base_url`), and the
-    webhook token (None unless `defaults.alerts.monitoring_webhook`)."""
+    """Slack's two, the key that signs runbook links (None when links point at `runbook_base_url`), the
+    webhook token (None unless `defaults.alerts.monitoring_webhook`), and the app-level token (None unless the bot
+    serves in Socket Mode)."""
 
     bot_token: str
     signing_secret: str
     runbook_link_key: str | None
     monitoring_webhook_token: str | None = None
+    app_token: str | None = None
 
     def __repr__(self) -> str:
         return "Credentials(...)"
 
     def values(self) -> tuple[str, ...]:
         """Every value the log redactor must hide."""
-        held = (self.bot_token, self.signing_secret, self.runbook_link_key, self.monitoring_webhook_token)
+        held = (self.bot_token, self.signing_secret, self.runbook_link_key, self.monitoring_webhook_token,
+                self.app_token)
         return tuple(v for v in held if v is not None)
 
 
@@ -104,7 +107,22 @@ def _webhook_token(client: secretmanager_v1.SecretManagerServiceClient, project:
     return value
 
 
-def fetch_credentials(config: Config, env: Environment) -> Credentials:
+APP_TOKEN_PREFIX = "xapp-"
+"""App-level tokens start `xapp-` ("App-level token starting with `xapp-`", Bolt's SocketModeHandler; the token
+kinds: https://docs.slack.dev/authentication/tokens)."""
+
+
+def _app_token(client: secretmanager_v1.SecretManagerServiceClient, project: str, name: str, where: str) -> str:
+    value = read_secret(client, project, name, where)
+    if not value.startswith(APP_TOKEN_PREFIX):
+        raise SecretsUnavailable(
+            f"secret '{name}' does not hold an app-level token (one starts {APP_TOKEN_PREFIX}): in the app's settings, "
+            f"Basic Information > App-Level Tokens, generate one with the scope connections:write and add it with "
+            f"`gcloud secrets versions add {name} --data-file=-`")
+    return value
+
+
+def fetch_credentials(config: Config, env: Environment, *, socket_mode: bool = False) -> Credentials:
     client = secretmanager_v1.SecretManagerServiceClient(**client_kwargs(env.secret_manager_endpoint, env))
     where = env.secret_manager_endpoint or "secretmanager.googleapis.com"
     names = config.secrets
@@ -115,4 +133,5 @@ def fetch_credentials(config: Config, env: Environment) -> Credentials:
                           else _link_key(client, config.project, names.runbook_link_key, where)),
         monitoring_webhook_token=(_webhook_token(client, config.project, names.monitoring_webhook_token, where)
                                   if config.defaults.alerts.monitoring_webhook else None),
+        app_token=_app_token(client, config.project, names.slack_app_token, where) if socket_mode else None,
     )
