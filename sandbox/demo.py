@@ -10,97 +10,25 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import httpx
 
-from sandbox.blockkit_text import render_message, text_of
-
-
-class StepFailed(Exception):
-    pass
-
-
-@dataclass
-class Tour:
-    endpoints: dict[str, Any]
-    http: httpx.AsyncClient
-    out: TextIO
-    users: dict[str, str] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-
-    async def command(self, user: str, text: str, channel: str = "deploys", **extra: Any) -> dict[str, Any]:
-        command, _, rest = text.partition(" ")
-        response = await self.http.post(f"{self.endpoints['slack_user_url']}/commands",
-                                        json={"user": user, "channel": channel, "command": command, "text": rest,
-                                              **extra})
-        answer: dict[str, Any] = response.json()
-        return answer
-
-    async def messages(self, user: str, channel: str = "deploys") -> list[dict[str, Any]]:
-        response = await self.http.get(f"{self.endpoints['slack_user_url']}/messages",
-                                       params={"channel": channel, "user": user})
-        seen: list[dict[str, Any]] = response.json()
-        return seen
-
-    async def latest(self, user: str, channel: str = "deploys") -> float:
-        seen = await self.messages(user, channel)
-        return float(seen[-1]["ts"]) if seen else 0.0
-
-    async def next_message(self, user: str, after: float, found: Callable[[dict[str, Any]], bool],
-                           channel: str = "deploys", timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for message in await self.messages(user, channel):
-                if float(message["ts"]) > after and found(message):
-                    self.show(message)
-                    return message
-            await asyncio.sleep(0.1)
-        raise StepFailed(f"no matching message in #{channel} within {timeout:g} s")
-
-    async def serving(self, service: str) -> str:
-        state = (await self.http.get(f"{self.endpoints['control_url']}/state")).json()
-        return str(state["services"][service]["traffic_statuses"][0]["revision"])
-
-    async def behave(self, revision: str, **behaviour: Any) -> None:
-        response = await self.http.patch(f"{self.endpoints['control_url']}/revisions/{revision}", json=behaviour)
-        if response.status_code != 200:
-            raise StepFailed(f"the control API refused: {response.text}")
-
-    def show(self, message: dict[str, Any]) -> None:
-        for line in render_message(message, users=self.users, width=100).splitlines():
-            self.out.write(f"    {line}\n")
-
-    async def step(self, title: str, body: Callable[[], Awaitable[str]]) -> None:
-        self.out.write(f"\n▶ {title}\n")
-        self.out.flush()
-        try:
-            detail = await body()
-        except (StepFailed, httpx.HTTPError, KeyError, ValueError) as exc:
-            self.failures.append(title)
-            self.out.write(f"  ✗ {exc}\n")
-        else:
-            self.out.write(f"  ✓ {detail}\n")
-        self.out.flush()
-
-
-def _expect(condition: bool, problem: str) -> None:
-    if not condition:
-        raise StepFailed(problem)
+from sandbox.blockkit_text import text_of
+from sandbox.demo_surfaces import surfaces_tour
+from sandbox.demo_tour import StepFailed, Tour, expect
 
 
 async def _health_tour(tour: Tour) -> None:
     async def fleet_is_listed() -> str:
         after = await tour.latest("oncall")
         answer = await tour.command("oncall", "/health all")
-        _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']} ({answer.get('error')})")
-        _expect(answer["ack_ms"] < 3000, f"the ack took {answer['ack_ms']:.0f} ms, over Slack's 3 s")
+        expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']} ({answer.get('error')})")
+        expect(answer["ack_ms"] < 3000, f"the ack took {answer['ack_ms']:.0f} ms, over Slack's 3 s")
         report = await tour.next_message("oncall", after, lambda m: "Fleet health" in str(m["text"]))
         state = (await tour.http.get(f"{tour.endpoints['control_url']}/state")).json()
         missing = [s for s in state["services"] if s not in text_of(report)]
-        _expect(not missing, f"the report does not mention {missing}")
+        expect(not missing, f"the report does not mention {missing}")
         return f"acked in {answer['ack_ms']:.0f} ms; all {len(state['services'])} services listed"
 
     async def failing_ready_is_unhealthy() -> str:
@@ -113,14 +41,14 @@ async def _health_tour(tour: Tour) -> None:
         finally:
             await tour.behave(revision, failing_checks=[])
         text = text_of(report)
-        _expect("*prediction-worker* is *unhealthy*" in text, "prediction-worker is not shown as unhealthy")
-        _expect("`gcs_model_file`" in text and "not found" in text, "the failing check or its detail is missing")
+        expect("*prediction-worker* is *unhealthy*" in text, "prediction-worker is not shown as unhealthy")
+        expect("`gcs_model_file`" in text and "not found" in text, "the failing check or its detail is missing")
         found = re.search(re.escape(tour.endpoints["bot_url"]) + r"/runbooks/prediction-worker\?sig=[\w-]+"
                           r"#gcs-model-file", text)
-        _expect(found is not None, "the signed runbook link is missing")
+        expect(found is not None, "the signed runbook link is missing")
         assert found is not None
         page = await tour.http.get(found.group(0))
-        _expect(page.status_code == 200 and 'id="gcs-model-file"' in page.text, "the runbook link does not resolve")
+        expect(page.status_code == 200 and 'id="gcs-model-file"' in page.text, "the runbook link does not resolve")
         return "unhealthy, with the check, its detail and a runbook link that resolves"
 
     async def down_is_unreachable() -> str:
@@ -133,31 +61,35 @@ async def _health_tour(tour: Tour) -> None:
                                              lambda m: str(m["text"]).startswith("nba-grading-service is"))
         finally:
             await tour.behave(revision, down=False)
-        _expect("unreachable" in str(report["text"]), f"shown as: {report['text']}")
+        expect("unreachable" in str(report["text"]), f"shown as: {report['text']}")
         return "shown as unreachable, not as an error of the bot"
 
     async def mistakes_are_explained() -> str:
         answers = {typed: (await tour.command("oncall", typed))["body"]
                    for typed in ("/health prediction-wrker", "/health", "/health nope")}
-        _expect("Did you mean `prediction-worker`?" in answers["/health prediction-wrker"], "no did-you-mean")
-        _expect("which service?" in answers["/health"], "no hint for a missing service")
-        _expect("there is no service `nope`" in answers["/health nope"], "no answer for an unknown service")
+        expect("Did you mean `prediction-worker`?" in answers["/health prediction-wrker"], "no did-you-mean")
+        expect("which service?" in answers["/health"], "no hint for a missing service")
+        expect("there is no service `nope`" in answers["/health nope"], "no answer for an unknown service")
         for typed, body in answers.items():
             tour.out.write(f"    {typed} → {body.splitlines()[0]}\n")
         return "each mistake got a short answer saying what to type instead"
 
     async def forged_is_refused() -> str:
+        if tour.endpoints.get("socket_mode"):
+            route = await tour.http.post(f"{tour.endpoints['bot_url']}/slack/events", content=b"payload=%7B%7D")
+            expect(route.status_code == 404, f"in Socket Mode the bot's Slack route answered {route.status_code}")
+            return "in Socket Mode the bot takes nothing over HTTP: its /slack/events route answers 404"
         answer = await tour.command("oncall", "/health all", signature="v0=" + "0" * 64)
-        _expect(answer["status"] == 401, f"a forged signature got HTTP {answer['status']}")
+        expect(answer["status"] == 401, f"a forged signature got HTTP {answer['status']}")
         old = await tour.command("oncall", "/health all", timestamp=int(time.time()) - 600)
-        _expect(old["status"] == 401, f"a replayed request got HTTP {old['status']}")
+        expect(old["status"] == 401, f"a replayed request got HTTP {old['status']}")
         return "a forged signature and a 10-minute-old timestamp both got 401"
 
     async def help_lists_commands() -> str:
         after = await tour.latest("viewer")
         await tour.command("viewer", "/help")
         listing = await tour.next_message("viewer", after, lambda m: "/health <service|all>" in text_of(m))
-        _expect(listing.get("ephemeral") is True, "help should be visible only to who asked")
+        expect(listing.get("ephemeral") is True, "help should be visible only to who asked")
         return "/help answered only to the viewer"
 
     await tour.step("/health all: every service, acked within Slack's 3 seconds", fleet_is_listed)
@@ -197,16 +129,16 @@ async def _rollout_tour(tour: Tour) -> None:
         (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
         after = await tour.latest("oncall")
         answer = await tour.command("oncall", f"/deploy {service} tag=v3")
-        _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
+        expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
         asked = await tour.next_message("oncall", after, lambda m: "Approval needed" in text_of(m))
         click = (await tour.http.post(f"{tour.endpoints['slack_user_url']}/actions", json={
             "user": "lead", "channel": "deploys", "message_ts": asked["ts"], "action_id": "deploy_approve"})).json()
-        _expect(click["status"] == 200, f"the bot answered the lead's Approve with HTTP {click['status']}")
+        expect(click["status"] == 200, f"the bot answered the lead's Approve with HTTP {click['status']}")
         await rollout_of(service, ("promoted", "rolled back", "failed", "paused"))
         now = await state(service)
         routed = {s["revision"]: s["percent"] for s in now["traffic_statuses"] if s.get("percent")}
-        _expect(routed == {now["latest_ready"]: 100}, f"traffic is {routed}, not all on the candidate")
-        _expect(not any(s.get("tag") for s in now["traffic_statuses"]), "the canary tag is still there")
+        expect(routed == {now["latest_ready"]: 100}, f"traffic is {routed}, not all on the candidate")
+        expect(not any(s.get("tag") for s in now["traffic_statuses"]), "the canary tag is still there")
         steps = " → ".join(f"{split.get(now['latest_ready'], 0)}%" for split in now["traffic_history"])
         return f"the candidate's traffic went {steps}; {now['latest_ready']} now serves 100%, untagged"
 
@@ -218,12 +150,12 @@ async def _rollout_tour(tour: Tour) -> None:
         (await tour.http.patch(f"{control}/services/{service}", json={"requests_per_s": 100})).raise_for_status()
         await tour.command("oncall", f"/deploy {service} tag=v4-broken")
         message = await rollout_of(service, ("promoted", "rolled back", "failed", "paused"))
-        _expect("rolled back" in str(message["text"]), f"the rollout ended as: {message['text']}")
+        expect("rolled back" in str(message["text"]), f"the rollout ended as: {message['text']}")
         now = await state(service)
         routed = [s["revision"] for s in now["traffic_statuses"] if s.get("percent")]
-        _expect(routed == stable, f"traffic is on {routed}, not back on {stable}")
+        expect(routed == stable, f"traffic is on {routed}, not back on {stable}")
         peak = max(split.get(now["latest_created"], 0) for split in now["traffic_history"])
-        _expect(peak == 5, f"the bad candidate reached {peak}% before the rollback")
+        expect(peak == 5, f"the bad candidate reached {peak}% before the rollback")
         return f"rolled back at 5%; all traffic is back on {stable[0]}"
 
     await tour.step("/deploy of a good image: approved by a second person (the lead), every stage analysed, then "
@@ -249,14 +181,14 @@ async def _change_control_tour(tour: Tour) -> None:
         after = await tour.latest("lead")
         await tour.command("lead", f"/deploy {service} tag=v3")
         refusal = await tour.next_message("lead", after, lambda m: "override=" in text_of(m))
-        _expect("backfill running" in text_of(refusal), "the refusal does not say why the service is locked")
+        expect("backfill running" in text_of(refusal), "the refusal does not say why the service is locked")
         return "the lock is announced; the lead's /deploy is refused, naming the holder, the reason and the override"
 
     async def freeze_refuses() -> str:
         after = await tour.latest("oncall")
         await tour.command("oncall", "/deploy mlb-prediction-worker tag=v3")
         refusal = await tour.next_message("oncall", after, lambda m: "demo-maintenance" in text_of(m))
-        _expect("override=" in text_of(refusal), "the refusal does not say how to go ahead")
+        expect("override=" in text_of(refusal), "the refusal does not say how to go ahead")
         return "refused during the window, naming it, its end and the override"
 
     async def second_deploy_is_queued() -> str:
@@ -310,7 +242,7 @@ async def _alert_tour(tour: Tour) -> None:
             clicked = await tour.http.post(f"{tour.endpoints['slack_user_url']}/actions", json={
                 "user": "oncall", "channel": channel, "message_ts": parent["ts"], "action_id": "incident_ack",
                 "value": button["value"]})
-            _expect(clicked.status_code == 200, f"the click got HTTP {clicked.status_code}")
+            expect(clicked.status_code == 200, f"the click got HTTP {clicked.status_code}")
             await reply_saying(parent, channel, "acknowledged by")
         finally:
             await tour.behave(revision, failing_checks=[])
@@ -323,10 +255,10 @@ async def _alert_tour(tour: Tour) -> None:
         alert = {"policy": "grading 5xx above 1%", "condition": "5xx ratio", "service": service,
                  "summary": "5xx ratio 3.1% for 5 min", "incident_id": "0.demo-grading"}
         sent = (await tour.http.post(f"{control}/alerts/monitoring", json={**alert, "state": "open"})).json()
-        _expect(sent.get("status") == 200, f"the bot answered the notification with {sent.get('status')}")
+        expect(sent.get("status") == 200, f"the bot answered the notification with {sent.get('status')}")
         parent = await tour.next_message("oncall", after, lambda m: str(m["text"]).startswith(f"{service}:"),
                                          channel=channel)
-        _expect("grading 5xx above 1%" in text_of(parent), "the policy is not in the incident")
+        expect("grading 5xx above 1%" in text_of(parent), "the policy is not in the incident")
         (await tour.http.post(f"{control}/alerts/monitoring", json={**alert, "state": "closed"})).raise_for_status()
         await reply_saying(parent, channel, "resolved")
         return "Cloud Monitoring's notification opened the service's incident thread; its close resolved it"
@@ -334,9 +266,9 @@ async def _alert_tour(tour: Tour) -> None:
     async def digest_now() -> str:
         after = await tour.latest("oncall")
         answer = await tour.command("oncall", "/digest")
-        _expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
+        expect(answer["status"] == 200, f"the bot answered HTTP {answer['status']}")
         digest = await tour.next_message("oncall", after, lambda m: "Health digest" in text_of(m))
-        _expect(digest["kind"] != "message", "the digest went to the channel, not to the requester")
+        expect(digest["kind"] != "message", "the digest went to the channel, not to the requester")
         return "the digest, shown to the requester only"
 
     await tour.step("a service breaks: one incident thread, acknowledged, then resolved",
@@ -353,6 +285,7 @@ async def run_demo(endpoints: dict[str, Any], out: TextIO = sys.stdout) -> int:
         await _rollout_tour(tour)
         await _change_control_tour(tour)
         await _alert_tour(tour)
+        await surfaces_tour(tour)
     out.write(f"\n(the tour took {time.monotonic() - started:.0f} s)\n")
     if tour.failures:
         out.write(f"\n✗ {len(tour.failures)} step(s) failed: {'; '.join(tour.failures)}\n")

@@ -246,6 +246,7 @@ class World:
             "region": self.config.region,
             "channels": {c.name: c.id for c in self.workspace.channels.values()},
             "users": {u.name: u.id for u in self.workspace.users.values()},
+            "socket_mode": self.options.socket_mode,
         }
 
     async def stop(self) -> None:

@@ -190,14 +190,14 @@ async def processes(tmp: Path, *, lease_s: float, database_url: str | None = Non
     env = bot_environment(world, url)
     bot = BotProcess(config, port, env, tmp / "bot.log")
     store = Store(url)
+    running: Processes | None = None
     try:
         await bot.ready()
         async with httpx.AsyncClient(timeout=10) as http:
             running = Processes(world, config, env, tmp / "bot.log", store, http, bot)
             yield running
-            bot = running.bot
     finally:
-        bot.stop()
+        (running.bot if running else bot).stop()  # the instance running now, also when the test failed
         store.close()
         figures.count(HIT, sum(int(fault["hits"]) for fault in world.faults.listing()))
         await world.stop()
