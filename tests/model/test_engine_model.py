@@ -663,7 +663,13 @@ CHECKED = settings(max_examples=200, stateful_step_count=40, deadline=None, data
                    report_multiple_bugs=False)
 """Repeatable: the same sequences on every run, so CI sees what a developer sees."""
 UNTIL_FOUND = settings(CHECKED, max_examples=1000, phases=(Phase.generate,))
-"""The first counterexample, unshrunk: for what is expected to fail (shrinking replays thousands of runs)."""
+"""The first counterexample, unshrunk: for what is expected to fail (shrinking replays thousands of runs).
+
+Derandomized is not the same everywhere: Hypothesis also draws constants it collects from the source of every local
+module loaded in the process, so a run inside the whole suite explores other sequences than the file alone, and a
+new module anywhere can move them. A guard taken out must therefore be found well within the budget in the world
+that shows it plainest (the forgotten own split: 1 s in DEADLINE_FAR, where REAL_TIMINGS' deadline rollbacks took
+more than 1,000 sequences once every test module was loaded)."""
 Checker = Callable[..., None]
 
 
@@ -805,7 +811,7 @@ def _freeze_not_fed(rollout: Rollout, live: Live, now: datetime, verdict: Verdic
 @pytest.mark.parametrize(("world", "engine", "found_by"), [
     pytest.param(AT_ONCE, Engine(decide=_ignore_rollback_commands), ANSWERED,
                  id="a person's /rollback is ignored"),
-    pytest.param(REAL_TIMINGS, Engine(decide=_own_splits_forgotten), ROLLBACK_STICKS,
+    pytest.param(DEADLINE_FAR, Engine(decide=_own_splits_forgotten), ROLLBACK_STICKS,
                  id="a split chatops asked for earlier is taken for a person's"),
     pytest.param(REAL_TIMINGS, Engine(decide=_last_command_only), ANSWERED,
                  id="commands are one column, the last one wins"),
