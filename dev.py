@@ -110,8 +110,9 @@ def test_database() -> Iterator[dict[str, str]]:
 
 
 # Whole files per worker, so a module's sandbox starts once. Most scenario time is spent waiting, so three workers
-# finish sooner than two on a 2-core machine.
-PARALLEL = ("-n", "3", "--dist", "loadfile")
+# finish sooner than two on a 2-core machine. Files are handed out in collection order, which tests/conftest.py
+# makes longest first, not xdist's default of most tests first (which starts the few long scenarios last).
+PARALLEL = ("-n", "3", "--dist", "loadfile", "--no-loadscope-reorder")
 
 
 def test(args: list[str]) -> int:

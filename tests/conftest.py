@@ -20,6 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "chatops.example.yaml"
 
 
+LONGEST_FIRST = (
+    "scenario/test_scale_out_scenario.py", "scenario/test_real_timings_scenario.py", "model/test_engine_model.py",
+    "scenario/test_real_timings_fleet_scenario.py", "scenario/test_digest_scenario.py",
+    "scenario/test_kills_scenario.py", "scenario/test_demo.py", "scenario/test_faults_scenario.py",
+    "scenario/test_rollout_scenario.py", "scenario/test_strict_world.py", "contract/test_image_assembly.py",
+    "unit/test_properties.py", "scenario/test_restarts_scenario.py", "scenario/test_approval_queue_scenario.py",
+    "contract/test_monitoring_contract.py", "unit/test_policy_matrix.py")
+"""The files that take longest, measured (`dev.py test --durations=0`), slowest first. dev.py runs whole files per
+worker in collection order (`--no-loadscope-reorder`), so these start first and the short ones fill in after: the
+suite ends when its longest file does, not when a long file that started last does. Order only; the rest keep
+theirs."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(ROOT / "tests").as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: within a file, and among the rest, the order is as collected
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, None]:
     outcome = yield
