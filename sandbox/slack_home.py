@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sandbox.slack_errors import SlackError
-from sandbox.slack_workspace import APP_ID, BOT_ID, Workspace, _block_problems
+from sandbox.slack_workspace import APP_ID, BOT_ID, Workspace, block_problems, text_problems
 
 if TYPE_CHECKING:
     from sandbox.slack_api import Args
@@ -40,23 +40,14 @@ MAX_PRIVATE_METADATA = 3000
 MAX_CALLBACK_ID = 255
 
 
-def _text_problems(text: object, pointer: str, most: int, *, plain_only: bool = True) -> list[str]:
-    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
-    if not isinstance(text, dict) or text.get("type") not in kinds or not isinstance(text.get("text"), str):
-        return [f"failed to match all allowed schemas [json-pointer:{pointer}]"]
-    if len(text["text"]) > most:
-        return [f"must be less than {most + 1} characters [json-pointer:{pointer}/text]"]
-    return []
-
-
 def confirm_problems(confirm: object, pointer: str) -> list[str]:
     """A confirmation dialog object's limits."""
     if not isinstance(confirm, dict):
         return [f"must be an object [json-pointer:{pointer}]"]
-    problems = _text_problems(confirm.get("title"), f"{pointer}/title", 100)
-    problems += _text_problems(confirm.get("text"), f"{pointer}/text", 300, plain_only=False)
-    problems += _text_problems(confirm.get("confirm"), f"{pointer}/confirm", 30)
-    problems += _text_problems(confirm.get("deny"), f"{pointer}/deny", 30)
+    problems = text_problems(confirm.get("title"), f"{pointer}/title", 100, plain_only=True)
+    problems += text_problems(confirm.get("text"), f"{pointer}/text", 300)
+    problems += text_problems(confirm.get("confirm"), f"{pointer}/confirm", 30, plain_only=True)
+    problems += text_problems(confirm.get("deny"), f"{pointer}/deny", 30, plain_only=True)
     if confirm.get("style") not in (None, "primary", "danger"):
         problems.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
     return problems
@@ -90,7 +81,7 @@ def _view_problems(view: Json) -> list[str]:
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             problems.append(f"missing required field: type [json-pointer:{pointer}]")
             continue
-        problems += _block_problems(block, pointer)
+        problems += block_problems(block, pointer)
         block_id = block.get("block_id")
         if isinstance(block_id, str):
             if block_id in block_ids:

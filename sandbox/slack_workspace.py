@@ -379,7 +379,7 @@ def _checked_blocks(blocks: object) -> list[Json]:
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             problems.append(f"missing required field: type [json-pointer:{pointer}]")
             continue
-        problems += _block_problems(block, pointer)
+        problems += block_problems(block, pointer)
         block_id = block.get("block_id")
         if block_id in block_ids:
             problems.append(f"duplicate block_id [json-pointer:{pointer}/block_id]")
@@ -394,7 +394,7 @@ _BLOCK_TYPES = {"section", "header", "context", "actions", "divider", "image", "
                 "input", "file", "video"}
 
 
-def _block_problems(block: Json, pointer: str) -> list[str]:
+def block_problems(block: Json, pointer: str) -> list[str]:
     """The limits a chatops message can run into: section and header text, fields, element counts."""
     kind = block["type"]
     if kind not in _BLOCK_TYPES:
@@ -404,17 +404,17 @@ def _block_problems(block: Json, pointer: str) -> list[str]:
         if "text" not in block and "fields" not in block:
             problems.append(f"must provide text or fields [json-pointer:{pointer}]")
         if "text" in block:
-            problems += _text_problems(block["text"], f"{pointer}/text", 3000)
+            problems += text_problems(block["text"], f"{pointer}/text", 3000)
         fields = block.get("fields", [])
         if not isinstance(fields, list) or len(fields) > 10:
             problems.append(f"must provide an array of at most 10 items [json-pointer:{pointer}/fields]")
         else:
             for i, item in enumerate(fields):
-                problems += _text_problems(item, f"{pointer}/fields/{i}", 2000)
+                problems += text_problems(item, f"{pointer}/fields/{i}", 2000)
         if "accessory" in block:
             problems += _element_problems(block["accessory"], f"{pointer}/accessory")
     elif kind == "header":
-        problems += _text_problems(block.get("text"), f"{pointer}/text", 150, plain_only=True)
+        problems += text_problems(block.get("text"), f"{pointer}/text", 150, plain_only=True)
     elif kind in ("context", "actions"):
         most = 10 if kind == "context" else 25
         elements = block.get("elements")
@@ -426,7 +426,8 @@ def _block_problems(block: Json, pointer: str) -> list[str]:
     return problems
 
 
-def _text_problems(text: object, pointer: str, most: int, *, plain_only: bool = False) -> list[str]:
+def text_problems(text: object, pointer: str, most: int, *, plain_only: bool = False) -> list[str]:
+    """A text object's type (`plain_only`: plain_text alone) and length, as Slack words its refusal."""
     kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
     if not isinstance(text, dict) or text.get("type") not in kinds or not isinstance(text.get("text"), str):
         return [f"failed to match all allowed schemas [json-pointer:{pointer}]"]
@@ -440,7 +441,7 @@ def _element_problems(element: object, pointer: str) -> list[str]:
         return [f"missing required field: type [json-pointer:{pointer}]"]
     if element["type"] != "button":
         return []
-    problems = _text_problems(element.get("text"), f"{pointer}/text", 75, plain_only=True)
+    problems = text_problems(element.get("text"), f"{pointer}/text", 75, plain_only=True)
     for name, most in (("action_id", 255), ("value", 2000)):
         if len(str(element.get(name, ""))) > most:
             problems.append(f"must be less than {most + 1} characters [json-pointer:{pointer}/{name}]")
