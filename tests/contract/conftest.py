@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,9 +61,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A store at the head revision: a copy of the worker's migrated SQLite file, or a schema migrated now."""
+    sqlite = database_url.startswith("sqlite")
+    if sqlite:  # database_url's file, not yet created
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_template"), tmp_path / "chatops.db")
     migrated = Store(database_url)
-    migrated.migrate()
+    if not sqlite:
+        migrated.migrate()
     yield migrated
     migrated.close()
 

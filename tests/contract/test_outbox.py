@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -32,10 +31,8 @@ async def slack() -> AsyncIterator[Slack]:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Outbox:
-    store = Store(f"sqlite:///{tmp_path / 'chatops.db'}")
-    store.migrate()
-    return Outbox(store)
+def outbox(migrated_sqlite: str) -> Outbox:
+    return Outbox(Store(migrated_sqlite))
 
 
 def gateway(slack: Slack, timeout_s: int = 10) -> SlackGateway:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +27,8 @@ class ViewAck:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    migrated = Store(f"sqlite:///{tmp_path / 'chatops.db'}")
-    migrated.migrate()
+def store(migrated_sqlite: str) -> Iterator[Store]:
+    migrated = Store(migrated_sqlite)
     yield migrated
     migrated.close()
 

@@ -116,9 +116,8 @@ def last_row(runtime: Runtime, user: str) -> AuditEntry:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    migrated = Store(f"sqlite:///{tmp_path / 'chatops.db'}")
-    migrated.migrate()
+def store(migrated_sqlite: str) -> Iterator[Store]:
+    migrated = Store(migrated_sqlite)
     yield migrated
     migrated.close()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,9 +23,8 @@ NOW = datetime.now(UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    migrated = Store(f"sqlite:///{tmp_path / 'chatops.db'}")
-    migrated.migrate()
+def store(migrated_sqlite: str) -> Iterator[Store]:
+    migrated = Store(migrated_sqlite)
     yield migrated
     migrated.close()
 
