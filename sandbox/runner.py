@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -122,10 +123,21 @@ def demo_freeze(now: datetime) -> dict[str, Any]:
 
 
 def free_port() -> int:
+    """A port for a process that binds it later. Chosen below the kernel's ephemeral range: a port the kernel hands
+    out (`bind` to 0) is free again once this probe closes, and the next outgoing connection may take it as its
+    local port before the process binds; ports below the range are never handed out that way."""
+    lowest_ephemeral = 32768
+    with contextlib.suppress(OSError, ValueError):
+        lowest_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = range(10_000, lowest_ephemeral) if lowest_ephemeral > 11_000 else range(0)
+    for port in random.sample(candidates, min(50, len(candidates))):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", port))
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def bot_environment(world: World, database_url: str) -> dict[str, str]:
