@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 from sandbox.runner import bot_environment, free_port
+from sandbox.slack_socket import app_token
 from sandbox.world import World
 from tests.conftest import EXAMPLE_CONFIG, ROOT
 
@@ -72,7 +72,7 @@ async def test_socket_mode_with_a_token_that_is_not_the_apps_stops_start_up_with
         world: World, tmp_path: Path) -> None:
     """`serve --socket-mode` opens its first URL at start: a token Slack refuses stops it, naming the secret, instead
     of leaving a bot that retries forever and hears nothing."""
-    world.secret_manager.put("chatops-wrong-app-token", f"xapp-1-A07OTHER001-1-{secrets.token_hex(32)}".encode())
+    world.secret_manager.put("chatops-wrong-app-token", app_token().encode())  # shaped as Slack's, not this world's
     world.secret_manager.put("chatops-bot-token-as-app-token", world.bot_token.encode())
     for name, expected in (("chatops-wrong-app-token", "apps.connections.open answered invalid_auth"),
                            ("chatops-bot-token-as-app-token", "does not hold an app-level token")):

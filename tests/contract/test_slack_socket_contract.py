@@ -6,7 +6,6 @@ unacknowledged event retried with `retry_attempt`, and a `disconnect` the client
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Config
+from sandbox.slack_socket import app_token
 from sandbox.world import World, WorldOptions
 
 
@@ -75,7 +75,7 @@ async def test_apps_connections_open_takes_the_app_level_token_only(socket_world
         await AsyncWebClient(base_url=api).apps_connections_open(app_token=socket_world.bot_token)
     assert bot_token.value.response["error"] == "not_allowed_token_type"
     with pytest.raises(SlackApiError) as stranger:
-        await AsyncWebClient(base_url=api).apps_connections_open(app_token=f"xapp-1-A0-1-{secrets.token_hex(32)}")
+        await AsyncWebClient(base_url=api).apps_connections_open(app_token=app_token())
     assert stranger.value.response["error"] == "invalid_auth"
     async with httpx.AsyncClient() as http:  # the token as a form field: "will result in an error"
         answer = await http.post(f"{api}apps.connections.open", data={"token": socket_world.app_token})
