@@ -182,7 +182,9 @@ async def test_queued_deploys_run_in_order_and_the_queue_holds_after_a_rollback_
     await fleet.command("lead", f"/deploy {service} tag=v6")
     queued = await told(fleet, "lead", "queued #2", at)
     assert f"queued #2 behind <@{ONCALL}>'s rollout of `v5`" in queued and "it starts when that one ends" in queued
+    at = await fleet.latest_ts("oncall")
     await fleet.command("oncall", f"/deploy {service} tag=v7")
+    await told(fleet, "oncall", "queued #3", at)
     await fleet.command("lead", f"/deploy {service} tag=v8")
     second, third, fourth = [await request_of(fleet, service, tag) for tag in ("v6", "v7", "v8")]
     at = await fleet.latest_ts("viewer")

@@ -62,6 +62,7 @@ async def test_a_locked_service_is_refused_then_overridden_and_a_rollback_still_
         assert done.rollout.id == running.rollout.id and fleet.routed(SERVICE) == {stable: 100}
 
         await fleet.command("lead", "/lock nba-grading-service grading backfill")
+        await fleet.wait_for("lead", told("Locked *nba-grading-service*"))
         await fleet.command("oncall", "/unlock nba-grading-service")
         kept = await fleet.wait_for("oncall", told("Breaking someone else's lock needs the *lead* role"))
         assert "ask <@U07LEAD0001> to `/unlock nba-grading-service`" in kept["text"]
