@@ -7,7 +7,8 @@ post-deploy watch's Roll back is /rollback while the revision it warned about st
 the stage it was drawn at, so a double click or a stale message cannot push a rollout two stages; everything a
 button names is looked up again on click and the policy asked again, never trusted from the message. A payload
 that does not read as one of these buttons is answered and audited as `invalid`, never a 500. A deploy request's
-Approve, Deny and Cancel are commands/queue.py's, decided on the request as it is at the click.
+Approve, Deny and Cancel are commands/queue.py's, decided on the request as it is at the click. A lock's Unlock is
+/unlock of the lock it was drawn for (its service and when it was taken), never a lock taken since.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
+from bot.domain.change_gate import ALL
 from bot.domain.rollout import Command as RolloutCommand
 from bot.domain.watch import still_serves
+from bot.render.change_control import EPOCH, UNLOCK
 from bot.render.deploy_request import APPROVE, CANCEL, DENY
 from bot.render.watch import no_longer_serves
 from commands.change_control import passes
 from commands.framework import Ack, Answer, Invalid, Invocation, Plan, Runtime, guarded
 from commands.incidents import acknowledge
+from commands.lock import UnlockCommand, UnlockRequest
 from commands.queue import plan_request_click
 from commands.rollback import Rollback
 from commands.rollout_control import ServiceRequest, hand_over
@@ -35,6 +41,8 @@ ACTIONS: dict[str, Verb] = {"rollout_promote": "promote", "rollout_pause": "paus
                             "rollout_rollback": "rollback", "incident_ack": "ack", "incident_timeline": "timeline",
                             "watch_rollback": "rollback",
                             APPROVE: "approve", DENY: "deny", CANCEL: "cancel"}
+_LOCK = re.compile(r"([a-z][a-z0-9-]{0,62})@([0-9]{1,16})")
+"""An Unlock button's value: `<service or all>@<microseconds since the epoch the lock was taken>`."""
 LINK_BUTTONS = ("incident_runbook",)
 """URL buttons: Slack opens the link itself, and the action it also sends only needs acknowledging."""
 
@@ -53,6 +61,14 @@ class Click:
     verb: Verb
     subject: int
     stage: int | None
+
+
+@dataclass(frozen=True)
+class UnlockClick:
+    """A press of a lock's Unlock: which service (or `all`), and when the lock it was drawn for was taken."""
+
+    service: str
+    since: datetime
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -88,7 +104,7 @@ def invocation_of(body: Mapping[str, Any]) -> Invocation:
                       response_url=_text(body.get("response_url")))
 
 
-def read_click(body: Mapping[str, Any]) -> Click | Invalid | None:
+def read_click(body: Mapping[str, Any]) -> Click | UnlockClick | Invalid | None:
     """The button pressed, or what is wrong with the payload; None for a link button (nothing to do)."""
     action = _first_action(body)
     if not isinstance(action, Mapping):
@@ -96,6 +112,13 @@ def read_click(body: Mapping[str, Any]) -> Click | Invalid | None:
     action_id = _text(action.get("action_id"))
     if action_id in LINK_BUTTONS:
         return None
+    if action_id == UNLOCK:
+        value = action.get("value")
+        lock = _LOCK.fullmatch(value) if isinstance(value, str) else None
+        if lock is None:
+            return Invalid("lock", "button value is not one the bot draws",
+                           f"That button doesn't say which lock it is for; {_NOTHING_DONE}")
+        return UnlockClick(lock.group(1), EPOCH + timedelta(microseconds=int(lock.group(2))))
     verb = ACTIONS.get(action_id)
     if verb is None:
         return Invalid("button", "unknown button",
@@ -107,6 +130,15 @@ def read_click(body: Mapping[str, Any]) -> Click | Invalid | None:
                        f"That button doesn't say which rollout or incident it is for; {_NOTHING_DONE}")
     stage = found.group(2)
     return Click(action_id, verb, int(found.group(1)), int(stage) if stage is not None else None)
+
+
+def plan_unlock(click: UnlockClick, invocation: Invocation, runtime: Runtime) -> Plan | Invalid:
+    """`/unlock` of the lock the button was drawn for, asked of the policy as the typed command is."""
+    if click.service != ALL and click.service not in runtime.config.services:
+        return Invalid("lock", "no such service", f"No service `{click.service}` is configured now; {_NOTHING_DONE}")
+    command, request = UnlockCommand(), UnlockRequest(click.service, drawn=click.since)
+    return Plan(command.action, command.target(request), command.needs(request),
+                partial(command.act, request, invocation, runtime))
 
 
 async def plan_click(click: Click, invocation: Invocation, runtime: Runtime, answer: Answer) -> Plan | Invalid:
@@ -185,6 +217,8 @@ async def handle_button(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> 
     answer = Answer(runtime, invocation, None)
 
     async def prepare() -> Plan | Invalid:
+        if isinstance(click, UnlockClick):
+            return plan_unlock(click, invocation, runtime)
         return click if isinstance(click, Invalid) else await plan_click(click, invocation, runtime, answer)
 
     return await guarded(runtime, invocation, prepare, answer)

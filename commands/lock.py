@@ -17,7 +17,8 @@ from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Message
 from bot.config import Config
 from bot.domain.change_gate import ALL, Lock
-from bot.render.blocks import section
+from bot.render.blocks import actions, section
+from bot.render.change_control import unlock_button
 from bot.render.mrkdwn import echoed
 from commands.change_control import may, reason_of
 from commands.framework import Command, Invocation, Runtime
@@ -84,7 +85,7 @@ class LockCommand(Command[LockRequest]):
         lock = Lock(request.service, user, request.reason, now, now + request.duration if request.duration else None)
         text = (f":lock: <@{user}> locked {_what(request.service)} {lock.ends}: {request.reason}. Deploys by others "
                 f"are refused until then; `/unlock {request.service}` releases it.")
-        held = await LockStore(runtime.store).take(lock, [_told(runtime, request.service, now, text)])
+        held = await LockStore(runtime.store).take(lock, [_told(runtime, request.service, now, text, lock)])
         if held.holder != user:
             await runtime.slack.respond(invocation.response_url, (
                 f":lock: {_what(request.service)} is already {held.spoken()}. Ask <@{held.holder}> to "
@@ -97,8 +98,11 @@ class LockCommand(Command[LockRequest]):
 
 @dataclass(frozen=True)
 class UnlockRequest:
+    """`drawn`: when the lock an Unlock button was drawn for was taken; that lock, and no later one, is released."""
+
     service: str
     reason: str = ""
+    drawn: datetime | None = None
 
 
 class UnlockCommand(Command[UnlockRequest]):
@@ -125,6 +129,11 @@ class UnlockCommand(Command[UnlockRequest]):
         user = invocation.user_id
         store = LockStore(runtime.store)
         held = next((lock for lock in await store.locks(now) if lock.service == request.service), None)
+        if held is not None and request.drawn is not None and held.since != request.drawn:
+            await runtime.slack.respond(invocation.response_url, (
+                f"That button was for an earlier lock on {_what(request.service)}; it is now {held.spoken()}. "
+                f"Nothing was done: `/unlock {request.service}` releases the lock that holds now."))
+            return
         if held is None:
             await runtime.slack.respond(invocation.response_url, f"{_what(request.service)} is not locked; nothing "
                                                                  "to do. `/status` shows the locks.")
@@ -144,7 +153,7 @@ class UnlockCommand(Command[UnlockRequest]):
                 return
             text = (f":warning: <@{user}> broke <@{held.holder}>'s lock on {_what(request.service)}{why} (it was "
                     f"{held.spoken()}).")
-        if not await store.release(request.service, held.holder, now, [_told(runtime, request.service, now, text)]):
+        if not await store.release(held, now, [_told(runtime, request.service, now, text)]):
             await runtime.slack.respond(invocation.response_url, f"The lock on {_what(request.service)} changed "
                                                                  "meanwhile; `/status` shows it now.")
             return
@@ -156,6 +165,8 @@ class UnlockCommand(Command[UnlockRequest]):
                                                              "deploy channel is told.")
 
 
-def _told(runtime: Runtime, service: str, now: datetime, text: str) -> Message:
+def _told(runtime: Runtime, service: str, now: datetime, text: str, taken: Lock | None = None) -> Message:
+    """The deploy channel's line; a lock taken carries its Unlock button."""
     channel = runtime.config.slack.channels[runtime.config.slack.deploy_channel]
-    return Message(f"lock:{service}:{now.timestamp():.6f}", "post", channel, text, [section(text)])
+    blocks = [section(text)] + ([actions(unlock_button(taken))] if taken is not None else [])
+    return Message(f"lock:{service}:{now.timestamp():.6f}", "post", channel, text, blocks)

@@ -40,10 +40,10 @@ class LockStore:
         except IntegrityError:  # another instance inserted the row first: take it, or find it held, now it is there
             return await asyncio.to_thread(self._take, lock, messages)
 
-    async def release(self, service: str, holder: str, now: datetime, messages: Sequence[Message] = ()) -> bool:
-        """Remove the lock on `service` if `holder` holds it at `now`; False when they no longer do (it ended, or
-        was broken or replaced meanwhile). `messages` are queued only when it was removed."""
-        return await asyncio.to_thread(self._release, service, holder, now, messages)
+    async def release(self, lock: Lock, now: datetime, messages: Sequence[Message] = ()) -> bool:
+        """Remove `lock` if it still holds at `now`; False when it does not (it ended, or was broken, replaced or
+        taken again meanwhile). `messages` are queued only when it was removed."""
+        return await asyncio.to_thread(self._release, lock, now, messages)
 
     def _locks(self, now: datetime) -> list[Lock]:
         with self.store.reading() as session:
@@ -65,10 +65,10 @@ class LockStore:
             enqueue(session, messages, lock.since)
             return lock
 
-    def _release(self, service: str, holder: str, now: datetime, messages: Sequence[Message]) -> bool:
+    def _release(self, lock: Lock, now: datetime, messages: Sequence[Message]) -> bool:
         with self.store.writing() as session:
             result = session.execute(delete(LockRow).where(
-                LockRow.service == service, LockRow.holder == holder,
+                LockRow.service == lock.service, LockRow.holder == lock.holder, LockRow.since == lock.since,
                 or_(LockRow.until.is_(None), LockRow.until > now)))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False

@@ -22,7 +22,7 @@ from bot.domain.health import FleetHealth, ServiceHealth, Status
 from bot.domain.incidents import Incident
 from bot.domain.rollout import Rollout
 from bot.render.blocks import Block, chunk_lines, clip, context, divider, header, link, section
-from bot.render.change_control import control_lines
+from bot.render.change_control import lock_line, unlock_button, window_lines
 from bot.render.health import EMOJI
 from bot.render.mrkdwn import escape
 from bot.render.rollout import progress, rollout_message
@@ -34,7 +34,7 @@ PROBLEMS_SHOWN = 15
 ROLLOUTS_SHOWN = 10
 INCIDENTS_SHOWN = 10
 DEPLOYS_SHOWN = 5
-"""The rollout buttons that move traffic: their click asks first."""
+LOCKS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,20 @@ def _incidents(data: HomeData) -> list[Block]:
     return blocks
 
 
+def _control(data: HomeData) -> list[Block]:
+    """Each lock with its Unlock (asked of the policy on click, like /unlock), then the freeze windows."""
+    windows = window_lines(data.freeze_now, data.freeze_next)
+    if not data.locks and not windows:
+        return []
+    blocks = [section("*Locks and freezes*")]
+    for lock in data.locks[:LOCKS_SHOWN]:
+        blocks.append(section(lock_line(lock)) | {"accessory": unlock_button(lock)})
+    if len(data.locks) > LOCKS_SHOWN:
+        blocks.append(_more(len(data.locks) - LOCKS_SHOWN, "locks", "/status"))
+    blocks += [section(chunk) for chunk in chunk_lines(windows)]
+    return blocks
+
+
 def _deploys(data: HomeData) -> list[Block]:
     if not data.my_deploys:
         return [section("*Your recent deploys*\nNone yet.")]
@@ -145,10 +159,7 @@ def home_view(data: HomeData) -> dict[str, Any]:
     if data.notice:
         blocks.append(section(clip(data.notice, 2900)))
     blocks += [*_fleet(data), divider(), *_rollouts(data), divider(), *_incidents(data), divider()]
-    held = control_lines(data.locks, data.freeze_now, data.freeze_next)
-    if held:
-        blocks += [section(chunk) for chunk in chunk_lines(["*Locks and freezes*", *held])][:3]
-    blocks += _deploys(data)
+    blocks += [*_control(data), *_deploys(data)]
     may = ", ".join(f"`{action}`" for action in data.may) or "nothing yet: ask for a role in chatops.yaml"
     blocks.append(context(clip(f"You may: {may}. `/help` says how.", 2000)))
     return {"type": "home", "callback_id": "chatops_home", "blocks": blocks[:MAX_VIEW_BLOCKS]}

@@ -47,9 +47,23 @@ async def test_a_lock_ends_at_its_end_and_only_its_holder_releases_it(store: Sto
     assert await locks.take(again) == again, "the holder changes its own lock"
     other = Lock("prediction-worker", "U07ONCALL01", "mine now", until + timedelta(hours=2))
     assert await locks.take(other) == other, "a lock past its end is replaced"
-    assert not await locks.release("prediction-worker", "U07LEAD0001", NOW, [told("unlocked")])
-    assert await locks.release("prediction-worker", "U07ONCALL01", NOW, [told("broken")])
+    assert not await locks.release(again, NOW, [told("unlocked")]), "the lead's lock was replaced"
+    assert await locks.release(other, NOW, [told("broken")])
     assert await locks.locks(NOW) == [] and posts(store) == ["broken"]
+
+
+async def test_a_lock_taken_again_is_not_released_as_the_earlier_one(store: Store) -> None:
+    """An Unlock button names the lock it was drawn for: a click on it must not release the lock its holder took
+    again since (a new reason, a new end), read back from the database to the microsecond."""
+    locks = LockStore(store)
+    first = await locks.take(Lock("prediction-worker", "U07LEAD0001", "game night", NOW.replace(microsecond=123456)))
+    (read,) = await locks.locks(NOW)
+    assert read == first, "read back to the microsecond, as the button carries it"
+    again = await locks.take(Lock("prediction-worker", "U07LEAD0001", "overtime", NOW + timedelta(minutes=5)))
+    assert not await locks.release(first, NOW + timedelta(minutes=6), [told("unlocked")])
+    assert await locks.locks(NOW + timedelta(minutes=6)) == [again] and posts(store) == []
+    assert await locks.release(again, NOW + timedelta(minutes=6), [told("unlocked")])
+    assert posts(store) == ["unlocked"]
 
 
 def test_an_override_is_kept_with_its_command_until_answered(store: Store) -> None:

@@ -27,6 +27,15 @@ async def audit_rows(fleet: Scenario, action: str) -> list[tuple[str, str, str]]
     return [(row.user_id, row.outcome, row.detail) for row in rows if row.action == action]
 
 
+async def unlock(fleet: Scenario, user: str, announcement: dict[str, Any], confirmed: bool = True) -> dict[str, Any]:
+    """Press the lock announcement's Unlock; unconfirmed, Slack shows its dialog and sends nothing."""
+    answer = await fleet.http.post(f"{fleet.user_side}/actions", json={
+        "user": user, "channel": "deploys", "message_ts": announcement["ts"], "action_id": "lock_unlock",
+        "confirmed": confirmed})
+    seen: dict[str, Any] = answer.json()
+    return seen
+
+
 async def test_a_locked_service_is_refused_then_overridden_and_a_rollback_still_goes_through(
         example_config: Config, tmp_path: Path) -> None:
     async with scenario(fast(example_config, min_requests=5), tmp_path, requests_per_s=60) as fleet:
@@ -62,10 +71,21 @@ async def test_a_locked_service_is_refused_then_overridden_and_a_rollback_still_
         assert done.rollout.id == running.rollout.id and fleet.routed(SERVICE) == {stable: 100}
 
         await fleet.command("lead", "/lock nba-grading-service grading backfill")
-        await fleet.wait_for("lead", told("Locked *nba-grading-service*"))
+        first = await fleet.wait_for("viewer", told("<@U07LEAD0001> locked *nba-grading-service*", "backfill"))
         await fleet.command("oncall", "/unlock nba-grading-service")
         kept = await fleet.wait_for("oncall", told("Breaking someone else's lock needs the *lead* role"))
         assert "ask <@U07LEAD0001> to `/unlock nba-grading-service`" in kept["text"]
+
+        await fleet.command("lead", "/lock nba-grading-service for 1h grading backfill, second pass")
+        second = await fleet.wait_for("viewer", told("locked *nba-grading-service*", "second pass"))
+        dialog = await unlock(fleet, "lead", first, confirmed=False)
+        assert dialog["error"] == "confirmation_required" and dialog["confirm"]["title"]["text"] == (
+            "Unlock nba-grading-service?"), "Slack asks first and sends nothing"
+        assert (await unlock(fleet, "lead", first))["status"] == 200
+        stale = await fleet.wait_for("lead", told("That button was for an earlier lock on *nba-grading-service*"))
+        assert "second pass" in stale["text"], "the lock taken since is named, and kept"
+        assert (await unlock(fleet, "lead", second))["status"] == 200
+        await fleet.wait_for("viewer", told("<@U07LEAD0001> unlocked *nba-grading-service*"))
         await fleet.command("lead", f"/unlock {SERVICE} the retraining is done")
         await fleet.wait_for("viewer", told("<@U07LEAD0001> broke <@U07ONCALL01>'s lock on *prediction-worker*",
                                             "the retraining is done"))

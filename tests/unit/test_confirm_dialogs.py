@@ -1,6 +1,7 @@
-"""Every button that moves traffic or ends something asks first, and its dialog says what happens to which
-revision, within Slack's limits for a confirmation dialog (https://docs.slack.dev/reference/block-kit/
-composition-objects/confirmation-dialog-object: title 100 characters, text 300, buttons 30)."""
+"""Every button that moves traffic or ends something (a rollout, a request, a lock) asks first, and its dialog says
+what happens to which revision, within Slack's limits for a confirmation dialog
+(https://docs.slack.dev/reference/block-kit/composition-objects/confirmation-dialog-object: title 100 characters,
+text 300, buttons 30)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.domain.change_gate import ALL, Lock
 from bot.domain.deploy_queue import QueuedDeploy, RequestState
 from bot.domain.rollout import State
+from bot.render.change_control import unlock_button
 from bot.render.deploy_request import DENY, request_message
 from bot.render.rollout import rollout_message
 from bot.render.watch import watch_warning
@@ -49,3 +52,13 @@ def test_deny_says_which_deploy_will_not_happen() -> None:
                            approvers="<@U2>", expires_at=now)
     shown = buttons(request_message(request).blocks)
     assert dialog(shown[DENY]) == "repo/svc:v3 will not be deployed to svc; the request ends."
+
+
+def test_unlock_says_what_stops_being_refused_and_which_lock() -> None:
+    taken = datetime(2026, 12, 1, 18, 30, 0, 250000, tzinfo=UTC)
+    shown = unlock_button(Lock("svc", "U1", "retraining", taken))
+    assert shown["value"] == "svc@1796149800250000", "the lock's service and the microsecond it was taken"
+    assert shown["confirm"]["title"]["text"] == "Unlock svc?" and shown["confirm"]["style"] == "danger"
+    assert dialog(shown).startswith("Others' deploys, promotions and resumes of svc will no longer be refused by the "
+                                    "lock taken 2026-12-01 18:30 UTC.")
+    assert "every service" in dialog(unlock_button(Lock(ALL, "U1", "release", taken)))

@@ -95,6 +95,17 @@ def test_roll_back_and_promote_ask_first_naming_the_revisions() -> None:
     assert "confirm" in by_id["rollout_promote"] and "confirm" not in by_id["rollout_pause"]
 
 
+def test_each_lock_shown_has_an_unlock_that_asks_first_and_names_that_lock() -> None:
+    said = text_of({"blocks": home_view(crisis())["blocks"]})
+    assert "…and 55 more locks: `/status`" in said, "60 locks, 5 shown"
+    shown = [b for b in home_view(crisis())["blocks"] if b.get("accessory", {}).get("action_id") == "lock_unlock"]
+    assert len(shown) == 5 and "*svc-0000* locked by <@U07LEAD0001>" in shown[0]["text"]["text"]
+    unlock = shown[0]["accessory"]
+    assert unlock["value"] == "svc-0000@1795597200000000", "the lock, not only its service"
+    assert unlock["confirm"]["title"]["text"] == "Unlock svc-0000?"
+    assert "will no longer be refused by the lock taken 2026-11-25 09:00 UTC" in unlock["confirm"]["text"]["text"]
+
+
 def test_a_quiet_fleet_says_so() -> None:
     quiet = replace(crisis(10), fleet=FleetHealth(tuple(health(i, Status.HEALTHY) for i in range(10))), rollouts=[],
                     incidents=[], locks=[], my_deploys=[], may=[], notice="")

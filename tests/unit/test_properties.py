@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Config, ConfigError, parse_config
+from bot.render.change_control import UNLOCK
 from bot.slack_route import parsed
-from commands.buttons import ACTIONS, LINK_BUTTONS, Click, invocation_of, read_click, routable
+from commands.buttons import ACTIONS, LINK_BUTTONS, Click, UnlockClick, invocation_of, read_click, routable
 from commands.framework import Command, Invalid, Invocation, Plan, Runtime, plan_command
 from commands.grammar import MAX_TEXT, Args, UserError, tokenize
 from commands.registry import all_commands
@@ -102,9 +103,11 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow
                                                                                    max_size=4),
                      max_leaves=12)
 _VALUES = st.one_of(_JSON, st.sampled_from(["1", "1:0", "12:3", "0", "-1", "1:", ":1", "1:2:3", "²", "٣", "9" * 19,
-                                            "9" * 18, "1:99999", " 1", "1 ", "1\n", "abc", ""]))
+                                            "9" * 18, "1:99999", " 1", "1 ", "1\n", "abc", "",
+                                            "prediction-worker@1764979200123456", "all@1", "all@" + "9" * 16,
+                                            "all@" + "9" * 17, "x@", "@1", "Prediction-Worker@1", "a-@1\n"]))
 _ACTION = st.fixed_dictionaries({}, optional={
-    "action_id": st.one_of(st.sampled_from([*ACTIONS, *LINK_BUTTONS, "bogus", ""]), _JSON),
+    "action_id": st.one_of(st.sampled_from([*ACTIONS, *LINK_BUTTONS, UNLOCK, "bogus", ""]), _JSON),
     "value": _VALUES, "block_id": _JSON, "type": st.sampled_from(["button", "static_select"])})
 CLICK = st.fixed_dictionaries({"type": st.sampled_from(["block_actions", "interactive_message", "view_submission"])},
                               optional={"actions": st.one_of(st.lists(st.one_of(_ACTION, _JSON), max_size=3), _JSON),
@@ -124,6 +127,9 @@ def test_any_click_payload_reads_as_a_button_or_says_what_is_wrong(payload: dict
     if isinstance(click, Click):
         assert click.verb == ACTIONS[click.action_id] and 0 <= click.subject < 10**18
         assert routable(payload) or payload.get("type") != "block_actions"
+    elif isinstance(click, UnlockClick):
+        assert payload["actions"][0]["action_id"] == UNLOCK and click.since.tzinfo is not None
+        assert payload["actions"][0]["value"].startswith(click.service + "@")
     elif isinstance(click, Invalid):
         assert click.problem and click.answer.endswith("nothing was done.")
     else:
