@@ -140,6 +140,7 @@ class Signals:
     second_opinion: Requests | None = None  # Cloud Monitoring, once its data for the window is in
     second_opinion_note: str = ""  # why there is none yet
     unrouted: str = ""  # what Cloud Run does not route yet for the candidate (tag URL, share): nothing is judged
+    baseline: Requests | None = None  # the stable revision over the same minutes (Cloud Monitoring): shown, not judged
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class Verdict:
     top_errors: tuple[str, ...] = ()
     insufficient: str = ""  # a passing window with too few requests to judge them: why, for the policy to weigh
     measured: tuple[Requests, ...] = ()  # the request figures judged (request logs, Cloud Monitoring), for a chart
+    baseline: Requests | None = None  # the stable revision's, drawn beside them; the verdict never weighs it
 
     @property
     def failures(self) -> tuple[Finding, ...]:
@@ -281,11 +283,13 @@ def analyse(signals: Signals, limits: Thresholds) -> Verdict:
         *(_http_check(r) for r in signals.http_checks),
     ]
     measured = tuple(r for r in (signals.requests, signals.second_opinion) if r is not None)
+    baseline = signals.baseline
     if any(f.outcome == "fail" for f in findings):
-        return Verdict("fail", tuple(findings), signals.top_errors, measured=measured)
+        return Verdict("fail", tuple(findings), signals.top_errors, measured=measured, baseline=baseline)
     if not signals.complete:
-        return Verdict("pending", tuple(findings), signals.top_errors, measured=measured)
+        return Verdict("pending", tuple(findings), signals.top_errors, measured=measured, baseline=baseline)
     if any(f.outcome in ("unavailable", "waiting") for f in findings):
-        return Verdict("inconclusive", tuple(findings), signals.top_errors, measured=measured)
+        return Verdict("inconclusive", tuple(findings), signals.top_errors, measured=measured, baseline=baseline)
     short = next((f.summary for f in requests if f.outcome == "insufficient"), "")
-    return Verdict("pass", tuple(findings), signals.top_errors, insufficient=short, measured=measured)
+    return Verdict("pass", tuple(findings), signals.top_errors, insufficient=short, measured=measured,
+                   baseline=baseline)

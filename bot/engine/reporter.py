@@ -76,11 +76,14 @@ class RolloutReporter:
 
 def stage_evidence(rollout: Rollout, note: Note) -> StageEvidence | None:
     """What a stage's chart shows, for the note that judged the stage (it passed, or its failure rolled back): the
-    request figures the verdict weighed, against the thresholds; None for any other note."""
+    request figures the verdict weighed, against the thresholds, beside the stable revision's over the same minutes;
+    None for any other note."""
     verdict = note.verdict
     if verdict is None or not verdict.measured or not rollout.results or note.kind not in ("passed", "rolled_back"):
         return None
     judged, limits = rollout.results[-1], rollout.plan.thresholds
     measured = tuple(Measured(r.source, r.total, r.errors, r.p99_ms) for r in verdict.measured)
+    stable = verdict.baseline
     return StageEvidence(rollout.service, rollout.candidate, rollout.stable, judged.percent, judged.outcome,
-                         limits.min_success_rate, limits.max_p99_ms, limits.min_requests, measured)
+                         limits.min_success_rate, limits.max_p99_ms, limits.min_requests, measured,
+                         Measured(stable.source, stable.total, stable.errors, stable.p99_ms) if stable else None)

@@ -7,7 +7,9 @@ Evidence comes from where it is near real time and cheap to read:
   query, incrementally (each entry once: the tally of what was read lives in the rollout), sampled when
   there are many, and within a per-minute budget of reads so the project's quota holds;
 - the service's own log checks, once the window's logs are all in;
-- Cloud Monitoring as a slower second opinion, for the minutes of the window old enough to be visible.
+- Cloud Monitoring as a slower second opinion, for the minutes of the window old enough to be visible; the
+  stable revision's figures over the same minutes come with it, to be drawn beside the candidate's (a stage's
+  chart), never judged: a candidate is held to the thresholds, not to the stable revision.
 
 A source that cannot be read becomes "unavailable" with its reason, never a pass: the analysis decides
 what missing evidence means. A window is complete only when its logs have been read to its end.
@@ -74,7 +76,7 @@ class SignalCollector:
         self.log_lag = timedelta(seconds=log_lag_s)
         self.metrics_delay = timedelta(seconds=metrics_delay_s)
         self.error_filters = dict(error_filters or {})
-        self._second: dict[tuple[int, int], tuple[datetime, Requests | None, str]] = {}
+        self._second: dict[tuple[int, int], _Opinion] = {}
         self._early_every = timedelta(seconds=120 / budget.per_minute)
         self._last_read = datetime.min.replace(tzinfo=UTC)
 
@@ -170,7 +172,8 @@ class SignalCollector:
             requests=requests, log_checks=tuple(r for r in log_checks if r.count is not None or r.detail),
             http_checks=tuple(http_checks), top_errors=tally.top_errors,
             unavailable=(window.problem,) if window.problem else (), expects_traffic=window.analysing,
-            second_opinion=second[0], second_opinion_note=second[1], unrouted=unrouted)
+            second_opinion=second.candidate, second_opinion_note=second.note, unrouted=unrouted,
+            baseline=second.stable)
         return Collected(signals, tally)
 
     async def _health(self, rollout: Rollout, url: str, audience: str | None) -> ServiceHealth | None:
@@ -200,30 +203,53 @@ class SignalCollector:
                                         audience=audience)
         return HttpCheckResult(spec.name, spec.path, probe.status, spec.expect_status, probe.error)
 
-    async def _second_opinion(self, window: _Window, now: datetime) -> tuple[Requests | None, str]:
-        """Cloud Monitoring over the minutes of the window it can show by now, asked at most once a minute."""
+    async def _second_opinion(self, window: _Window, now: datetime) -> _Opinion:
+        """Cloud Monitoring over the minutes of the window it can show by now, asked at most once a minute, for the
+        candidate and, over the same minutes, the stable revision (if there is one)."""
         if not window.analysing:
-            return None, ""
+            return _Opinion(now)
         rollout = window.rollout
         visible = min(now, window.end) - self.metrics_delay
         key = (rollout.id, rollout.stage)
         cached = self._second.get(key)
-        if cached is not None and now - cached[0] < timedelta(seconds=60):
-            return cached[1], cached[2]
+        if cached is not None and now - cached.at < timedelta(seconds=60):
+            return cached
         if visible - window.start < timedelta(seconds=60):
-            return None, (f"Cloud Monitoring has no whole minute of this window yet (Cloud Run's metrics are "
-                          f"visible up to {spoken(self.metrics_delay.total_seconds())} after the fact)")
-        try:
-            stats = await self.metrics.request_stats(rollout.service, rollout.candidate, window.start, visible)
-        except MetricsUnavailable as exc:
-            found: tuple[datetime, Requests | None, str] = (now, None, str(exc))
+            return _Opinion(now, note=f"Cloud Monitoring has no whole minute of this window yet (Cloud Run's metrics "
+                                      f"are visible up to {spoken(self.metrics_delay.total_seconds())} after the fact)")
+        stable = rollout.stable if rollout.stable and rollout.stable != rollout.candidate else ""
+        candidate, baseline = await asyncio.gather(
+            self._stats(rollout.service, rollout.candidate, window.start, visible, "Cloud Monitoring"),
+            self._stats(rollout.service, stable, window.start, visible, "stable, Cloud Monitoring"))
+        if isinstance(candidate, str):
+            found = _Opinion(now, note=candidate)
         else:
-            opinion = None if stats is None else Requests(stats.total, stats.errors, stats.p99_ms,
-                                                         "Cloud Monitoring")
-            found = (now, opinion, "" if stats is not None else "no whole minute of data yet")
-        self._second = {k: v for k, v in self._second.items() if now - v[0] < timedelta(minutes=30)}
+            found = _Opinion(now, candidate, "" if candidate is not None else "no whole minute of data yet",
+                             baseline if isinstance(baseline, Requests) else None)
+        self._second = {k: v for k, v in self._second.items() if now - v.at < timedelta(minutes=30)}
         self._second[key] = found
-        return found[1], found[2]
+        return found
+
+    async def _stats(self, service: str, revision: str, start: datetime, end: datetime,
+                     source: str) -> Requests | str | None:
+        """A revision's request figures, None without a whole minute (or a revision), or why Monitoring failed."""
+        if not revision:
+            return None
+        try:
+            stats = await self.metrics.request_stats(service, revision, start, end)
+        except MetricsUnavailable as exc:
+            return str(exc)
+        return None if stats is None else Requests(stats.total, stats.errors, stats.p99_ms, source)
+
+
+@dataclass(frozen=True)
+class _Opinion:
+    """What Cloud Monitoring said at `at`: the candidate's figures (or why there are none) and the stable's."""
+
+    at: datetime
+    candidate: Requests | None = None
+    note: str = ""
+    stable: Requests | None = None
 
 
 def _routed(rollout: Rollout, view: ServiceView) -> tuple[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Measured:
-    """One source's figures for the candidate over the window."""
+    """One source's figures for a revision over the window."""
 
     source: str
     total: int
@@ -19,6 +19,14 @@ class Measured:
     @property
     def success_rate(self) -> float | None:
         return None if self.total == 0 else 100.0 * (self.total - self.errors) / self.total
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "total": self.total, "errors": self.errors, "p99_ms": self.p99_ms}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measured:
+        p99 = data.get("p99_ms")
+        return cls(str(data["source"]), int(data["total"]), int(data["errors"]), None if p99 is None else float(p99))
 
 
 @dataclass(frozen=True)
@@ -32,21 +40,23 @@ class StageEvidence:
     max_p99_ms: float
     min_requests: int
     measured: tuple[Measured, ...]
+    baseline: Measured | None = None
+    """The stable revision over the same minutes, drawn beside the candidate; None when it was not measured (a new
+    service, Cloud Monitoring without a whole minute yet or not answering, or a row queued before it was kept)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"service": self.service, "candidate": self.candidate, "stable": self.stable, "percent": self.percent,
                 "outcome": self.outcome, "min_success_rate": self.min_success_rate, "max_p99_ms": self.max_p99_ms,
-                "min_requests": self.min_requests,
-                "measured": [{"source": m.source, "total": m.total, "errors": m.errors, "p99_ms": m.p99_ms}
-                             for m in self.measured]}
+                "min_requests": self.min_requests, "measured": [m.to_json() for m in self.measured],
+                "baseline": self.baseline.to_json() if self.baseline else None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StageEvidence:
-        measured = tuple(Measured(str(m["source"]), int(m["total"]), int(m["errors"]),
-                                  None if m.get("p99_ms") is None else float(m["p99_ms"])) for m in data["measured"])
+        baseline = data.get("baseline")
         return cls(str(data["service"]), str(data["candidate"]), str(data["stable"]), int(data["percent"]),
                    str(data["outcome"]), float(data["min_success_rate"]), float(data["max_p99_ms"]),
-                   int(data["min_requests"]), measured)
+                   int(data["min_requests"]), tuple(Measured.from_json(m) for m in data["measured"]),
+                   Measured.from_json(baseline) if isinstance(baseline, dict) else None)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure
 
-from bot.render.chart_data import IncidentHistory, StageEvidence, Week
+from bot.render.chart_data import IncidentHistory, Measured, StageEvidence, Week
 
-_PASS, _FAIL, _LINE = "#2eb67d", "#e01e5a", "#1d1c1d"
+_PASS, _FAIL, _LINE, _STABLE = "#2eb67d", "#e01e5a", "#1d1c1d", "#9e9ea6"
 _DPI = 100
 _MARGINS = {"left": 0.08, "right": 0.98, "top": 0.84, "bottom": 0.2, "wspace": 0.25}
 """Fixed margins rather than a layout engine: constrained layout draws every chart twice, doubling its time."""
@@ -30,35 +30,47 @@ def stage_chart(evidence: StageEvidence) -> bytes:
 
 
 def stage_figure(evidence: StageEvidence) -> Figure:
-    """Success rate and p99 of the candidate, by source, each beside the threshold it was judged against."""
+    """Success rate and p99 of the candidate, by source, each beside the threshold it was judged against, and the
+    stable revision's over the same minutes in grey: what the candidate is held to, and what it would replace."""
     figure = Figure(figsize=(8, 3.6), dpi=_DPI)
     figure.subplots_adjust(**_MARGINS)
     rate_axes, p99_axes = figure.subplots(1, 2)
-    names = [f"{m.source}\n{m.total} req, {m.errors} 5xx" for m in evidence.measured] or ["no requests"]
-    rates = [m.success_rate for m in evidence.measured] or [None]
+    shown = [*evidence.measured, *([evidence.baseline] if evidence.baseline else [])]
+    names = [_label(m) for m in shown] or ["no requests"]
+    stable = [m is evidence.baseline for m in shown] or [False]
+    rates = [m.success_rate for m in shown] or [None]
     shown_rates = [r if r is not None else 0.0 for r in rates]
-    rate_axes.bar(names, shown_rates,
-                  color=[_PASS if r is not None and r >= evidence.min_success_rate else _FAIL for r in rates])
+    rate_axes.bar(names, shown_rates, color=[_STABLE if was_stable else _PASS if r is not None and
+                                             r >= evidence.min_success_rate else _FAIL
+                                             for r, was_stable in zip(rates, stable, strict=True)])
     rate_axes.axhline(evidence.min_success_rate, color=_LINE, linestyle="--",
                       label=f"threshold ≥ {evidence.min_success_rate:g}%")
     low = min([evidence.min_success_rate, *shown_rates])
     rate_axes.set_ylim(max(0.0, low - 5.0), 100.5)
     rate_axes.set_title("success rate (%)")
     rate_axes.legend(loc="lower right", fontsize=8)
-    p99s = [m.p99_ms for m in evidence.measured] or [None]
+    p99s = [m.p99_ms for m in shown] or [None]
     shown_p99 = [p if p is not None else 0.0 for p in p99s]
-    p99_axes.bar(names, shown_p99,
-                 color=[_PASS if p is not None and p <= evidence.max_p99_ms else _FAIL for p in p99s])
+    p99_axes.bar(names, shown_p99, color=[_STABLE if was_stable else _PASS if p is not None and
+                                          p <= evidence.max_p99_ms else _FAIL
+                                          for p, was_stable in zip(p99s, stable, strict=True)])
     p99_axes.axhline(evidence.max_p99_ms, color=_LINE, linestyle="--",
                      label=f"threshold ≤ {evidence.max_p99_ms:g} ms")
     p99_axes.set_ylim(0, max([evidence.max_p99_ms, *shown_p99]) * 1.2)
     p99_axes.set_title("p99 latency (ms)")
     p99_axes.legend(loc="upper right", fontsize=8)
     for axes in (rate_axes, p99_axes):
-        axes.tick_params(axis="x", labelsize=8)
+        axes.tick_params(axis="x", labelsize=7)
     figure.suptitle(f"{evidence.service}: stage {evidence.percent}% {evidence.outcome}ed — candidate "
-                    f"{evidence.candidate} (stable {evidence.stable})", fontsize=10)
+                    f"{evidence.candidate} (stable {evidence.stable}{', in grey' if evidence.baseline else ''})",
+                    fontsize=10)
     return figure
+
+
+def _label(measured: Measured) -> str:
+    """`stable, Cloud Monitoring` on two lines, then the counts."""
+    source = measured.source.replace(", ", "\n")
+    return f"{source}\n{measured.total} req, {measured.errors} 5xx"
 
 
 def incident_chart(history: IncidentHistory) -> bytes:

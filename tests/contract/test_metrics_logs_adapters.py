@@ -6,14 +6,21 @@ import math
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from bot.adapters.cloudrun import ServiceView
 from bot.adapters.logs import LogLine, LogsGateway, LogsUnavailable
 from bot.adapters.metrics import MetricsGateway, MetricsUnavailable, RequestStats
+from bot.adapters.prober import Prober
+from bot.config import HealthPaths
+from bot.domain.analysis import Requests, Tally, Thresholds
+from bot.domain.rollout import Live, Plan, Rollout, State, make_split
+from bot.engine.budget import ReadBudget
+from bot.engine.signals import SignalCollector
 from bot.environment import Environment
 from sandbox.cloudrun import rfc3339
 from sandbox.monitoring_api import Distribution, MonitoringGrpc
@@ -156,6 +163,32 @@ async def test_request_stats_from_the_worlds_traffic(world: World) -> None:
     finally:
         world.monitoring_limits.min_visibility_delay_s = 0.0
     assert young == RequestStats(0, 0, None), "the last minute is younger than the delay: not visible yet"
+
+
+async def test_a_stage_brings_the_stable_revisions_figures_over_the_same_minutes_to_be_shown_not_judged(
+        monitoring: MonitoringGrpc) -> None:
+    """The signal collector asks Monitoring for the candidate and, over the same whole minutes, the stable revision:
+    the stage's chart draws both. The stable's figures ride apart from the candidate's and no verdict weighs them
+    (tests/unit/test_analysis.py); a new service has no stable revision to ask about."""
+    collector = SignalCollector(Prober(), LogsGateway(PROJECT, REGION, anonymous(logging_endpoint=closed_port())),
+                                MetricsGateway(PROJECT, anonymous(monitoring_endpoint=endpoint(monitoring))),
+                                {WORKER: HealthPaths()}, budget=ReadBudget(60), log_lag_s=5, metrics_delay_s=180)
+    plan = Plan(stages=(5, 50, 100), window_s=300, progress_deadline_s=900, interval_s=5,
+                thresholds=Thresholds(20, 99, 500, 0))
+    stage = Rollout(id=1, service=WORKER, image="r/w:v8", stable=STABLE, candidate=CANARY, plan=plan,
+                    requested_by="U1", created_at=T0, next_check_at=T0, state=State.ANALYSING, stage=0,
+                    stage_started_at=T0, traffic=make_split({STABLE: 95, CANARY: 5}),
+                    evidence=Tally(read_until=T0 + timedelta(minutes=5)))
+    view = ServiceView(Live(True, stage.traffic, {}), "", {}, None)
+    [seen] = await collector.collect([(stage, view)], T0 + timedelta(minutes=10))
+    canary = Distribution.of([canary_latency(i) for i in range(120)]).percentile(99)
+    assert seen.signals.second_opinion == Requests(120, 12, pytest.approx(canary), "Cloud Monitoring")
+    assert seen.signals.baseline == Requests(60, 0, pytest.approx(Distribution.of([30.0]).percentile(99)),
+                                             "stable, Cloud Monitoring")
+    new = replace(stage, id=2, stable="", traffic=make_split({CANARY: 100}))
+    [alone] = await collector.collect([(new, view)], T0 + timedelta(minutes=10))
+    assert alone.signals.second_opinion is not None and alone.signals.baseline is None
+    await collector.prober.aclose()
 
 
 # --- logs ---------------------------------------------------------------------------------------------

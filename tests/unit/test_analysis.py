@@ -53,6 +53,20 @@ def test_5xx_in_the_request_logs_fail_a_stage_whose_code_logs_nothing_at_error()
     assert "error logs: 0 ERROR entries" in "; ".join(f.line() for f in verdict.findings)
 
 
+def test_the_stable_revisions_figures_are_carried_for_the_chart_and_never_judged() -> None:
+    """A candidate is held to the thresholds, not to the stable revision: a failing stable does not fail a good
+    candidate, a healthy stable does not excuse a bad one, and either way the verdict carries it to be drawn."""
+    limits = Thresholds(min_requests=20, min_success_rate=99, max_p99_ms=500, max_error_logs=0)
+    good, bad = Requests(400, 0, 40.0), Requests(400, 40, 900.0)
+    for candidate, stable, outcome in ((good, Requests(9000, 900, 2000.0, "stable, Cloud Monitoring"), "pass"),
+                                       (bad, Requests(9000, 0, 30.0, "stable, Cloud Monitoring"), "fail")):
+        signals = Signals(complete=True, health=HEALTHY, error_logs=0, requests=candidate, second_opinion=candidate,
+                          baseline=stable)
+        verdict = analyse(signals, limits)
+        assert verdict.outcome == outcome and verdict.baseline == stable and stable not in verdict.measured
+        assert "stable" not in verdict.summary()
+
+
 def test_nothing_is_judged_before_cloud_run_routes_the_candidate() -> None:
     """A tag URL not in trafficStatuses yet answers nothing: that is waiting, not a failed HTTP check."""
     limits = Thresholds(min_requests=20, min_success_rate=99, max_p99_ms=500, max_error_logs=0)
