@@ -265,6 +265,42 @@ def _queue_lines(service: str, waiting: list[QueuedDeploy], last: LastRollout | 
 
 
 @dataclass(frozen=True)
+class ApproveRequest:
+    request_id: int
+
+
+class Approve(Command[ApproveRequest]):
+    name = "approve"
+    action = None
+    usage = "/approve <request#>"
+    summary = "Approve a deploy that awaits approval: the request's Approve button, typed."
+    details = ("Only the service's approvers may approve, never the requester; each person counts once. Once enough "
+               "have approved, the deploy joins the queue and starts when nothing is ahead of it.")
+    examples = ("/approve 12",)
+
+    def parse(self, args: Args, config: Config) -> ApproveRequest | UserError:
+        problem = check_options(args, (), self.usage)
+        if problem:
+            return problem
+        number = _request_number(args.target, self.usage)
+        if isinstance(number, UserError):
+            return number
+        if args.words:
+            return UserError("`/approve` takes the request's number only.", f"`/approve {number}`")
+        return ApproveRequest(number)
+
+    async def check(self, request: ApproveRequest, invocation: Invocation, runtime: Runtime) -> Invalid | None:
+        found = await _request(runtime, request.request_id, "approve")
+        if isinstance(found, Invalid):
+            return found
+        return await refusal(runtime, found, invocation.user_id, "approve")
+
+    async def act(self, request: ApproveRequest, invocation: Invocation, runtime: Runtime) -> None:
+        await runtime.slack.respond(invocation.response_url,
+                                    await approve(runtime, request.request_id, invocation.user_id))
+
+
+@dataclass(frozen=True)
 class DenyRequest:
     request_id: int
     reason: str

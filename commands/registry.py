@@ -14,7 +14,7 @@ from commands.incidents import Ack, Incidents, SilenceCommand
 from commands.lock import LockCommand, UnlockCommand
 from commands.pause import Pause
 from commands.promote import Promote
-from commands.queue import Deny, QueueCommand
+from commands.queue import Approve, Deny, QueueCommand
 from commands.resume import Resume
 from commands.rollback import Rollback
 from commands.stats import StatsCommand
@@ -26,5 +26,5 @@ def all_commands() -> list[Command[Any]]:
     working: list[Command[Any]] = [Deploy(), Status(), Promote(), Pause(), Resume(), Rollback(), History(), Health(),
                                    Incidents(), Ack(), TimelineCommand(), SilenceCommand(), DigestCommand(),
                                    StatsCommand(), LockCommand(), UnlockCommand()]
-    working += [QueueCommand(), Deny()]
+    working += [QueueCommand(), Approve(), Deny()]
     return [*working, Help(working)]

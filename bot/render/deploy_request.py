@@ -50,7 +50,8 @@ def request_message(request: QueuedDeploy) -> Rendered:
                               button("Deny", DENY, str(request.id), "danger", asks=confirm(
                                   f"Deny request #{request.id}?", f"{request.image} will not be deployed to "
                                   f"{request.service}; the request ends.", "Deny")), cancel_button(request.id)))
-        blocks.append(context(f"Request #{request.id}. A reason for a denial: `/deny {request.id} <reason>`."))
+        blocks.append(context(f"Request #{request.id}. Typed: `/approve {request.id}`, or a denial with its reason: "
+                              f"`/deny {request.id} <reason>`."))
     elif request.state is RequestState.QUEUED:
         title = f":hourglass_flowing_sand: Queued: {what}"
         blocks = [header(title), section("\n".join(lines)), actions(cancel_button(request.id)),

@@ -39,8 +39,9 @@ USERS = {"oncall": "U07ONCALL01", "lead": "U07LEAD0001", "viewer": "U07VIEWER01"
 """The sandbox's people: oncall is in the deployer role through the S07SREONCAL group, lead by name, viewer only
 through everyone's `*`; modeler is a deployer of prediction-worker through team predictions (group S07MODELS01),
 grader a deployer of other services only (team grading)."""
-LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help", "queue", "deny", "timeline"}
-"""`/queue <service>` only looks (it needs `status`); `/deny` is decided by the service's approvers, not a role."""
+LOOKS = {"health", "status", "history", "incidents", "digest", "stats", "help", "queue", "approve", "deny", "timeline"}
+"""`/queue <service>` only looks (it needs `status`); `/approve` and `/deny` are decided by the service's approvers,
+not a role."""
 OPERATES = {"deploy", "promote", "pause", "resume", "rollback", "ack", "silence", "lock", "unlock"}
 MAY: dict[str, set[str]] = {"oncall": LOOKS | OPERATES, "lead": LOOKS | OPERATES, "viewer": LOOKS,
                             "modeler": LOOKS | OPERATES, "grader": LOOKS}
@@ -51,7 +52,8 @@ TYPED = {"deploy": "prediction-worker dry-run", "status": "", "promote": "predic
          "timeline": "prediction-worker", "silence": "prediction-worker 2h maintenance", "digest": "",
          "stats": "prediction-worker 30d",
          "help": "deploy", "queue": "prediction-worker",
-         "deny": "12 not before tip-off", "lock": "prediction-worker for 2h retraining", "unlock": "prediction-worker"}
+         "approve": "12", "deny": "12 not before tip-off", "lock": "prediction-worker for 2h retraining",
+         "unlock": "prediction-worker"}
 SERVICE = "prediction-worker"
 DEPLOYS = "C07DEPLOYS1"
 RESPONSE_URL = "https://hooks.slack.test/commands/T07/1/x"

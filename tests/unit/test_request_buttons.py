@@ -1,6 +1,7 @@
-"""A deploy request's Approve, Deny and Cancel buttons, and /deny and /queue cancel, through the one guarded pipeline
-with the example config's people: who may do each (the requester never approves; approvers are a role or a Slack
-user group), how each refusal is answered and audited, and that a decided request takes no more decisions."""
+"""A deploy request's Approve, Deny and Cancel buttons, and /approve, /deny and /queue cancel, through the one
+guarded pipeline with the example config's people: who may do each (the requester never approves; approvers are a
+role or a Slack user group), how each refusal is answered and audited, and that a decided request takes no more
+decisions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from bot.domain.deploy_queue import QueuedDeploy, RequestState
 from bot.render.deploy_request import APPROVE, CANCEL, DENY
 from commands.buttons import handle_button
 from commands.framework import Runtime, handle
-from commands.queue import Deny, QueueCommand
+from commands.queue import Approve, Deny, QueueCommand
 from tests.unit.test_policy_matrix import USERS, Acks, click_body, last_row, runtime_for, said, slash_body
 
 NOW = datetime.now(UTC)
@@ -71,6 +72,31 @@ async def test_the_requesters_own_approve_is_refused_and_audited_and_a_second_pe
     assert said(runtime)[-1].startswith(f":white_check_mark: You approved request #{request.id}; it is queued")
     assert await press(runtime, "lead", APPROVE, request) == "refused", "a double click"
     assert said(runtime)[-1] == f":no_entry: Request #{request.id} is already approved; nothing to approve."
+
+
+async def test_approve_typed_is_the_button_with_the_same_rules(runtime: Runtime) -> None:
+    """A refusal rides in the command's ack (Slack shows it at once); the approval's answer follows on the
+    response_url, as /deny's does."""
+    request, typed = ask(runtime), Approve()
+
+    async def approve(user: str, text: str) -> tuple[str | None, str]:
+        acks = Acks()
+        outcome = await handle(typed, slash_body(user, "/approve", text), acks, runtime)
+        return outcome, " ".join([*acks.texts, *said(runtime)[-1:]])
+
+    outcome, told = await approve("oncall", f"{request.id}")
+    assert outcome == "refused" and f"You asked for request #{request.id}; someone else must approve" in told
+    outcome, told = await approve("lead", "soon")
+    assert outcome == "invalid" and "give the request's number" in told and "/approve <request#>" in told
+    outcome, told = await approve("lead", "999")
+    assert outcome == "invalid" and "There is no deploy request #999. `/queue` lists them." in told
+    assert now_(runtime, request) == request, "nothing counted"
+    outcome, told = await approve("lead", f"#{request.id}")
+    assert outcome == "ok" and f":white_check_mark: You approved request #{request.id}; it is queued" in told
+    assert now_(runtime, request).state is RequestState.QUEUED
+    assert now_(runtime, request).approvals == (USERS["lead"],)
+    row = last_row(runtime, "lead")
+    assert (row.action, row.outcome, row.service) == ("approve", "ok", "prediction-worker")
 
 
 async def test_a_user_groups_members_approve_when_the_group_is_the_approvers(runtime: Runtime) -> None:
