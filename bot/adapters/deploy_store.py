@@ -67,7 +67,7 @@ def _new_row(request: QueuedDeploy) -> DeployRequestRow:
                             created_at=request.created_at, needed=request.needed, approvers=request.approvers,
                             queued_at=request.queued_at, expires_at=request.expires_at, decided_by=request.decided_by,
                             reason=request.reason, rollout_id=request.rollout_id, plan=request.plan,
-                            override=request.override)
+                            override=request.override, held="")
 
 
 _QUEUE_ORDER = (DeployRequestRow.queued_at, DeployRequestRow.id)
@@ -168,6 +168,21 @@ class DeployRequests:
             enqueue(session, compose(ended))
             _audit(session, user, state.value, ended.service, f"request #{request_id} {ended.ended()}", now)
             return ended
+
+    def held(self, request: QueuedDeploy, why: str, now: datetime, compose: Compose) -> bool:
+        """Record that a lock or a freeze window (`why`) holds the queued `request`, saying so once: False when that
+        was said already (by this instance or another), or the request has moved on."""
+        with self.store.writing() as session:
+            result = session.execute(
+                update(DeployRequestRow).where(DeployRequestRow.id == request.id,
+                                               DeployRequestRow.state == RequestState.QUEUED.value,
+                                               DeployRequestRow.held != why)
+                .values(held=why))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            enqueue(session, compose(request))
+            _audit(session, CHATOPS, "queue-hold", request.service, f"request #{request.id} waits: {why}", now)
+            return True
 
     def due_to_expire(self, now: datetime) -> list[int]:
         query = select(DeployRequestRow.id).where(DeployRequestRow.state == RequestState.AWAITING.value,

@@ -1,13 +1,14 @@
 """Locks in the database: one row per service (or `all`), so two people locking the same service at once end with
 one holder, whichever instance each asked. A lock past its end is as good as gone: it is not returned, and the next
 lock of the service replaces it. What a lock change announces is queued in the outbox in the same transaction, so a
-lock is never taken or broken without the deploy channel being told.
+lock is never taken or broken without the deploy channel being told, and one whose time is up is said to have ended
+once, by whichever instance removes it (unless a new lock of the service replaced it first: that one is announced).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, or_, select
@@ -44,6 +45,24 @@ class LockStore:
         """Remove `lock` if it still holds at `now`; False when it does not (it ended, or was broken, replaced or
         taken again meanwhile). `messages` are queued only when it was removed."""
         return await asyncio.to_thread(self._release, lock, now, messages)
+
+    async def end_expired(self, now: datetime, say: Callable[[Lock], Sequence[Message]]) -> bool:
+        """Remove the locks whose end has passed, queueing what `say` makes of each once, whichever instance gets
+        there first; whether any was removed."""
+        return await asyncio.to_thread(self._end_expired, now, say)
+
+    def _end_expired(self, now: datetime, say: Callable[[Lock], Sequence[Message]]) -> bool:
+        with self.store.writing() as session:
+            ended = False
+            rows = session.scalars(select(LockRow).where(LockRow.until.is_not(None), LockRow.until <= now)).all()
+            for lock in [_lock(row) for row in rows]:
+                result = session.execute(delete(LockRow).where(
+                    LockRow.service == lock.service, LockRow.holder == lock.holder, LockRow.since == lock.since,
+                    LockRow.until <= now))
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    enqueue(session, say(lock), now)
+                    ended = True
+            return ended
 
     def _locks(self, now: datetime) -> list[Lock]:
         with self.store.reading() as session:

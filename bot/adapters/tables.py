@@ -224,6 +224,7 @@ class DeployRequestRow(Base):
     rollout_id: Mapped[int | None] = mapped_column(ID)
     plan: Mapped[str] = mapped_column(Text())
     override: Mapped[str] = mapped_column(Text())
+    held: Mapped[str] = mapped_column(Text(), server_default="")  # revision 0010_held: what it was last told holds it
 
 
 class DeployApprovalRow(Base):

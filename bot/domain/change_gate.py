@@ -67,9 +67,11 @@ class Go:
 
 @dataclass(frozen=True)
 class Refusal:
-    """The change may not start: `text` names the holder or window, the reason, the end and how to go ahead."""
+    """The change may not start: `text` names the holder or window, the reason, the end and how to go ahead;
+    `held` is what holds it, a line each (a lock, a freeze window)."""
 
     text: str
+    held: tuple[str, ...] = ()
 
 
 def gate(*, service: str, user: str, now: datetime, locks: Iterable[Lock], freezes: Iterable[Freeze],
@@ -92,8 +94,9 @@ def gate(*, service: str, user: str, now: datetime, locks: Iterable[Lock], freez
     if override.strip():
         roles = " or ".join(f"*{role}*" for role in overriders)
         who = f"the {roles} role" if roles else "a role with the `override` action (none in the config has it)"
-        return Refusal(f"{held}\n`override=` needs {who}, which you don't have: ask someone who has it, or wait.")
+        return Refusal(f"{held}\n`override=` needs {who}, which you don't have: ask someone who has it, or wait.",
+                       tuple(blocking))
     later = ("wait until it ends" if window is not None else
              " or ".join(f"ask <@{lock.holder}> to `/unlock {lock.service}`" for lock in others))
     return Refusal(f"{held}\nTo go ahead anyway: `{command} {service} override=\"why\"` (needs the `override` "
-                   f"permission; it is announced and audited), or {later}.")
+                   f"permission; it is announced and audited), or {later}.", tuple(blocking))

@@ -1,5 +1,6 @@
-"""The deploy queue's loop: expire requests nobody approved in time, and start the head of each service's queue once
-`deploy_queue.next_start` says it may, or say once that the queue holds.
+"""The deploy queue's loop: expire requests nobody approved in time, end locks whose time is up (saying so), and
+start the head of each service's queue once `deploy_queue.next_start` says it may, or say once that the queue holds
+and, to its requester, once what holds the head (a lock, a freeze window).
 
 Starting is one transaction: the rollout's row and the request's conditional UPDATE from `queued` to `started`, so
 an instance that loses either race (another started the request, or another rollout of the service is open: the
@@ -21,7 +22,7 @@ from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Message, rollout_thread
 from bot.adapters.store import RolloutConflict, Store, StoreUnavailable
 from bot.config import Config
-from bot.domain.change_gate import Refusal, gate
+from bot.domain.change_gate import ALL, Lock, Refusal, gate
 from bot.domain.deploy_queue import CHATOPS, Hold, QueuedDeploy, RequestState, Start, next_start
 from bot.domain.rollout import spoken
 from bot.engine.request_reporter import told
@@ -64,6 +65,8 @@ class Dispatcher:
         now = self.clock()
         for request_id in await asyncio.to_thread(self.requests.due_to_expire, now):
             await self.expire(request_id, now)
+        if await LockStore(self.store).end_expired(now, self.lock_ended):
+            self.sent()
         heads: dict[str, QueuedDeploy] = {}
         for request in await asyncio.to_thread(self.requests.waiting):
             if request.state is RequestState.QUEUED:
@@ -102,6 +105,7 @@ class Dispatcher:
                   freezes=self.config.freeze_windows(), override=request.override,
                   may_override=bool(request.override))
         if isinstance(go, Refusal):
+            await self.held(request, go, now)
             return
         try:
             result = await start_rollout(self.config, self.cloudrun, self.store, service=request.service,
@@ -122,6 +126,25 @@ class Dispatcher:
         log.info("request %s of %s started as rollout %s", request.id, request.service, result.rollout.id)
         self.sent()
         self.started()
+
+    async def held(self, request: QueuedDeploy, refusal: Refusal, now: datetime) -> None:
+        """Tell the requester, once per cause, that their deploy is next but a lock or a freeze window holds it."""
+        why = "\n".join(refusal.held)
+        text = (f":hourglass_flowing_sand: <@{request.requested_by}>, request #{request.id} (`{request.tag}` to "
+                f"{request.service}) is next in the queue, and waits:\n{why}\nIt starts by itself once nothing holds "
+                f"it. `/queue cancel {request.id}` withdraws it; `/deploy {request.service} image={request.image} "
+                "override=\"why\"` (with the `override` permission) goes ahead now.")
+        if await asyncio.to_thread(self.requests.held, request, why, now, lambda r: told(r, text)):
+            self.sent()
+
+    def lock_ended(self, lock: Lock) -> list[Message]:
+        """The deploy channel hears that a lock's time is up, as it heard it taken."""
+        what = "every service" if lock.service == ALL else f"*{lock.service}*"
+        channel = self.config.slack.channels[self.config.slack.deploy_channel]
+        ended = f" at {lock.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if lock.until else ""
+        text = (f":unlock: <@{lock.holder}>'s lock on {what} ended{ended} (it was for: "
+                f"{lock.reason}). Deploys by others are no longer refused; `/lock {lock.service} ...` takes it again.")
+        return [Message(f"lock:{lock.service}:{lock.since.timestamp():.6f}:ended", "post", channel, text)]
 
     async def hold(self, hold: Hold) -> None:
         """Said once, in the thread of the rollout that ended, to everyone waiting (they are mentioned)."""

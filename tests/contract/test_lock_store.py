@@ -1,19 +1,24 @@
-"""Lock rows on SQLite and PostgreSQL: one holder per service however many ask at once, expiry, release by the holder
-only, the announcement kept with the change, and a command's override kept in the queue."""
+"""Lock rows on SQLite and PostgreSQL: one holder per service however many ask at once, expiry (said once when the
+time is up), release by the holder only, the announcement kept with the change, and a command's override kept in the
+queue."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from sqlalchemy import select
 
+from bot.adapters.cloudrun import CloudRunGateway
 from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Message
 from bot.adapters.store import Store
 from bot.adapters.tables import OutboxRow
+from bot.config import Config
 from bot.domain.change_gate import Lock
 from bot.domain.rollout import Command
+from bot.engine.dispatcher import Dispatcher
 from tests.contract.test_rollout_store import new
 
 NOW = datetime.now(UTC)
@@ -72,3 +77,25 @@ def test_an_override_is_kept_with_its_command_until_answered(store: Store) -> No
     assert queued is not None and queued.override == "odds feed fix"
     (claim,) = store.claim_due("bot-a", None, lease_s=30)
     assert claim.rollout.commands == (queued,)
+
+
+async def test_a_lock_whose_time_is_up_is_said_to_have_ended_once_however_many_instances_look(
+        store: Store, example_config: Config) -> None:
+    """Every instance's dispatcher looks for locks past their end; the deploy channel hears of each once, and a lock
+    without an end, or still running, is left alone."""
+    locks = LockStore(store)
+    ends = NOW + timedelta(hours=1)
+    await locks.take(Lock("prediction-worker", "U07LEAD0001", "retraining the model", NOW, ends))
+    await locks.take(Lock("nba-grading-service", "U07ONCALL01", "backfill", NOW, ends + timedelta(hours=1)))
+    await locks.take(Lock("all", "U07LEAD0001", "release week", NOW))
+    later = ends + timedelta(seconds=1)
+    instances = [Dispatcher(config=example_config, store=store, cloudrun=cast(CloudRunGateway, None), interval_s=1,
+                            clock=lambda: later) for _ in range(3)]
+    await asyncio.gather(*(dispatcher.tick() for dispatcher in instances))
+    assert posts(store) == [
+        ":unlock: <@U07LEAD0001>'s lock on *prediction-worker* ended at "
+        f"{ends:%Y-%m-%d %H:%M} UTC (it was for: retraining the model). Deploys by others are no longer refused; "
+        "`/lock prediction-worker ...` takes it again."]
+    assert [lock.service for lock in await locks.locks(later)] == ["all", "nba-grading-service"]
+    await instances[0].tick()
+    assert len(posts(store)) == 1, "said once"

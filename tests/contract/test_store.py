@@ -53,7 +53,7 @@ def test_migrate_creates_audit_table_and_is_idempotent(database_url: str) -> Non
         assert store.revision() is None
         store.migrate()
         store.migrate()
-        assert store.revision() == HEAD == "0009_events"
+        assert store.revision() == HEAD == "0010_held"
         engine = create_engine(database_url, poolclass=NullPool)
         schema = inspect(engine)
         assert {"alembic_version", "audit"} <= set(schema.get_table_names())

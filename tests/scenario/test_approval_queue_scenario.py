@@ -238,7 +238,8 @@ async def test_queued_deploys_run_in_order_and_the_queue_holds_after_a_rollback_
 async def test_a_queued_deploy_waits_while_someone_elses_lock_holds_the_service_and_starts_once_unlocked(
         fleet: Scenario) -> None:
     """The change gate is asked again when the queue's head would start: a lock taken while a deploy waited holds
-    it (the dispatcher looks at least once a second), and it starts by itself once the lock is gone."""
+    it (the dispatcher looks at least once a second), its requester is told so once, and it starts by itself once
+    the lock is gone."""
     service, store = "nba-phase4-precompute-processors", fleet.bot.runtime.store
     await fleet.command("oncall", f"/deploy {service} tag=v5")
     await fleet.until(lambda: _open(fleet, service), 10, "the first rollout")
@@ -259,6 +260,13 @@ async def test_a_queued_deploy_waits_while_someone_elses_lock_holds_the_service_
     assert (await asyncio.to_thread(requests(fleet).get, waiting.id)).state is RequestState.QUEUED, (  # type: ignore[union-attr]
         "someone else's lock holds the queue's head")
     assert (await asyncio.to_thread(store.open_rollout, service)) is None
+    waits = f"request #{waiting.id} (`v6` to {service}) is next in the queue, and waits"
+    said = text_of(await fleet.wait_for("oncall", lambda m: waits in text_of(m)))
+    assert f"locked by <@{LEAD}> until" in said and "backfill running" in said
+    assert f"`/queue cancel {waiting.id}` withdraws it" in said
+    await asyncio.sleep(2)
+    assert sum(waits in text_of(m) for m in await fleet.messages("oncall")) == 1, (
+        "its requester is told once what holds it, though the dispatcher looked every second")
     await fleet.command("lead", f"/unlock {service}")
     started = await reaches(fleet, waiting.id, RequestState.STARTED)
     assert started.rollout_id is not None and started.rollout_id != first.rollout.id
