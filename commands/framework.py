@@ -139,6 +139,11 @@ class Command(ABC, Generic[Request]):
         """The service the policy decides about; None for fleet-wide or read-only commands."""
         return None
 
+    async def locate(self, request: Request, runtime: Runtime) -> Request | Invalid:
+        """What a request names only by an id (an incident's number), looked up before the policy is asked, so that
+        it is decided on the service it acts on; Invalid when there is no such thing."""
+        return request
+
     def acknowledgement(self, request: Request, config: Config) -> str:
         return ""
 
@@ -262,23 +267,41 @@ def _shown(invocation: Invocation) -> str:
     return echoed(said if len(said) <= 80 else said[:79] + "…")
 
 
-def plan_command(command: Command[Any], invocation: Invocation, runtime: Runtime) -> Plan | Invalid:
-    """A slash command's request: the grammar, then the command's own parser (pure, before the ack)."""
-    action = command.action or command.name
+def _parsed(command: Command[Any], invocation: Invocation, config: Config) -> Any:
+    """The grammar, then the command's own parser (pure, before the ack): its request, or Invalid."""
     args = tokenize(invocation.text, command.usage)
-    request = args if isinstance(args, UserError) else command.parse(args, runtime.config)
+    request = args if isinstance(args, UserError) else command.parse(args, config)
     if isinstance(request, UserError):
-        return Invalid(action, request.problem,
+        return Invalid(command.action or command.name, request.problem,
                        request.text() + f"\nUsage: `{command.usage}` · `/help {command.name}` explains it.")
-    return Plan(action, command.target(request), command.needs(request),
+    return request
+
+
+def _plan(command: Command[Any], request: Any, invocation: Invocation, runtime: Runtime) -> Plan:
+    return Plan(command.action or command.name, command.target(request), command.needs(request),
                 partial(command.act, request, invocation, runtime), command.acknowledgement(request, runtime.config),
                 check=partial(command.check, request, invocation, runtime))
+
+
+def plan_command(command: Command[Any], invocation: Invocation, runtime: Runtime) -> Plan | Invalid:
+    """A slash command's request as its words alone say it (nothing looked up)."""
+    request = _parsed(command, invocation, runtime.config)
+    return request if isinstance(request, Invalid) else _plan(command, request, invocation, runtime)
+
+
+async def plan_located(command: Command[Any], invocation: Invocation, runtime: Runtime) -> Plan | Invalid:
+    """A slash command's request, with what it names by an id looked up (Command.locate) before the policy."""
+    request = _parsed(command, invocation, runtime.config)
+    if isinstance(request, Invalid):
+        return request
+    located = await command.locate(request, runtime)
+    return located if isinstance(located, Invalid) else _plan(command, located, invocation, runtime)
 
 
 async def handle(command: Command[Any], body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str:
     invocation = Invocation.from_body(body)
 
     async def prepare() -> Plan | Invalid:
-        return plan_command(command, invocation, runtime)
+        return await plan_located(command, invocation, runtime)
 
     return await guarded(runtime, invocation, prepare, Answer(runtime, invocation, ack))

@@ -37,7 +37,7 @@ from bot.render.modals import (
     silence_modal,
 )
 from commands.deploy import Deploy, plan_summary
-from commands.framework import Ack, Answer, Command, Invalid, Invocation, Plan, Runtime, guarded, plan_command
+from commands.framework import Ack, Answer, Command, Invalid, Invocation, Plan, Runtime, guarded, plan_located
 from commands.grammar import UserError, tokenize
 from commands.incidents import SilenceCommand
 from commands.rollback import Rollback
@@ -165,7 +165,7 @@ async def submit(body: Mapping[str, Any], ack: Ack, runtime: Runtime) -> str:
     await ack()
 
     async def prepare() -> Plan | Invalid:
-        return plan_command(command, invocation, runtime)
+        return await plan_located(command, invocation, runtime)
 
     return await guarded(runtime, invocation, prepare, Answer(runtime, invocation, None))
 

@@ -19,7 +19,7 @@ from bot.config import Config
 from bot.domain.timeline import Change, Said, Timeline, build, check_spans
 from bot.render.chart_data import IncidentHistory
 from bot.render.timeline import timeline_markdown
-from commands.framework import Command, Invocation, Runtime
+from commands.framework import Command, Invalid, Invocation, Runtime
 from commands.grammar import Args, UserError, check_options, check_words, resolve_service
 
 _INCIDENT = re.compile(r"#([0-9]{1,18})")
@@ -39,8 +39,8 @@ class TimelineCommand(Command[TimelineRequest]):
     action = "timeline"
     usage = "/timeline <service|#incident>"
     summary = "Upload an incident's timeline to its thread, as a Markdown postmortem draft."
-    details = ("With a service: its open incident, else its last one. `#12` names incident 12, and needs a role "
-               "that may see timelines fleet-wide.")
+    details = ("With a service: its open incident, else its last one. `#12` names incident 12, and is decided on "
+               "that incident's service, as its Timeline button is.")
     examples = ("/timeline prediction-worker", "/timeline #12")
 
     def parse(self, args: Args, config: Config) -> TimelineRequest | UserError:
@@ -55,6 +55,15 @@ class TimelineCommand(Command[TimelineRequest]):
 
     def target(self, request: TimelineRequest) -> str | None:
         return request.service
+
+    async def locate(self, request: TimelineRequest, runtime: Runtime) -> TimelineRequest | Invalid:
+        if request.incident_id is None:
+            return request
+        found = await asyncio.to_thread(runtime.incidents.incidents.by_id, request.incident_id)
+        if found is None:
+            return Invalid("timeline", "no such incident",
+                           f"There is no incident #{request.incident_id}. `/incidents` lists the open ones.")
+        return TimelineRequest(found.incident.service, request.incident_id)
 
     async def act(self, request: TimelineRequest, invocation: Invocation, runtime: Runtime) -> None:
         incidents = runtime.incidents.incidents

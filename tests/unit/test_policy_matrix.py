@@ -146,6 +146,9 @@ class Witnessed(Command[Any]):
     def target(self, request: Any) -> str | None:
         return self.real.target(request)
 
+    async def locate(self, request: Any, runtime: Runtime) -> Any:
+        return await self.real.locate(request, runtime)
+
     def needs(self, request: Any) -> str | None:
         return self.real.needs(request)
 
@@ -315,6 +318,31 @@ async def test_a_button_is_decided_on_the_service_it_acts_on_today_not_on_the_me
     refused = await handle_button(click_body("viewer", "rollout_pause", f"{other.rollout.id}:0"), Acks(), runtime)
     assert refused == "refused"
     assert said(runtime)[-1].startswith(":no_entry: You can't pause nba-grading-service: that needs the *deployer*")
+
+
+async def test_a_timeline_asked_by_incident_number_is_decided_on_that_incidents_service(
+        example_config: Config, store: Store) -> None:
+    """`/timeline #12` names no service, yet it acts on one: a team's member may ask for their service's incident by
+    number (as its Timeline button lets them) and not for another team's; a number that is no incident says so."""
+    roles = {**example_config.roles, "everyone": Role(members=("*",), may=("health", "status"))}
+    runtime = runtime_for(example_config.model_copy(update={"roles": roles}), store)
+    now = datetime.now(UTC)
+    quiet = Incident(service=SERVICE, state="open", checks=(CheckState("bigquery", now, 3, "403"),), detected_at=now,
+                     opened_at=now, announced=False)
+    stored = IncidentStore(store).save(None, quiet, "C07PREDICT1", now)
+    assert stored is not None
+    number = f"#{stored.incident.id}"
+    timeline = named("timeline")
+    assert await handle(timeline, slash_body("modeler", "/timeline", number), Acks(), runtime) == "ok"
+    assert said(runtime)[-1] == (f"Incident #{stored.incident.id} of {SERVICE} has no thread yet (it was silenced "
+                                 "from the start).")
+    assert last_row(runtime, "modeler").service == SERVICE
+    assert await handle(timeline, slash_body("grader", "/timeline", number), Acks(), runtime) == "refused"
+    assert last_row(runtime, "grader").detail == (f"You can't see the incident timelines of {SERVICE}: that needs "
+                                                  "the *deployer* role, which team *predictions* "
+                                                  "(<!subteam^S07MODELS01>) has for it.")
+    assert await handle(timeline, slash_body("grader", "/timeline", "#99999"), Acks(), runtime) == "invalid"
+    assert last_row(runtime, "grader").detail == "no such incident"
 
 
 async def test_a_stale_promote_is_refused_before_it_is_called_stale(runtime: Runtime, example_config: Config) -> None:
