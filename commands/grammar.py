@@ -70,6 +70,12 @@ def tokenize(text: str, usage: str) -> Args | UserError:
     return Args(tuple(positional), options)
 
 
+def as_value(text: str) -> str:
+    """`text` typed as one word of a command, whatever blanks or quotes (straight or curly) it holds: a form's free
+    text becomes the words it would have been typed as, and never an unclosed quote."""
+    return shlex.quote(text.translate(_QUOTES))
+
+
 def check_words(args: Args, allowed: Collection[str], usage: str) -> UserError | None:
     for word in args.words:
         if word.lower() not in allowed:

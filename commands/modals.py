@@ -23,6 +23,7 @@ from bot.render.modals import (
     DEPLOY_CALLBACK,
     DURATION_BLOCK,
     IMAGE_BLOCK,
+    OVERRIDE_BLOCK,
     REASON_BLOCK,
     REVISION_BLOCK,
     ROLLBACK_CALLBACK,
@@ -38,13 +39,15 @@ from bot.render.modals import (
 )
 from commands.deploy import Deploy, plan_summary
 from commands.framework import Ack, Answer, Command, Invalid, Invocation, Plan, Runtime, guarded, plan_located
-from commands.grammar import UserError, tokenize
+from commands.grammar import UserError, as_value, tokenize
 from commands.incidents import SilenceCommand
 from commands.rollback import Rollback
 
 STRATEGIES = ("canary", "direct")
 _SPLITS = re.compile(r"[\s\"'\u201c\u201d\u2018\u2019]")
 """What would make one value more than one word to the grammar: blanks and quotes (straight or curly)."""
+FREE_TEXT = (REASON_BLOCK, OVERRIDE_BLOCK)
+"""Fields of free text, typed as one quoted word (grammar.as_value): blanks and quotes are theirs to hold."""
 Field = tuple[str, str]
 """(block_id, the words it stands for in the typed command)."""
 
@@ -68,13 +71,15 @@ def values_of(view: Mapping[str, Any]) -> dict[str, str]:
 def deploy_fields(values: Mapping[str, str]) -> list[Field]:
     image = values.get(IMAGE_BLOCK, "")
     given = f"image={image}" if "/" in image or "@" in image else f"tag={image}" if image else ""
+    why = values.get(OVERRIDE_BLOCK, "")
     return [(SERVICE_BLOCK, values.get(SERVICE_BLOCK, "")), (STRATEGY_BLOCK, values.get(STRATEGY_BLOCK, "")),
-            (IMAGE_BLOCK, given)]
+            (IMAGE_BLOCK, given), (OVERRIDE_BLOCK, f"override={as_value(why)}" if why else "")]
 
 
 def silence_fields(values: Mapping[str, str]) -> list[Field]:
+    why = values.get(REASON_BLOCK, "")
     return [(SERVICE_BLOCK, values.get(SERVICE_BLOCK, "")), (DURATION_BLOCK, values.get(DURATION_BLOCK, "")),
-            (REASON_BLOCK, values.get(REASON_BLOCK, ""))]
+            (REASON_BLOCK, as_value(why) if why else "")]
 
 
 def rollback_fields(values: Mapping[str, str]) -> list[Field]:
@@ -90,7 +95,7 @@ def field_errors(command: Command[Any], fields: Sequence[Field], config: Config)
     """What is wrong, on the field that caused it: the first field whose words, added to those before it, make the
     command's parser give the problem the whole command gets. Empty when the command parses."""
     for block_id, words in fields:
-        if block_id != REASON_BLOCK and _SPLITS.search(words):
+        if block_id not in FREE_TEXT and _SPLITS.search(words):
             return {block_id: "One word, please: no spaces or quotes."}
     problem = _problem(command, typed(fields), config)
     if problem is None:

@@ -26,6 +26,7 @@ PLAN_BLOCK, PREVIEW_ACTION = "plan", "deploy_preview"
 DURATION_BLOCK, DURATION_ACTION = "duration", "modal_duration"
 REASON_BLOCK, REASON_ACTION = "reason", "modal_reason"
 REVISION_BLOCK, REVISION_ACTION = "revision", "modal_revision"
+OVERRIDE_BLOCK, OVERRIDE_ACTION = "override", "modal_override"
 
 DEPLOY_CALLBACK, SILENCE_CALLBACK, ROLLBACK_CALLBACK = "deploy_modal", "silence_modal", "rollback_modal"
 DURATIONS = ("30m", "1h", "2h", "4h", "1d")
@@ -104,6 +105,8 @@ def deploy_modal(origin: Origin, strategies: Sequence[str], default_strategy: st
         _service_input("Only the services in chatops' config."),
         _select(STRATEGY_BLOCK, STRATEGY_ACTION, "Strategy", [(s, s) for s in strategies], initial=default_strategy),
         _text(IMAGE_BLOCK, IMAGE_ACTION, "Image tag or full image reference", "v42, or …/repo/image:v42"),
+        _text(OVERRIDE_BLOCK, OVERRIDE_ACTION, "Past a lock or freeze window? Say why (override)",
+              "odds feed fix before tip-off", optional=True),
         {"type": "section", "block_id": PLAN_BLOCK, "text": {"type": "mrkdwn", "text": clip(shown, 3000)},
          "accessory": {"type": "button", "action_id": PREVIEW_ACTION, "value": "preview",
                        "text": plain("Preview plan")}},

@@ -14,6 +14,8 @@ from bot.config import Config
 from bot.render.modals import (
     IMAGE_ACTION,
     IMAGE_BLOCK,
+    OVERRIDE_ACTION,
+    OVERRIDE_BLOCK,
     PREVIEW_ACTION,
     REVISION_ACTION,
     REVISION_BLOCK,
@@ -81,6 +83,33 @@ async def test_the_deploy_modal_refuses_a_foreign_image_on_the_field_then_deploy
     assert running.rollout.candidate in fleet.routed(service), "Cloud Run routes traffic to the candidate"
     audit = await fleet.wait_for("oncall", lambda m: "Deploying" in m["text"] and service in m["text"])
     assert audit["kind"] == "ephemeral", "answered where /deploy was typed, as the typed command is"
+
+
+async def test_a_deploy_form_goes_past_someone_elses_lock_only_with_a_reason_from_someone_who_may(
+        fleet: Scenario) -> None:
+    """The form's override field is `override="why"` typed: empty, the lock refuses the deploy as it refuses the
+    typed command; with the lead's reason, it goes ahead and the deploy channel is told who went past what, and why."""
+    service = "nba-phase4-precompute-processors"
+    stable = fleet.serving_revision(service)
+    await fleet.command("oncall", f"/lock {service} for 1h backfill running")
+    await fleet.wait_for("oncall", lambda m: f"Locked *{service}*" in m["text"])
+    for why in ("", "odds feed fix, “before” tip-off"):
+        before = await fleet.latest_ts("lead")
+        assert (await fleet.command("lead", "/deploy"))["status"] == 200
+        await modal(fleet, "suggest", user="lead", block_id=SERVICE_BLOCK, action_id=SERVICE_ACTION, value="phase4")
+        await modal(fleet, "fill", user="lead", block_id=SERVICE_BLOCK, action_id=SERVICE_ACTION, value=service)
+        await modal(fleet, "fill", user="lead", block_id=IMAGE_BLOCK, action_id=IMAGE_ACTION, value="v3")
+        if why:
+            await modal(fleet, "fill", user="lead", block_id=OVERRIDE_BLOCK, action_id=OVERRIDE_ACTION, value=why)
+        assert (await modal(fleet, "submit", user="lead"))["views"] == [], "the form closes either way"
+        if not why:
+            refused = await fleet.wait_for("lead", lambda m: "is locked by <@U07ONCALL01>" in m["text"], after=before)
+            assert refused["kind"] == "ephemeral" and 'override="why"' in refused["text"]
+            assert fleet.routed(service) == {stable: 100}
+    told = await fleet.wait_for("viewer", lambda m: "<@U07LEAD0001> overrode change control" in m["text"])
+    assert 'odds feed fix, "before" tip-off' in told["text"] and "backfill running" in told["text"]
+    running = await fleet.rollout_state(service, "analysing", "promoted", timeout=30)
+    assert running.rollout.requested_by == "U07LEAD0001" and running.rollout.image.endswith(":v3")
 
 
 async def test_roll_back_asks_first_and_moves_traffic_only_once_confirmed(fleet: Scenario) -> None:

@@ -17,4 +17,6 @@ def test_a_modal_reads_as_its_fields_with_their_ids_values_and_errors() -> None:
     image = lines.index(next(line for line in lines if line.startswith("Image tag")))
     assert lines[image].startswith("Image tag or full image reference: v3  (plain_text_input · image modal_image)")
     assert lines[image + 1] == "! Not one of the repositories"
-    assert lines[image + 2].endswith("[Preview plan] (:press deploy_preview)")
+    assert lines[image + 2].startswith("Past a lock or freeze window? Say why (override): —  (plain_text_input · "
+                                       "override modal_override)")
+    assert lines[image + 3].endswith("[Preview plan] (:press deploy_preview)")

@@ -9,6 +9,7 @@ import pytest
 
 from bot.render.modals import (
     IMAGE_BLOCK,
+    OVERRIDE_BLOCK,
     PLAN_BLOCK,
     SERVICE_BLOCK,
     STRATEGY_BLOCK,
@@ -44,10 +45,11 @@ def test_every_modal_is_a_view_slack_accepts(view: dict[str, Any]) -> None:
 def test_the_deploy_modal_keeps_its_field_ids_when_the_plan_is_drawn() -> None:
     empty = deploy_modal(ORIGIN, ("canary", "direct"), "canary")
     planned = deploy_modal(ORIGIN, ("canary", "direct"), "canary", plan=["*Stable now:* `svc-1`"])
-    assert block_ids(empty) == block_ids(planned) == [SERVICE_BLOCK, STRATEGY_BLOCK, IMAGE_BLOCK, PLAN_BLOCK]
+    assert block_ids(empty) == block_ids(planned) == [SERVICE_BLOCK, STRATEGY_BLOCK, IMAGE_BLOCK, OVERRIDE_BLOCK,
+                                                      PLAN_BLOCK]
     strategy = planned["blocks"][1]["element"]
     assert strategy["initial_option"]["value"] == "canary"
-    assert "svc-1" in planned["blocks"][3]["text"]["text"]
+    assert "svc-1" in planned["blocks"][4]["text"]["text"]
 
 
 def test_the_type_ahead_matches_any_case_prefixes_first_and_stops_at_100() -> None:
