@@ -172,6 +172,9 @@ class DeployRequests:
     def held(self, request: QueuedDeploy, why: str, now: datetime, compose: Compose) -> bool:
         """Record that a lock or a freeze window (`why`) holds the queued `request`, saying so once: False when that
         was said already (by this instance or another), or the request has moved on."""
+        with self.store.reading() as session:  # looked at every tick while it waits: the write lock only when it must
+            if session.scalar(select(DeployRequestRow.held).where(DeployRequestRow.id == request.id)) == why:
+                return False
         with self.store.writing() as session:
             result = session.execute(
                 update(DeployRequestRow).where(DeployRequestRow.id == request.id,

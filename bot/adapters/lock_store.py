@@ -52,10 +52,13 @@ class LockStore:
         return await asyncio.to_thread(self._end_expired, now, say)
 
     def _end_expired(self, now: datetime, say: Callable[[Lock], Sequence[Message]]) -> bool:
+        over = select(LockRow).where(LockRow.until.is_not(None), LockRow.until <= now)
+        with self.store.reading() as session:  # every instance looks every tick: the write lock only when it must
+            if session.scalars(over.limit(1)).first() is None:
+                return False
         with self.store.writing() as session:
             ended = False
-            rows = session.scalars(select(LockRow).where(LockRow.until.is_not(None), LockRow.until <= now)).all()
-            for lock in [_lock(row) for row in rows]:
+            for lock in [_lock(row) for row in session.scalars(over).all()]:
                 result = session.execute(delete(LockRow).where(
                     LockRow.service == lock.service, LockRow.holder == lock.holder, LockRow.since == lock.since,
                     LockRow.until <= now))

@@ -152,6 +152,22 @@ def test_a_hold_is_said_once_and_resumed_once(store: Store) -> None:
     assert requests.hold("prediction-worker", 10, NOW, message, "held") is False, "and then never said"
 
 
+def test_what_holds_a_queued_request_is_said_once_and_again_only_when_it_changes(store: Store) -> None:
+    """Every instance's dispatcher finds the queue's head held at every tick: its requester hears of each cause once."""
+    requests = DeployRequests(store)
+    waiting = requests.add(asked(state=RequestState.QUEUED, needed=0, queued_at=NOW), lambda _: [])
+    lock = ":lock: prediction-worker is locked by <@U07LEAD0001> until 2026-12-06 20:00 UTC: backfill"
+    with ThreadPoolExecutor(3) as pool:
+        told = list(pool.map(lambda _: requests.held(waiting, lock, NOW, said), range(3)))
+    assert sorted(told) == [False, False, True] and Outbox(store).pending(request_thread(waiting.id)) == 1
+    assert requests.held(waiting, lock, NOW, said) is False, "the next tick says nothing"
+    window = ":snowflake: prediction-worker is in freeze window `pre-game` until 2026-12-06 19:00 EST"
+    assert requests.held(waiting, window, NOW, said) is True, "a new cause is said"
+    assert Outbox(store).pending(request_thread(waiting.id)) == 2
+    ended = requests.add(asked(state=RequestState.CANCELLED, needed=0), lambda _: [])
+    assert requests.held(ended, lock, NOW, said) is False, "a request no longer queued hears nothing"
+
+
 def test_the_last_rollout_of_a_service_is_what_the_queue_looks_at(store: Store) -> None:
     requests = DeployRequests(store)
     assert requests.last_rollout("prediction-worker") is None
