@@ -66,7 +66,8 @@ def empty_png() -> bytes:
 def subjects(checks: int) -> dict[str, Callable[[], bytes]]:
     stage = StageEvidence("prediction-worker", "prediction-worker-00042-new", "prediction-worker-00041-old", 25,
                           "pass", 99.0, 800.0, 20,
-                          (Measured("request logs", 4000, 3, 420.0), Measured("Cloud Monitoring", 3900, 2, 450.0)))
+                          (Measured("request logs", 4000, 3, 420.0), Measured("Cloud Monitoring", 3900, 2, 450.0)),
+                          Measured("stable, Cloud Monitoring", 74000, 20, 390.0))
     history = IncidentHistory("prediction-worker", 7,
                               tuple((f"check_{i}", iso(i), iso(i + 10)) for i in range(checks)),
                               (("acknowledged", iso(3)), ("escalated", iso(6)), ("resolved", iso(checks + 10))))
