@@ -224,7 +224,11 @@ class SlackGateway:
 
     async def respond(self, response_url: str, text: str, blocks: Blocks | None = None, *,
                       in_channel: bool = False, replace_original: bool = False) -> None:
-        """Answer through the command's response_url: works even where the bot is not a channel member."""
+        """Answer through the command's response_url: works even where the bot is not a channel member. A click in
+        the Home tab has none (Slack sends no response_url from a view): its answer is the audit row the tab shows."""
+        if not response_url.startswith(("https://", "http://")):
+            log.info("no response_url to answer on (a click in a view); the audit row tells the outcome")
+            return
         body: dict[str, Any] = {"text": text, "response_type": "in_channel" if in_channel else "ephemeral",
                                 "replace_original": replace_original}
         if blocks:

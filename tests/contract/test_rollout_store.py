@@ -89,11 +89,12 @@ def test_a_rollout_is_not_closed_while_a_command_it_never_saw_waits(store: Store
 
 
 def test_no_write_is_made_on_a_lease_that_ran_out(store: Store) -> None:
-    """The save before a Cloud Run write checks the lease on the database's clock and renews it for the write."""
+    """The save before a Cloud Run write checks the lease on the database's clock and renews it for the write. The
+    leases are seconds long, not tenths: on a loaded machine a claim and a save can take longer than 0.2 s."""
     store.create_rollout(new(), "C1")
-    (claim,) = store.claim_due("bot-a", None, lease_s=0.2)
-    assert store.save(claim, claim.rollout, renew_s=0.2), "still held: renewed"
-    time.sleep(0.3)
+    (claim,) = store.claim_due("bot-a", None, lease_s=3.0)
+    assert store.save(claim, claim.rollout, renew_s=1.0), "still held: renewed, for a second only"
+    time.sleep(1.5)
     assert not store.save(claim, claim.rollout, renew_s=30), "ran out on the database's clock: no write"
     (taken,) = store.claim_due("bot-b", None, lease_s=30)
     assert store.save(taken, taken.rollout, renew_s=30)

@@ -120,3 +120,40 @@ async def test_a_viewer_is_refused_from_the_home_tab_as_from_the_channel(fleet: 
     assert (await fleet.rollout_state(service, "analysing")).rollout.id == stored.rollout.id, "still in progress"
     await fleet.command("oncall", f"/rollback {service}")
     await fleet.rollout_state(service, "rolled_back", timeout=20)
+
+
+async def test_a_lock_is_unlocked_from_the_home_tab_by_its_holder_and_refused_to_someone_without_override(
+        fleet: Scenario) -> None:
+    """A Home tab click has no response_url: what became of it is shown at the top of the tab, from its audit row."""
+    service = "nba-grading-service"
+    await fleet.command("lead", f"/lock {service} for 2h grading backfill")
+
+    async def unlock_button(user: str) -> dict[str, Any]:
+        view = (await open_home(fleet, user))["view"]
+        found = [b["accessory"] for b in view["blocks"] if b.get("accessory", {}).get("action_id") == "lock_unlock"]
+        return found[0] if found else {}
+
+    async def shown() -> bool:
+        return bool(await unlock_button("oncall"))
+
+    await fleet.until(shown, 10, "the lock in the Home tab")
+    button = await unlock_button("oncall")
+    assert button["value"].startswith(f"{service}@") and button["confirm"]["title"]["text"] == f"Unlock {service}?"
+
+    async def clicked(user: str) -> None:
+        answer = await fleet.http.post(f"{fleet.user_side}/actions", json={
+            "user": user, "view": "home", "action_id": "lock_unlock", "value": button["value"], "confirmed": True})
+        assert answer.json()["status"] == 200
+
+    async def tab_says(user: str, words: str) -> bool:
+        tab = (await fleet.http.get(f"{fleet.user_side}/home", params={"user": user})).json()["view"]
+        return words in seen(tab)
+
+    await clicked("oncall")
+    await fleet.until(lambda: tab_says("oncall", "*override* nba-grading-service: *refused*"), 10,
+                      "the refusal in the on-call's tab")
+    assert await unlock_button("lead"), "the lock holds"
+    await clicked("lead")
+    await fleet.wait_for("viewer", lambda m: f"<@U07LEAD0001> unlocked *{service}*" in m["text"])
+    await fleet.until(lambda: tab_says("lead", "Your last click, *lock* nba-grading-service: *ok*"), 10,
+                      "the outcome in the lead's tab")
