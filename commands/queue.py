@@ -1,5 +1,6 @@
-"""`/queue [service]`, `/queue resume <service>`, `/queue cancel <request#>`, `/deny <request#> <reason>`, and a deploy
-request's Approve, Deny and Cancel buttons.
+"""`/queue [service]`, `/queue resume <service>`, `/queue cancel <request#>`, `/approve <request#>`, `/deny <request#>
+<reason>`, and a deploy request's Approve, Deny and Cancel buttons. `/queue` shows what holds the queue's head now (a
+lock, a freeze window), asked of the same change gate the dispatcher asks before it starts it.
 
 Who may approve or deny is the service's `approval.approvers` (a role, or a Slack user group), never the requester;
 who may cancel is the requester, or whoever may roll the service back. Those are decided by `deploy_queue` on the
@@ -14,9 +15,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from bot.adapters.deploy_store import DeployRequests
+from bot.adapters.lock_store import LockStore
 from bot.adapters.outbox import Message
 from bot.adapters.usergroups import MembersUnread
 from bot.config import Config
+from bot.domain.change_gate import Refusal, gate
 from bot.domain.deploy_queue import (
     LastRollout,
     QueuedDeploy,
@@ -232,19 +235,29 @@ class QueueCommand(Command[QueueRequest]):
         services = [service] if service else sorted({r.service for r in waiting})
         scope = service or "the fleet"
         blocks: list[Block] = [header(f"Deploy queue: {scope}")]
+        now = datetime.now(UTC)
+        locks = await LockStore(runtime.store).locks(now)
         for name in services:
             mine = [r for r in waiting if r.service == name]
             last = await asyncio.to_thread(requests.last_rollout, name)
             held = last is not None and last.failed and bool(mine) and not await asyncio.to_thread(
                 requests.resumed, name, last.id)
-            blocks.append(section("\n".join(_queue_lines(name, mine, last, held))))
+            head = next((r for r in mine if r.state is RequestState.QUEUED), None)
+            gated = None if head is None else gate(
+                service=name, user=head.requested_by, now=now, locks=locks, freezes=runtime.config.freeze_windows(),
+                override=head.override, may_override=bool(head.override))
+            waits = "; ".join(gated.held) if isinstance(gated, Refusal) else ""
+            blocks.append(section("\n".join(_queue_lines(name, mine, last, held, waits))))
         if len(blocks) == 1:
             blocks.append(section(f"Nothing is queued or awaiting approval for {scope}."))
-        blocks.append(context("`/queue resume <service>` · `/queue cancel <request#>` · `/deny <request#> <reason>`"))
+        blocks.append(context("`/queue resume <service>` · `/queue cancel <request#>` · `/approve <request#>` · "
+                              "`/deny <request#> <reason>`"))
         return blocks[:50]
 
 
-def _queue_lines(service: str, waiting: list[QueuedDeploy], last: LastRollout | None, held: bool) -> list[str]:
+def _queue_lines(service: str, waiting: list[QueuedDeploy], last: LastRollout | None, held: bool,
+                 waits: str = "") -> list[str]:
+    """`waits`: what holds the queue's head now (a lock, a freeze window), as the dispatcher's change gate sees it."""
     running = last is not None and last.open
     lines = [f"*{service}*"]
     if running and last is not None:
@@ -255,7 +268,9 @@ def _queue_lines(service: str, waiting: list[QueuedDeploy], last: LastRollout | 
     for request in waiting:
         if request.state is RequestState.QUEUED:
             position = queue_position(waiting, request.id, running)
-            lines.append(f"#{position} request #{request.id}: `{request.tag}` by <@{request.requested_by}>")
+            waiting_on = f" · waits: {waits}" if waits and position == 1 else ""
+            lines.append(f"#{position} request #{request.id}: `{request.tag}` by <@{request.requested_by}>"
+                         f"{waiting_on}")
         else:
             lines.append(f"awaiting approval: request #{request.id}: `{request.tag}` by <@{request.requested_by}> "
                          f"({len(request.approvals)} of {request.needed})")

@@ -267,6 +267,10 @@ async def test_a_queued_deploy_waits_while_someone_elses_lock_holds_the_service_
     await asyncio.sleep(2)
     assert sum(waits in text_of(m) for m in await fleet.messages("oncall")) == 1, (
         "its requester is told once what holds it, though the dispatcher looked every second")
+    at = await fleet.latest_ts("viewer")
+    await fleet.command("viewer", f"/queue {service}")
+    listing = await told(fleet, "viewer", "Deploy queue", at)
+    assert f"#1 request #{waiting.id}: `v6` by <@{ONCALL}> · waits: :lock: {service} is locked by <@{LEAD}>" in listing
     await fleet.command("lead", f"/unlock {service}")
     started = await reaches(fleet, waiting.id, RequestState.STARTED)
     assert started.rollout_id is not None and started.rollout_id != first.rollout.id
