@@ -279,6 +279,12 @@ def _queue_lines(service: str, waiting: list[QueuedDeploy], last: LastRollout | 
     return lines
 
 
+async def _decidable(runtime: Runtime, request_id: int, user: str, verb: RequestVerb) -> Invalid | None:
+    """Whether `user` may approve or deny request #`request_id` as it is now: the typed commands' check."""
+    found = await _request(runtime, request_id, verb)
+    return found if isinstance(found, Invalid) else await refusal(runtime, found, user, verb)
+
+
 @dataclass(frozen=True)
 class ApproveRequest:
     request_id: int
@@ -305,10 +311,7 @@ class Approve(Command[ApproveRequest]):
         return ApproveRequest(number)
 
     async def check(self, request: ApproveRequest, invocation: Invocation, runtime: Runtime) -> Invalid | None:
-        found = await _request(runtime, request.request_id, "approve")
-        if isinstance(found, Invalid):
-            return found
-        return await refusal(runtime, found, invocation.user_id, "approve")
+        return await _decidable(runtime, request.request_id, invocation.user_id, "approve")
 
     async def act(self, request: ApproveRequest, invocation: Invocation, runtime: Runtime) -> None:
         await runtime.slack.respond(invocation.response_url,
@@ -339,10 +342,7 @@ class Deny(Command[DenyRequest]):
         return DenyRequest(number, reason[:500])
 
     async def check(self, request: DenyRequest, invocation: Invocation, runtime: Runtime) -> Invalid | None:
-        found = await _request(runtime, request.request_id, "deny")
-        if isinstance(found, Invalid):
-            return found
-        return await refusal(runtime, found, invocation.user_id, "deny")
+        return await _decidable(runtime, request.request_id, invocation.user_id, "deny")
 
     async def act(self, request: DenyRequest, invocation: Invocation, runtime: Runtime) -> None:
         found = await asyncio.to_thread(DeployRequests(runtime.store).get, request.request_id)
