@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import BenchError, fmt, median, ratio, run_main, table
+from common import BenchError, add_repeats, fmt, median, ratio, repeats, run_main, table
 
 
 def rss_mb() -> float:
@@ -97,14 +97,10 @@ def peak_kb(draw: Callable[[], bytes]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=21)
+    add_repeats(parser, 21)
     parser.add_argument("--checks", type=int, default=8)
-    parser.add_argument("--quick", action="store_true", help="5 runs of each")
     args = parser.parse_args()
-    if args.quick:
-        args.repeats = 5
-    if args.repeats < 1:
-        raise BenchError("--repeats must be at least 1")
+    args.repeats = repeats(args)
     drawn = subjects(args.checks)
     sizes = {name: len(draw()) for name, draw in drawn.items()}  # the warm-up
     times: dict[str, list[float]] = {name: [] for name in drawn}

@@ -8,6 +8,7 @@ script calls from a `finally`, so Ctrl-C or an error never leaves a sandbox or a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -491,6 +492,19 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
     return ordered[rank - 1]
+
+
+def add_repeats(parser: argparse.ArgumentParser, default: int) -> None:
+    """`--repeats N` measured runs after one warm-up, and `--quick` for 5 of them (read back with `repeats`)."""
+    parser.add_argument("--repeats", type=int, default=default, help="measured runs of each, after one warm-up")
+    parser.add_argument("--quick", action="store_true", help="5 runs of each")
+
+
+def repeats(args: argparse.Namespace) -> int:
+    count = 5 if args.quick else int(args.repeats)
+    if count < 1:
+        raise BenchError("--repeats must be at least 1")
+    return count
 
 
 def median(values: Sequence[float]) -> float:

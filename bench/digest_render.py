@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from common import BenchError, fmt, median, ratio, run_main, table
+from common import add_repeats, fmt, median, ratio, repeats, run_main, table
 
 from bot.domain.analysis import Thresholds
 from bot.domain.digest import ClosedIncident, Digest, OpenIncident, digest_of
@@ -177,13 +177,9 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=1000, help="size of the fleet")
     parser.add_argument("--rollouts", type=int, default=200, help="deploys that ended in the period")
     parser.add_argument("--incidents", type=int, default=50, help="open incidents")
-    parser.add_argument("--repeats", type=int, default=51, help="measured runs of each, after one warm-up")
-    parser.add_argument("--quick", action="store_true", help="5 runs of each")
+    add_repeats(parser, 51)
     args = parser.parse_args()
-    if args.quick:
-        args.repeats = 5
-    if args.repeats < 1:
-        raise BenchError("--repeats must be at least 1")
+    args.repeats = repeats(args)
     results = [measure(name, fleet(args.services, all_in_trouble=trouble), args)
                for name, trouble in (("typical", False), ("all in trouble", True))]
 

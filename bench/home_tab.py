@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from common import BenchError, fmt, median, ratio, run_main, table
+from common import BenchError, add_repeats, fmt, median, ratio, repeats, run_main, table
 from digest_render import NOW, PLAN, fleet, runbook
 
 from bot.adapters.slack import SlackGateway
@@ -127,13 +127,9 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=1000, help="size of the fleet")
     parser.add_argument("--rollouts", type=int, default=40, help="rollouts in progress")
     parser.add_argument("--incidents", type=int, default=30, help="open incidents")
-    parser.add_argument("--repeats", type=int, default=31, help="measured runs of each, after one warm-up")
-    parser.add_argument("--quick", action="store_true", help="5 runs of each")
+    add_repeats(parser, 31)
     args = parser.parse_args()
-    if args.quick:
-        args.repeats = 5
-    if args.repeats < 1:
-        raise BenchError("--repeats must be at least 1")
+    args.repeats = repeats(args)
     try:
         results = asyncio.run(run(args))
     except Exception as exc:  # the emulator refused the tab or the report: a finding, not a figure
