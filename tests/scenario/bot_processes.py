@@ -49,12 +49,17 @@ WRITES = ("CreateService", "UpdateService", "DeleteService", "DeleteRevision")
 
 @dataclass(frozen=True)
 class Row:
-    """A rollout's row as another instance sees it: the rollout, and who holds it until when."""
+    """A rollout's row as another instance sees it: the rollout, who holds it until when, and its message."""
 
     rollout: Rollout
     open: bool
     lease_owner: str | None
     lease_expires_at: datetime | None
+    message_ts: str | None
+
+    @classmethod
+    def of(cls, row: RolloutRow) -> Row:
+        return cls(row.stored().rollout, row.open, row.lease_owner, row.lease_expires_at, row.message_ts)
 
     @property
     def state(self) -> str:
@@ -97,8 +102,7 @@ class Processes:
             query = select(RolloutRow).where(RolloutRow.service == service).order_by(RolloutRow.id.desc()).limit(1)
             with self.store.reading() as session:
                 found = session.scalars(query).first()
-                return Row(found.stored().rollout, found.open, found.lease_owner, found.lease_expires_at) \
-                    if found else None
+                return Row.of(found) if found else None
 
         return await asyncio.to_thread(read)
 

@@ -38,13 +38,13 @@ from sqlalchemy import select
 from bot.adapters.store import RolloutRow, Store
 from bot.adapters.tables import ScheduleRunRow
 from bot.config import load_config
-from bot.domain.rollout import Rollout
 from sandbox.blockkit_text import text_of
 from sandbox.runner import BotProcess, bot_environment, free_port, sandbox_config
 from sandbox.world import World, WorldOptions
 from tests import figures
 from tests.conftest import EXAMPLE_CONFIG
 from tests.postgres_schema import fresh_schema
+from tests.scenario.bot_processes import Row
 
 STAGES = (5, 100)
 LEASE_S = 4.0
@@ -67,21 +67,6 @@ def cluster_config(tmp: Path) -> Path:
     data["digests"] = [{"name": "minutely", "channel": "platform", "cron": "* * * * *", "timezone": "UTC"}]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-@dataclass(frozen=True)
-class Row:
-    """A rollout's row as any instance sees it: the rollout, and who holds it until when."""
-
-    rollout: Rollout
-    open: bool
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    message_ts: str | None
-
-    @property
-    def state(self) -> str:
-        return self.rollout.state.value
 
 
 @dataclass
@@ -148,8 +133,7 @@ class Cluster:
         def read() -> list[Row]:
             query = select(RolloutRow).where(RolloutRow.service == service).order_by(RolloutRow.id.desc())
             with self.store.reading() as session:
-                return [Row(r.stored().rollout, r.open, r.lease_owner, r.lease_expires_at, r.message_ts)
-                        for r in session.scalars(query)]
+                return [Row.of(r) for r in session.scalars(query)]
 
         return await asyncio.to_thread(read)
 
